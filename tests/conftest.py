@@ -1,0 +1,46 @@
+"""Shared fixtures: running the ``ecgi`` command, under MPI too."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+ECGI = [sys.executable, "-m", "workflow.cli"]
+MPI_ENV = {
+    "OMPI_ALLOW_RUN_AS_ROOT": "1",
+    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    "OMPI_MCA_rmaps_base_oversubscribe": "1",
+}
+os.environ.update(MPI_ENV)
+
+
+def clean_env() -> dict[str, str]:
+    """The environment without the MPI runtime variables this process may
+    carry (importing mpi4py initialises a singleton MPI job, whose variables
+    would make a child ``mpiexec`` believe it is nested in it)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "PMI_", "ORTE_", "OPAL_"))}
+    env.update(MPI_ENV)
+    return env
+
+
+def run_ecgi(*args: str, ranks: int = 1, check: bool = True, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``ecgi ARGS`` in a fresh process (``mpiexec -n ranks`` if ranks > 1)."""
+    command = [*ECGI, *map(str, args)]
+    if ranks > 1:
+        command = [shutil.which("mpiexec") or "mpiexec", "-n", str(ranks), *command]
+    kwargs.setdefault("env", clean_env())
+    kwargs.setdefault("cwd", REPO)
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def ecgi():
+    return run_ecgi

@@ -1,0 +1,125 @@
+"""Every invalid configuration is refused before any work, saying what to change."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+from mpi4py import MPI
+
+from solver.config import config_from_dict, load_config
+from solver.errors import ConfigError
+from solver.simulation import Simulation
+
+VALID = {
+    "anatomy": {"dx_mm": 0.5, "slab": {"size_mm": [4, 2, 1]}},
+    "conductivity": {"intracellular": {"longitudinal": 0.17, "transverse": 0.019}},
+    "ionic": {"model": "mitchell_schaeffer"},
+    "time": {"dt_ms": 0.05, "duration_ms": 5},
+    "stimuli": [{"amplitude_uA_per_mm3": 50, "box": {"min_mm": [0, 0, 0], "max_mm": [1, 1, 1]}}],
+}
+
+
+def changed(path: str, value):
+    config = copy.deepcopy(VALID)
+    *parents, last = path.split(".")
+    node = config
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    if value is DELETE:
+        del node[last]
+    else:
+        node[last] = value
+    return config
+
+
+DELETE = object()
+
+
+def test_valid_configuration_builds_a_simulation():
+    Simulation(config_from_dict(VALID), MPI.COMM_SELF)
+
+
+@pytest.mark.parametrize(
+    "path, value, message",
+    [
+        ("ionic.model", "hodgkin_huxley", "unknown ionic model 'hodgkin_huxley'; choose one of"),
+        ("ionic.parameters", {"g_Kx_scale": 0.5}, "has no parameter(s) g_Kx_scale"),
+        ("anatomy.dx_mm", 0.0, "dx_mm must be a positive number, got 0.0"),
+        ("anatomy.dx_mm", -0.5, "dx_mm must be a positive number"),
+        ("time.dt_ms", 0, "dt_ms must be a positive number"),
+        ("time.dt_ms", "fast", "config.time.dt_ms: expected a number, got 'fast'"),
+        ("time.duration_ms", -1, "duration_ms must be a positive number"),
+        ("time.diffusion", "spectral", "'spectral' is not one of"),
+        ("stimuli", [], "at least one stimulus"),
+        ("anatomy.slab", DELETE, "give exactly one anatomy source"),
+        ("anatomy.colour", "red", "unknown key(s) 'colour'"),
+        ("conductivity.intracellular.transverse", -0.1, "transverse must be a positive number"),
+        ("output", {"interval_ms": 0.07}, "must be a whole multiple of time.dt_ms"),
+        ("anatomy.slab", {"size_mm": [4.2, 2, 1]}, "not a whole multiple of dx"),
+    ],
+)
+def test_invalid_configuration_is_refused_with_its_message(path, value, message):
+    with pytest.raises(ConfigError) as error:
+        Simulation(config_from_dict(changed(path, value)), MPI.COMM_SELF)
+    assert message in str(error.value)
+
+
+def test_stimulus_outside_the_tissue_is_refused():
+    config = changed("stimuli", [{"amplitude_uA_per_mm3": 50, "sphere": {"centre_mm": [30, 0, 0], "radius_mm": 1}}])
+    with pytest.raises(ConfigError, match=r"stimuli\[0\] covers no tissue voxel; move or enlarge"):
+        Simulation(config_from_dict(config), MPI.COMM_SELF)
+
+
+def test_stimulus_voxel_outside_the_grid_is_refused():
+    config = changed("stimuli", [{"amplitude_uA_per_mm3": 50, "voxels": [[0, 0, 0], [99, 0, 0]]}])
+    with pytest.raises(ConfigError, match=r"stimulus voxels \[\(99, 0, 0\)\] are not tissue"):
+        Simulation(config_from_dict(config), MPI.COMM_SELF)
+
+
+def test_empty_tissue_mask_is_refused(tmp_path):
+    import numpy as np
+
+    from solver.anatomy import VoxelAnatomy
+
+    shape = (3, 3, 3)
+    with pytest.raises(ConfigError, match="tissue mask is empty"):
+        VoxelAnatomy(0.5, np.zeros(3), np.zeros(shape, bool), np.zeros(shape + (3,)),
+                     np.zeros(shape, np.int8), np.ones(shape))
+
+
+def test_unstable_explicit_step_names_the_largest_stable_dt():
+    config = changed("time", {"dt_ms": 2.0, "duration_ms": 10})
+    config["output"] = {"interval_ms": 2.0}
+    with pytest.raises(ConfigError) as error:
+        Simulation(config_from_dict(config), MPI.COMM_SELF)
+    text = str(error.value)
+    assert "exceeds the explicit diffusion stability limit" in text
+    d_l, d_t = 0.17 / 1.4, 0.019 / 1.4  # mm^2/ms
+    assert f"use dt_ms <= {0.5**2 / (2 * (d_l + 2 * d_t)):.4g}" in text
+    assert "crank-nicolson" in text
+
+
+def test_probe_outside_the_tissue_is_refused():
+    config = changed("output", {"probes": {"lost": [50, 0, 0]}})
+    with pytest.raises(ConfigError, match=r"output.probes.lost: point \[50.0, 0.0, 0.0\] mm is .* from the nearest tissue voxel"):
+        Simulation(config_from_dict(config), MPI.COMM_SELF)
+
+
+def test_missing_file_and_bad_yaml_are_reported(tmp_path):
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("anatomy: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_cli_reports_config_errors_without_traceback(tmp_path, ecgi):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(changed("ionic.model", "nonsense")))
+    proc = ecgi("simulate", path, "-o", tmp_path / "out.h5", check=False)
+    assert proc.returncode == 2
+    assert "ecgi simulate: error:" in proc.stderr and "unknown ionic model 'nonsense'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out.h5").exists()
