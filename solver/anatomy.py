@@ -131,5 +131,6 @@ def build_anatomy(config: AnatomyConfig) -> VoxelAnatomy:
     """The voxel anatomy an ``AnatomyConfig`` describes."""
     if config.slab is not None:
         return slab_anatomy(config.slab, config.dx_mm)
-    assert config.voxel_file is not None
-    return load_anatomy_file(config.voxel_file.path, config.dx_mm)
+    if config.voxel_file is not None:
+        return load_anatomy_file(config.voxel_file.path, config.dx_mm)
+    raise ConfigError(f"anatomy: built by {config.built_by!r}; pass the anatomy it built to the simulation")

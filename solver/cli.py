@@ -44,20 +44,34 @@ def _progress_printer(quiet: bool):
 
 
 def run_simulate(args: argparse.Namespace) -> int:
+    """A plain simulation configuration, or a synthetic patient (top-level
+    key ``patient``), which also writes the ECG and the 75 sites."""
     from mpi4py import MPI
 
-    from .config import load_config
+    from .config import config_from_dict
+    from .errors import ConfigError
     from .output import write_simulation
+    from .patient import PatientSimulation, load_patient_config, write_sample
     from .simulation import Simulation
+    from .typedconfig import load_yaml
 
-    config = load_config(args.config)
-    simulation = Simulation(config, MPI.COMM_WORLD)
+    data = load_yaml(args.config)
+    is_patient = isinstance(data, dict) and set(data) == {"patient"}
+    try:
+        if is_patient:
+            runner = PatientSimulation(load_patient_config(data["patient"]), MPI.COMM_WORLD)
+            simulation = runner.simulation
+        else:
+            runner = simulation = Simulation(config_from_dict(data), MPI.COMM_WORLD)
+    except ConfigError as exc:
+        raise ConfigError(f"{args.config}: {exc}") from None
     simulation.progress = _progress_printer(args.quiet)
-    result = simulation.run()
-    if result is not None:
-        path = write_simulation(args.output, result)
-        if not args.quiet:
-            print(f"wrote {path}", file=sys.stderr)
+    outcome = runner.run()
+    if outcome is None:  # not rank 0
+        return 0
+    path = write_sample(args.output, outcome) if is_patient else write_simulation(args.output, outcome)
+    if not args.quiet:
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 

@@ -6,7 +6,8 @@ neighbour b = a + s e_d (s = +-1, d the face normal axis):
 
     flux / h^2 = s * sum_m sigma_dm * dV/dx_m   (evaluated on the face)
 
-* sigma on the face is the mean of the tensors of a and b;
+* sigma on the face is the mean of the fibre tensors of a and b, times the
+  harmonic mean of their conductivity scales (see ``face_conductivity``);
 * the normal derivative is s (V_b - V_a) / h;
 * a tangential derivative (m != d) is the mean of the central differences
   across a and across b along m, each falling back to a one-sided
@@ -37,13 +38,27 @@ from .partition import TissueNumbering
 
 
 def conductivity_tensors(anatomy: VoxelAnatomy, ijk: np.ndarray, sigma: TissueConductivity) -> np.ndarray:
-    """sigma_t I + (sigma_l - sigma_t) f f^T at voxels ``ijk``, shape (m, 3, 3)."""
-    index = tuple(ijk.T)
-    f = anatomy.fibres[index]
-    scale = anatomy.conductivity_scale[index][:, None, None]
+    """sigma_t I + (sigma_l - sigma_t) f f^T at voxels ``ijk``, shape (m, 3, 3),
+    without the voxels' conductivity scale."""
+    f = anatomy.fibres[tuple(ijk.T)]
     outer = f[:, :, None] * f[:, None, :]
     eye = np.eye(3)[None]
-    return scale * (sigma.transverse * eye + (sigma.longitudinal - sigma.transverse) * outer)
+    return sigma.transverse * eye + (sigma.longitudinal - sigma.transverse) * outer
+
+
+def face_conductivity(anatomy: VoxelAnatomy, a: np.ndarray, b: np.ndarray, sigma: TissueConductivity) -> np.ndarray:
+    """Conductivity on the faces between voxels ``a`` and ``b`` (m, 3, 3).
+
+    The mean of the two fibre tensors, times the harmonic mean of the two
+    conductivity scales: a face next to non-conducting scar (scale 0) passes
+    no current, and a face inside uniform tissue keeps its plain mean.
+    """
+    sa = anatomy.conductivity_scale[tuple(a.T)]
+    sb = anatomy.conductivity_scale[tuple(b.T)]
+    total = sa + sb
+    scale = np.divide(2.0 * sa * sb, total, out=np.zeros_like(total), where=total > 0)
+    tensors = 0.5 * (conductivity_tensors(anatomy, a, sigma) + conductivity_tensors(anatomy, b, sigma))
+    return scale[:, None, None] * tensors
 
 
 def _lookup(grid: np.ndarray, ijk: np.ndarray) -> np.ndarray:
@@ -101,7 +116,7 @@ def stencil_entries(
             face = b_idx >= 0
             A, B = a_ijk[face], b_ijk[face]
             iA, iB = a_idx[face], b_idx[face]
-            sigma_face = 0.5 * (conductivity_tensors(anatomy, A, sigma) + conductivity_tensors(anatomy, B, sigma))
+            sigma_face = face_conductivity(anatomy, A, B, sigma)
             normal = sigma_face[:, d, d] / h**2
             rows += [iA, iA]
             cols += [iB, iA]

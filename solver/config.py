@@ -53,10 +53,13 @@ class AnatomyConfig:
     dx_mm: float
     slab: Optional[SlabAnatomy] = None
     voxel_file: Optional[VoxelFileAnatomy] = None
+    #: Set when another component built the anatomy (e.g. "patient": the
+    #: synthetic-patient builder); its own configuration is stored beside.
+    built_by: Optional[str] = None
 
     def validate(self) -> None:
         _positive("dx_mm", self.dx_mm)
-        chosen = [name for name in ("slab", "voxel_file") if getattr(self, name) is not None]
+        chosen = [name for name in ("slab", "voxel_file", "built_by") if getattr(self, name) is not None]
         if len(chosen) != 1:
             raise ConfigError(
                 "give exactly one anatomy source (slab or voxel_file), "
@@ -237,20 +240,12 @@ class SimulationConfig:
                 raise ConfigError(f"{name} ({interval}) must be a whole multiple of time.dt_ms ({dt})")
 
     def to_dict(self) -> dict:
-        return _stringify_paths(to_mapping(self))
+        return to_mapping(self)
 
 
 def _is_multiple(value: float, step: float) -> bool:
     ratio = value / step
     return abs(ratio - round(ratio)) < 1e-6 * max(1.0, ratio) and round(ratio) >= 1
-
-
-def _stringify_paths(obj):
-    if isinstance(obj, dict):
-        return {k: _stringify_paths(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_stringify_paths(v) for v in obj]
-    return str(obj) if isinstance(obj, Path) else obj
 
 
 def load_config(path: str | Path) -> SimulationConfig:

@@ -29,13 +29,22 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def write_simulation(path: str | Path, result: SimulationResult) -> Path:
+def write_simulation(
+    path: str | Path,
+    result: SimulationResult,
+    datasets: dict | None = None,
+    attributes: dict | None = None,
+) -> Path:
+    """Write ``result`` plus extra ``datasets`` (name -> (values, attrs)) and
+    file ``attributes`` to ``path``, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
     try:
         with h5py.File(tmp, "w") as f:
             _write_contents(f, result)
+            _write_datasets(f, datasets or {})
+            f.attrs.update(attributes or {})
             f.attrs["checksum_sha256"] = datasets_checksum(f)
             f.attrs["complete"] = True
         os.replace(tmp, path)
@@ -81,7 +90,16 @@ def _write_contents(f: h5py.File, r: SimulationResult) -> None:
         )
         data.attrs["units"] = "mV"
 
-    for name, (values, attrs) in r.extra.items():
+    _write_datasets(f, r.extra)
+
+
+def _write_datasets(f: h5py.File, datasets: dict) -> None:
+    for name, (values, attrs) in datasets.items():
+        if name in f:
+            del f[name]
+        values = np.asarray(values)
+        if values.dtype == object or values.dtype.kind == "U":
+            values = values.astype(h5py.string_dtype())
         ds = f.create_dataset(name, data=values)
         for key, value in attrs.items():
             ds.attrs[key] = value

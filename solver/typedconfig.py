@@ -46,6 +46,10 @@ def to_mapping(obj: Any) -> Any:
         return [to_mapping(x) for x in obj]
     if isinstance(obj, dict):
         return {k: to_mapping(v) for k, v in obj.items()}
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and hasattr(obj, "dtype"):  # numpy scalar
+        return obj.item()
     return obj
 
 

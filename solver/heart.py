@@ -1,0 +1,206 @@
+"""A heart ready to simulate: voxels, surfaces, coordinates, fibres, cell types.
+
+``build_heart`` turns a labelled voxel image (analytic biventricle or a user
+anatomy) into a ``Heart``:
+
+1. surfaces: LV and RV endocardium, epicardium, base;
+2. harmonic coordinates from Laplace problems on the tissue voxels
+   (``solver.laplace``, same partition as the solver): transmural depth
+   phi_epi (0 endocardium, 1 epicardium), apico-basal psi (0 apex, 1 base),
+   and phi_lv, phi_rv for the septum;
+3. the LV frame: centre, long axis (apex to base), septal and anterior axes,
+   and each voxel's circumferential angle about the long axis (0 septal,
+   90 anterior) — what AHA segments and activation sites are defined in;
+4. LDRB fibres and transmural cell-type layers (endo, mid, epi).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from mpi4py import MPI
+from scipy import ndimage
+
+from .anatomy import VoxelAnatomy
+from .biventricle import (
+    LV_CAVITY, OUTSIDE, RV_CAVITY, TISSUE, BiventricleShape, SurfaceLabels, keep_largest_component,
+    regions, surface_labels,
+)
+from .errors import ConfigError
+from .fibres import FibreAngles, ldrb_fibres
+from .ionic import ENDO, EPI, MID
+from .laplace import solve_laplace, tissue_gradient
+from .partition import TissueNumbering, number_tissue
+
+
+@dataclass
+class HeartConfig:
+    """Anatomy and tissue structure of one heart."""
+
+    dx_mm: float = 1.0
+    shape: BiventricleShape = field(default_factory=BiventricleShape)
+    #: A user anatomy instead of the analytic shape: a labelled voxel image
+    #: (.npy or .h5, see solver.user_anatomy) or a VTK tetrahedral mesh.
+    anatomy_file: Optional[Path] = None
+    fibres: FibreAngles = field(default_factory=FibreAngles)
+    #: Transmural fractions (from the endocardium) of TT06 endo and mid cells.
+    endo_fraction: float = 0.3
+    mid_fraction: float = 0.3
+    #: Fast subendocardial layer standing in for the Purkinje network.
+    fast_layer_mm: float = 1.5
+    fast_layer_conductivity_factor: float = 8.0
+    #: Wall between the cavities thinner than this is septum (LV to RV cavity distance).
+    max_septal_thickness_mm: float = 10.0
+
+    def validate(self) -> None:
+        if not self.dx_mm > 0:
+            raise ConfigError(f"dx_mm must be positive, got {self.dx_mm}")
+        if not (0 <= self.endo_fraction and 0 <= self.mid_fraction and self.endo_fraction + self.mid_fraction <= 1):
+            raise ConfigError("endo_fraction and mid_fraction must be >= 0 and sum to at most 1")
+        if self.fast_layer_mm < 0 or self.fast_layer_conductivity_factor <= 0:
+            raise ConfigError("fast_layer_mm must be >= 0 and fast_layer_conductivity_factor > 0")
+
+
+@dataclass
+class LVFrame:
+    centre: np.ndarray  #: LV cavity centroid (mm)
+    long_axis: np.ndarray  #: unit, apex to base
+    septal_axis: np.ndarray  #: unit, LV towards RV, normal to the long axis
+    anterior_axis: np.ndarray  #: long x septal... completes a right-handed frame
+
+    def cylindrical(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(height along the long axis, circumferential angle in degrees)."""
+        rel = points - self.centre
+        height = rel @ self.long_axis
+        angle = np.degrees(np.arctan2(rel @ self.anterior_axis, rel @ self.septal_axis))
+        return height, angle
+
+
+@dataclass
+class Heart:
+    anatomy: VoxelAnatomy
+    numbering: TissueNumbering
+    surfaces: SurfaceLabels  #: masks over natural tissue voxels
+    transmural: np.ndarray  #: phi_epi, natural order
+    apicobasal: np.ndarray  #: psi
+    phi_lv: np.ndarray
+    phi_rv: np.ndarray
+    frame: LVFrame
+    angle_deg: np.ndarray  #: circumferential angle about the LV axis
+    septum: np.ndarray  #: mask: wall between the two cavities
+    lv_cavity_centroid: np.ndarray
+    rv_cavity_centroid: np.ndarray
+
+    @property
+    def positions(self) -> np.ndarray:
+        return self.anatomy.position(self.numbering.ijk)
+
+
+def lv_frame(code: np.ndarray, origin: np.ndarray, dx: float, apex_point: np.ndarray) -> LVFrame:
+    """The LV axis from the cavity's principal direction, oriented away from the apex."""
+    lv = origin + dx * np.argwhere(code == LV_CAVITY)
+    rv = origin + dx * np.argwhere(code == RV_CAVITY)
+    centre = lv.mean(axis=0)
+    _, _, vt = np.linalg.svd(lv - centre, full_matrices=False)
+    axis = vt[0]
+    if (centre - apex_point) @ axis < 0:
+        axis = -axis
+    towards_rv = rv.mean(axis=0) - centre
+    septal = towards_rv - (towards_rv @ axis) * axis
+    septal /= np.linalg.norm(septal)
+    anterior = np.cross(axis, septal)
+    return LVFrame(centre, axis, septal, anterior)
+
+
+def build_heart(config: HeartConfig, comm: MPI.Comm = MPI.COMM_WORLD, code: np.ndarray | None = None,
+                origin: np.ndarray | None = None) -> Heart:
+    """Voxelise, label and orient a heart; ``code`` overrides the analytic shape."""
+    dx = config.dx_mm
+    if code is None:
+        if config.anatomy_file is not None:
+            from .user_anatomy import load_labelled_anatomy
+
+            code, origin = load_labelled_anatomy(config.anatomy_file, dx)
+            base_z = None
+        else:
+            code, origin = regions(config.shape, dx)
+            base_z = config.shape.base_z_mm
+    else:
+        base_z = None
+    code = code.copy()
+    tissue = keep_largest_component(code == TISSUE)
+    code[(code == TISSUE) & ~tissue] = OUTSIDE
+    for name, value in (("LV cavity", LV_CAVITY), ("RV cavity", RV_CAVITY)):
+        if not (code == value).any():
+            raise ConfigError(f"heart: the anatomy has no {name} voxels at dx {dx} mm; refine dx")
+    if tissue.sum() < 100:
+        raise ConfigError(f"heart: only {int(tissue.sum())} tissue voxels at dx {dx} mm; refine dx")
+    grid_labels = surface_labels(code, origin, dx, base_z)
+
+    shape = code.shape
+    numbering = number_tissue(tissue, comm.Get_size())
+    index = tuple(numbering.ijk.T)
+    surfaces = SurfaceLabels(*(getattr(grid_labels, f)[index] for f in ("lv_endo", "rv_endo", "epi", "base")))
+    placeholder = VoxelAnatomy(dx, origin, tissue, np.zeros(shape + (3,)), np.full(shape, EPI, np.int8), np.ones(shape))
+    positions = placeholder.position(numbering.ijk)
+
+    # Apex: the epicardial voxels farthest from the base, along the LV axis guess.
+    rough_axis = _rough_long_axis(code, origin, dx, positions, surfaces)
+    height = positions @ rough_axis
+    epi_height = height[surfaces.epi]
+    apex = surfaces.epi & (height <= epi_height.min() + 1.5 * dx)
+    apex_point = positions[apex].mean(axis=0)
+
+    def laplace(*boundary):
+        return solve_laplace(placeholder, numbering, list(boundary), comm)
+
+    endo = surfaces.lv_endo | surfaces.rv_endo
+    phi_epi = laplace((surfaces.epi, 1.0), (surfaces.lv_endo, 0.0), (surfaces.rv_endo, 0.0))
+    phi_lv = laplace((surfaces.epi, 0.0), (surfaces.rv_endo, 0.0), (surfaces.lv_endo, 1.0))
+    phi_rv = laplace((surfaces.epi, 0.0), (surfaces.lv_endo, 0.0), (surfaces.rv_endo, 1.0))
+    psi = laplace((surfaces.base, 1.0), (apex, 0.0))
+
+    def grad(values):
+        return tissue_gradient(values, numbering, shape, dx)
+
+    fibres_natural = ldrb_fibres(grad(psi), phi_epi, grad(phi_epi), phi_lv, grad(phi_lv), phi_rv, grad(phi_rv), config.fibres)
+    fibres = np.zeros(shape + (3,))
+    fibres[index] = fibres_natural
+
+    cell_type = np.full(shape, EPI, dtype=np.int8)
+    types = np.where(phi_epi < config.endo_fraction, ENDO,
+                     np.where(phi_epi < config.endo_fraction + config.mid_fraction, MID, EPI)).astype(np.int8)
+    cell_type[index] = types
+
+    anatomy = VoxelAnatomy(dx, origin, tissue, fibres, cell_type, np.ones(shape))
+    frame = lv_frame(code, origin, dx, apex_point)
+    _, angle = frame.cylindrical(positions)
+    septum = septum_mask(code, dx, numbering, config.max_septal_thickness_mm)
+    return Heart(
+        anatomy=anatomy, numbering=numbering, surfaces=surfaces, transmural=phi_epi, apicobasal=psi,
+        phi_lv=phi_lv, phi_rv=phi_rv, frame=frame, angle_deg=angle, septum=septum,
+        lv_cavity_centroid=origin + dx * np.argwhere(code == LV_CAVITY).mean(axis=0),
+        rv_cavity_centroid=origin + dx * np.argwhere(code == RV_CAVITY).mean(axis=0),
+    )
+
+
+def septum_mask(code: np.ndarray, dx: float, numbering: TissueNumbering, max_thickness: float) -> np.ndarray:
+    """Tissue voxels on a short path between the two cavities (natural order)."""
+    index = tuple(numbering.ijk.T)
+    to_lv = ndimage.distance_transform_edt(code != LV_CAVITY, sampling=dx)[index]
+    to_rv = ndimage.distance_transform_edt(code != RV_CAVITY, sampling=dx)[index]
+    return to_lv + to_rv <= max_thickness + 2 * dx
+
+
+def _rough_long_axis(code, origin, dx, positions, surfaces) -> np.ndarray:
+    """Base-pointing LV axis guess: principal direction of the LV cavity,
+    oriented towards the base voxels."""
+    lv = origin + dx * np.argwhere(code == LV_CAVITY)
+    centre = lv.mean(axis=0)
+    _, _, vt = np.linalg.svd(lv - centre, full_matrices=False)
+    axis = vt[0]
+    if surfaces.base.any() and (positions[surfaces.base].mean(axis=0) - centre) @ axis < 0:
+        axis = -axis
+    return axis

@@ -1,0 +1,299 @@
+"""Synthetic patients: one parameter set in, one training sample out.
+
+A ``PatientConfig`` describes a heart (shape, fibres, layers), how it is
+activated (root sites after Durrer et al. 1970, bundle branch blocks, a
+scar), its membrane (ionic model, I_Kr block), its place in the torso, and
+the solver settings.  ``PatientSimulation`` builds the heart, turns all of
+that into a monodomain simulation with the 75 sites as probes and the
+pseudo-ECG as an observer, runs it and returns the sample.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+import numpy as np
+import yaml
+from mpi4py import MPI
+
+from .config import (
+    AnatomyConfig, ConductivityConfig, IonicConfig, MembraneConfig, OutputConfig, SimulationConfig,
+    SphereRegion, StimulusConfig, TimeConfig, TissueConductivity,
+)
+from .ecg import PseudoECG, TorsoConfig, heart_to_torso, lead_field
+from .errors import ConfigError
+from .heart import Heart, HeartConfig, build_heart
+from .segments import HeartCoordinates, endocardial_point, heart_coordinates, place_sites
+from .simulation import Simulation, SimulationResult
+from .typedconfig import from_mapping, to_mapping
+from .sites import ELECTRODE_NAMES, SITE_NAMES
+
+Condition = Literal["normal", "lbbb", "rbbb"]
+
+
+@dataclass
+class RootSite:
+    """An early endocardial activation site: where, how large, and when."""
+
+    name: str
+    ventricle: Literal["lv", "rv"]
+    height: float  #: normalised LV height, 0 apex .. 1 base
+    angle_deg: float  #: about the LV axis: 0 septal, 90 anterior, -90 inferior
+    onset_ms: float = 0.0
+    radius_mm: float = 2.5
+    septal: Optional[bool] = None  #: RV roots: on the septal (True) or free wall
+
+    def validate(self) -> None:
+        if not 0.0 <= self.height <= 1.0:
+            raise ConfigError(f"root {self.name}: height must be within [0, 1], got {self.height}")
+        if self.onset_ms < 0 or self.radius_mm <= 0:
+            raise ConfigError(f"root {self.name}: onset_ms must be >= 0 and radius_mm > 0")
+
+
+def durrer_roots() -> list[RootSite]:
+    """The early activation sites of the isolated human heart (Durrer 1970):
+    three LV areas excited 0-5 ms after the onset, a posterior LV site soon
+    after, and the RV septum near the insertion of the moderator band."""
+    return [
+        RootSite("lv_mid_septal", "lv", 0.50, 0.0, onset_ms=0.0),
+        RootSite("lv_anterior_paraseptal", "lv", 0.70, 60.0, onset_ms=2.0),
+        RootSite("lv_posterior_paraseptal", "lv", 0.35, -60.0, onset_ms=4.0),
+        RootSite("lv_posterior", "lv", 0.55, -120.0, onset_ms=8.0),
+        RootSite("rv_septal_moderator_band", "rv", 0.35, 20.0, onset_ms=5.0, septal=True),
+    ]
+
+
+@dataclass
+class ScarConfig:
+    """Non-conducting core with a border zone of reduced conductivity,
+    centred in the mid-wall of one AHA segment."""
+
+    aha_segment: int
+    core_radius_mm: float = 7.0
+    border_zone_mm: float = 4.0
+    border_conductivity_scale: float = 0.3
+
+    def validate(self) -> None:
+        if not 1 <= self.aha_segment <= 17:
+            raise ConfigError(f"scar: aha_segment must be 1..17, got {self.aha_segment}")
+        if self.core_radius_mm <= 0 or self.border_zone_mm < 0:
+            raise ConfigError("scar: core_radius_mm must be > 0 and border_zone_mm >= 0")
+        if not 0 < self.border_conductivity_scale <= 1:
+            raise ConfigError("scar: border_conductivity_scale must be within (0, 1]")
+
+
+@dataclass
+class ActivationConfig:
+    condition: Condition = "normal"
+    roots: list[RootSite] = field(default_factory=durrer_roots)
+    scar: Optional[ScarConfig] = None
+    stimulus_amplitude_uA_per_mm3: float = 60.0
+    stimulus_duration_ms: float = 2.0
+
+
+def default_conductivity() -> ConductivityConfig:
+    """Myocardial conductivities (S/m) of the Niederer benchmark."""
+    return ConductivityConfig(
+        intracellular=TissueConductivity(longitudinal=0.17, transverse=0.019),
+        extracellular=TissueConductivity(longitudinal=0.62, transverse=0.24),
+    )
+
+
+@dataclass
+class PatientConfig:
+    geometry_id: str = "default"
+    heart: HeartConfig = field(default_factory=HeartConfig)
+    activation: ActivationConfig = field(default_factory=ActivationConfig)
+    conductivity: ConductivityConfig = field(default_factory=default_conductivity)
+    ionic: IonicConfig = field(default_factory=lambda: IonicConfig(model="tt06"))
+    membrane: MembraneConfig = field(default_factory=MembraneConfig)
+    time: TimeConfig = field(default_factory=lambda: TimeConfig(dt_ms=0.05, duration_ms=500.0, diffusion="auto"))
+    torso: TorsoConfig = field(default_factory=TorsoConfig)
+    output_interval_ms: float = 1.0
+    #: Sampled parameters to store with the sample (campaigns fill this in).
+    parameters: dict[str, float] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        roots = self.active_roots()
+        if not roots:
+            raise ConfigError("activation: no root site is left to start activation "
+                              f"(condition {self.activation.condition!r} removes the roots given)")
+
+    def active_roots(self) -> list[RootSite]:
+        """Roots after the block: LBBB silences the LV roots, RBBB the RV ones."""
+        blocked = {"lbbb": "lv", "rbbb": "rv"}.get(self.activation.condition)
+        return [r for r in self.activation.roots if r.ventricle != blocked]
+
+    def condition_label(self) -> str:
+        """The label a data set stores: a block, else scar, else I_Kr block, else normal."""
+        if self.activation.condition != "normal":
+            return self.activation.condition
+        if self.activation.scar is not None:
+            return "scar"
+        if self.ionic.parameters.get("g_Kr_scale", 1.0) < 1.0:
+            return "ikr_block"
+        return "normal"
+
+
+def apply_structure(heart: Heart, config: PatientConfig, coords: HeartCoordinates) -> None:
+    """Fast endocardial layer (minus blocked ventricles) and scar, in place."""
+    scale = heart.anatomy.conductivity_scale
+    index = tuple(heart.numbering.ijk.T)
+    hc = config.heart
+    if hc.fast_layer_mm > 0 and hc.fast_layer_conductivity_factor != 1.0:
+        depth = _endocardial_depth(heart)
+        lv_layer = depth["lv"] <= hc.fast_layer_mm
+        rv_layer = (depth["rv"] <= hc.fast_layer_mm) & ~lv_layer
+        layer = np.zeros(len(lv_layer), bool)
+        if config.activation.condition != "lbbb":
+            layer |= lv_layer
+        if config.activation.condition != "rbbb":
+            layer |= rv_layer
+        values = scale[index]
+        values[layer] *= hc.fast_layer_conductivity_factor
+        scale[index] = values
+    scar = config.activation.scar
+    if scar is not None:
+        centre = scar_centre(heart, coords, scar.aha_segment)
+        r = np.linalg.norm(heart.positions - centre, axis=1)
+        values = scale[index]
+        values[r <= scar.core_radius_mm + scar.border_zone_mm] *= scar.border_conductivity_scale
+        values[r <= scar.core_radius_mm] = 0.0
+        scale[index] = values
+
+
+def _endocardial_depth(heart: Heart) -> dict[str, np.ndarray]:
+    """Distance (mm) of each tissue voxel from the LV and RV endocardial surfaces."""
+    from scipy import ndimage
+
+    out = {}
+    for name, surface in (("lv", heart.surfaces.lv_endo), ("rv", heart.surfaces.rv_endo)):
+        grid = np.ones(heart.anatomy.shape, bool)
+        grid[tuple(heart.numbering.ijk[surface].T)] = False
+        out[name] = ndimage.distance_transform_edt(grid, sampling=heart.anatomy.dx)[tuple(heart.numbering.ijk.T)]
+    return out
+
+
+def scar_centre(heart: Heart, coords: HeartCoordinates, segment: int) -> np.ndarray:
+    """Mid-wall point of an AHA segment: halfway between its endocardial and
+    epicardial centre voxels."""
+    pos = heart.positions
+    endo = heart.surfaces.lv_endo & (coords.lv_segment == segment)
+    wall = (coords.lv_segment == segment) & ~heart.surfaces.lv_endo
+    if not endo.any():
+        raise ConfigError(f"scar: AHA segment {segment} has no endocardial voxels at this resolution")
+    endo_point = pos[endo].mean(axis=0)
+    endo_point = pos[np.flatnonzero(endo)[np.argmin(((pos[endo] - endo_point) ** 2).sum(1))]]
+    outer = heart.surfaces.epi & (coords.lv_segment == segment)
+    candidates = outer if outer.any() else wall
+    epi_point = pos[np.flatnonzero(candidates)[np.argmin(((pos[candidates] - endo_point) ** 2).sum(1))]]
+    return 0.5 * (endo_point + epi_point)
+
+
+@dataclass
+class Sample:
+    """The simulation result plus what a training sample needs (rank 0)."""
+
+    result: SimulationResult
+    config: PatientConfig
+    site_natural: np.ndarray
+    site_positions: np.ndarray
+
+
+class PatientSimulation:
+    """Build the heart and the monodomain problem of one patient."""
+
+    def __init__(self, config: PatientConfig, comm: MPI.Comm = MPI.COMM_WORLD):
+        self.config = config
+        self.comm = comm
+        self.heart = build_heart(config.heart, comm)
+        self.coords = heart_coordinates(self.heart)
+        apply_structure(self.heart, config, self.coords)
+        self.site_natural = place_sites(self.heart, self.coords)
+        positions = self.heart.positions
+        probes = {name: tuple(map(float, positions[i])) for name, i in zip(SITE_NAMES, self.site_natural)}
+        stimuli = [self._root_stimulus(root) for root in config.active_roots()]
+        sim_config = SimulationConfig(
+            anatomy=AnatomyConfig(dx_mm=config.heart.dx_mm, built_by="patient"),
+            conductivity=config.conductivity,
+            time=config.time,
+            stimuli=stimuli,
+            ionic=config.ionic,
+            membrane=config.membrane,
+            output=OutputConfig(interval_ms=config.output_interval_ms, probes=probes),
+        )
+        sim_config.validate()
+        self.simulation = Simulation(sim_config, comm, anatomy=self.heart.anatomy)
+        self._add_ecg()
+
+    def _root_stimulus(self, root: RootSite) -> StimulusConfig:
+        act = self.config.activation
+        voxel = endocardial_point(self.heart, self.coords, root.ventricle, root.height, root.angle_deg, root.septal)
+        return StimulusConfig(
+            amplitude_uA_per_mm3=act.stimulus_amplitude_uA_per_mm3,
+            start_ms=root.onset_ms,
+            duration_ms=act.stimulus_duration_ms,
+            sphere=SphereRegion(centre_mm=tuple(map(float, self.heart.positions[voxel])), radius_mm=max(root.radius_mm, self.heart.anatomy.dx)),
+        )
+
+    def _add_ecg(self) -> None:
+        sim, heart, cfg = self.simulation, self.heart, self.config
+        to_torso = heart_to_torso(cfg.torso, heart.frame.centre, heart.frame.long_axis, heart.frame.septal_axis)
+        local_positions = to_torso(heart.positions[sim.owned])
+        electrodes = np.array([cfg.torso.electrodes[name] for name in ELECTRODE_NAMES])
+        weights = lead_field(local_positions, electrodes, heart.anatomy.dx, cfg.torso.conductivity_S_per_m)
+        chi_cm = cfg.membrane.surface_to_volume_per_mm * cfg.membrane.capacitance_uF_per_mm2
+        sigma_i = cfg.conductivity.intracellular.longitudinal
+        sigma_m = cfg.conductivity.monodomain().longitudinal
+        sim.observers.append(PseudoECG(weights, chi_cm * sigma_i / sigma_m, sim.n_samples))
+
+    def run(self) -> Optional[Sample]:
+        result = self.simulation.run()
+        if result is None:
+            return None
+        return Sample(result, self.config, self.site_natural, self.heart.positions[self.site_natural])
+
+
+def sample_datasets(sample: Sample) -> dict:
+    """The training-sample datasets of the sample file (name -> (values, attrs))."""
+    r, cfg = sample.result, sample.config
+    dt = cfg.output_interval_ms
+    act_map = r.activation_ms
+    traces = r.probe_vm  # (T, 75) in SITE_NAMES order
+    above = traces > r.config.output.activation_threshold_mV
+    first_sample = np.where(above.any(axis=0), above.argmax(axis=0) * dt, np.nan)
+    out = {
+        "vm_sites": (traces.astype(np.float32), {"units": "mV", "dt_ms": dt}),
+        "act_sites": (act_map[sample.site_natural].astype(np.float32),
+                      {"units": "ms", "description": "interpolated first crossing of 0 mV at each site"}),
+        "act_sites_sampled": (first_sample.astype(np.float32),
+                              {"units": "ms", "description": "first output sample above 0 mV"}),
+        "site_names": (np.array(SITE_NAMES, dtype=object), {}),
+        "site_positions": (sample.site_positions, {"units": "mm", "frame": "heart"}),
+    }
+    for name in ("electrodes", "leads"):
+        values, attrs = r.extra[name]
+        out[name] = (values, {**attrs, "dt_ms": dt})
+    return out
+
+
+def patient_attributes(config: PatientConfig) -> dict:
+    """File attributes of a sample: what it is, for data set building."""
+    return {
+        "geometry_id": config.geometry_id,
+        "condition": config.condition_label(),
+        "parameters_json": json.dumps(config.parameters, sort_keys=True),
+        "patient_yaml": yaml.safe_dump(to_mapping(config), sort_keys=False),
+    }
+
+
+def load_patient_config(data: dict, where: str = "patient") -> PatientConfig:
+    return from_mapping(PatientConfig, data, where)
+
+
+def write_sample(path, sample: Sample):
+    """The sample file: the simulation file plus the training-sample datasets."""
+    from .output import write_simulation
+
+    return write_simulation(path, sample.result, sample_datasets(sample), patient_attributes(sample.config))
