@@ -274,6 +274,17 @@ def _log(x):
     return e * _LN2 + _LOG_LOGC[j] + p
 
 
+# _derived indexes the parameter vector by position, in this order.
+assert tuple(_DEFAULT_PARAMETERS) == (
+    "g_Na_scale", "g_CaL_scale", "g_Kr_scale", "g_Ks_scale", "g_K1_scale",  # 0-4
+    "g_to_scale", "g_NaCa_scale", "g_NaK_scale", "g_pCa_scale", "g_pK_scale",  # 5-9
+    "g_bNa_scale", "g_bCa_scale", "V_rel_scale", "V_up_scale",  # 10-13
+    "Ko", "Cao", "Nao", "T",  # 14-17
+    "g_Na", "g_CaL", "g_Kr", "g_K1",  # 18-21
+    "g_to_endo", "g_to_mid", "g_to_epi", "g_Ks_endo", "g_Ks_mid", "g_Ks_epi",  # 22-27
+    "p_KNa", "stim_K_fraction", "tau_f2_cellml",  # 28-30
+)
+
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def _derived(p, dt):
