@@ -9,7 +9,7 @@ def spatial_velocity(leads: np.ndarray, dt_ms: float) -> np.ndarray:
     return np.sqrt((np.gradient(leads, dt_ms, axis=0) ** 2).sum(axis=1))
 
 
-def qrs_interval(leads: np.ndarray, dt_ms: float, threshold: float = 0.1, quiet_ms: float = 15.0) -> tuple[float, float]:
+def qrs_interval(leads: np.ndarray, dt_ms: float, threshold: float = 0.04, quiet_ms: float = 15.0) -> tuple[float, float]:
     """QRS onset and offset (ms) from the leads' spatial velocity.
 
     Onset: first sample whose spatial velocity exceeds ``threshold`` times its

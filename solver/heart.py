@@ -51,6 +51,9 @@ class HeartConfig:
     #: Fast subendocardial layer standing in for the Purkinje network.
     fast_layer_mm: float = 1.5
     fast_layer_conductivity_factor: float = 8.0
+    #: The layer stops below this normalised height (0 apex, 1 base): the
+    #: Purkinje network is sparse near the base, which activates last.
+    fast_layer_max_height: float = 0.8
     #: Wall between the cavities thinner than this is septum (LV to RV cavity distance).
     max_septal_thickness_mm: float = 10.0
 
@@ -90,6 +93,7 @@ class Heart:
     frame: LVFrame
     angle_deg: np.ndarray  #: circumferential angle about the LV axis
     septum: np.ndarray  #: mask: wall between the two cavities
+    lv_side: np.ndarray  #: mask: nearer the LV cavity than the RV cavity
     lv_cavity_centroid: np.ndarray
     rv_cavity_centroid: np.ndarray
 
@@ -177,21 +181,24 @@ def build_heart(config: HeartConfig, comm: MPI.Comm = MPI.COMM_WORLD, code: np.n
     anatomy = VoxelAnatomy(dx, origin, tissue, fibres, cell_type, np.ones(shape))
     frame = lv_frame(code, origin, dx, apex_point)
     _, angle = frame.cylindrical(positions)
-    septum = septum_mask(code, dx, numbering, config.max_septal_thickness_mm)
+    to_lv, to_rv = cavity_distances(code, dx, numbering)
+    septum = to_lv + to_rv <= config.max_septal_thickness_mm + 2 * dx
     return Heart(
         anatomy=anatomy, numbering=numbering, surfaces=surfaces, transmural=phi_epi, apicobasal=psi,
-        phi_lv=phi_lv, phi_rv=phi_rv, frame=frame, angle_deg=angle, septum=septum,
+        phi_lv=phi_lv, phi_rv=phi_rv, frame=frame, angle_deg=angle, septum=septum, lv_side=to_lv <= to_rv,
         lv_cavity_centroid=origin + dx * np.argwhere(code == LV_CAVITY).mean(axis=0),
         rv_cavity_centroid=origin + dx * np.argwhere(code == RV_CAVITY).mean(axis=0),
     )
 
 
-def septum_mask(code: np.ndarray, dx: float, numbering: TissueNumbering, max_thickness: float) -> np.ndarray:
-    """Tissue voxels on a short path between the two cavities (natural order)."""
+def cavity_distances(code: np.ndarray, dx: float, numbering: TissueNumbering) -> tuple[np.ndarray, np.ndarray]:
+    """Distance (mm) of each tissue voxel from the LV and from the RV cavity.
+
+    The septum is the wall on a short path between the two cavities."""
     index = tuple(numbering.ijk.T)
     to_lv = ndimage.distance_transform_edt(code != LV_CAVITY, sampling=dx)[index]
     to_rv = ndimage.distance_transform_edt(code != RV_CAVITY, sampling=dx)[index]
-    return to_lv + to_rv <= max_thickness + 2 * dx
+    return to_lv, to_rv
 
 
 def _rough_long_axis(code, origin, dx, positions, surfaces) -> np.ndarray:

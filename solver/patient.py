@@ -21,6 +21,7 @@ from .config import (
     AnatomyConfig, ConductivityConfig, IonicConfig, MembraneConfig, OutputConfig, SimulationConfig,
     SphereRegion, StimulusConfig, TimeConfig, TissueConductivity,
 )
+from .calibration import VelocityTargets, calibrate_shared, scaled_conductivity
 from .ecg import PseudoECG, TorsoConfig, heart_to_torso, lead_field
 from .errors import ConfigError
 from .heart import Heart, HeartConfig, build_heart
@@ -111,6 +112,10 @@ class PatientConfig:
     time: TimeConfig = field(default_factory=lambda: TimeConfig(dt_ms=0.05, duration_ms=500.0, diffusion="auto"))
     torso: TorsoConfig = field(default_factory=TorsoConfig)
     output_interval_ms: float = 1.0
+    #: Conduction velocities to calibrate the conductivities to on this grid
+    #: (replaces the conductivities' scale and the fast-layer factor); None
+    #: uses ``conductivity`` and ``heart.fast_layer_conductivity_factor`` as given.
+    calibration: Optional[VelocityTargets] = field(default_factory=VelocityTargets)
     #: Sampled parameters to store with the sample (campaigns fill this in).
     parameters: dict[str, float] = field(default_factory=dict)
 
@@ -136,6 +141,18 @@ class PatientConfig:
         return "normal"
 
 
+def calibrated(config: PatientConfig, comm: MPI.Comm) -> PatientConfig:
+    """The configuration with conductivities calibrated for its grid and model."""
+    from dataclasses import replace
+
+    cal = calibrate_shared(comm, config.calibration, config.heart.dx_mm, config.time.dt_ms,
+                           config.ionic, config.membrane)
+    heart = config.heart
+    if cal.fast_layer_factor is not None:
+        heart = replace(heart, fast_layer_conductivity_factor=cal.fast_layer_factor)
+    return replace(config, heart=heart, conductivity=scaled_conductivity(config.conductivity, cal), calibration=None)
+
+
 def apply_structure(heart: Heart, config: PatientConfig, coords: HeartCoordinates) -> None:
     """Fast endocardial layer (minus blocked ventricles) and scar, in place."""
     scale = heart.anatomy.conductivity_scale
@@ -143,8 +160,9 @@ def apply_structure(heart: Heart, config: PatientConfig, coords: HeartCoordinate
     hc = config.heart
     if hc.fast_layer_mm > 0 and hc.fast_layer_conductivity_factor != 1.0:
         depth = _endocardial_depth(heart)
-        lv_layer = depth["lv"] <= hc.fast_layer_mm
-        rv_layer = (depth["rv"] <= hc.fast_layer_mm) & ~lv_layer
+        below = coords.height <= hc.fast_layer_max_height
+        lv_layer = (depth["lv"] <= hc.fast_layer_mm) & below
+        rv_layer = (depth["rv"] <= hc.fast_layer_mm) & below & ~lv_layer
         layer = np.zeros(len(lv_layer), bool)
         if config.activation.condition != "lbbb":
             layer |= lv_layer
@@ -205,6 +223,8 @@ class PatientSimulation:
     """Build the heart and the monodomain problem of one patient."""
 
     def __init__(self, config: PatientConfig, comm: MPI.Comm = MPI.COMM_WORLD):
+        if config.calibration is not None:
+            config = calibrated(config, comm)
         self.config = config
         self.comm = comm
         self.heart = build_heart(config.heart, comm)

@@ -76,7 +76,7 @@ def heart_coordinates(heart: Heart) -> HeartCoordinates:
     h = (height - lv_h.min()) / (lv_h.max() - lv_h.min())
     rv_h = height[s.rv_endo]
     h_rv = (height - rv_h.min()) / (rv_h.max() - rv_h.min())
-    lv_side = heart.phi_lv >= heart.phi_rv
+    lv_side = heart.lv_side
     lv_seg = np.where(lv_side, aha_segment(h, angle), 0)
     free = ~lv_side & ~heart.septum
     free_angles = _wrap(angle[free & s.rv_endo])
@@ -101,7 +101,8 @@ def place_sites(heart: Heart, coords: HeartCoordinates | None = None) -> np.ndar
     """Natural voxel index of each of the 75 sites, in ``SITE_NAMES`` order."""
     coords = coords or heart_coordinates(heart)
     pos, s = heart.positions, heart.surfaces
-    tissue = np.ones(len(pos), bool)
+    # Mid-wall sites avoid the surfaces where the wall is a few voxels thick.
+    interior = ~(s.lv_endo | s.rv_endo | s.epi | s.base)
     chosen: dict[str, int] = {}
     for seg in range(1, 18):
         chosen[f"AHA{seg:02d}"] = _segment_centre_voxel(pos, s.lv_endo & (coords.lv_segment == seg))
@@ -118,7 +119,7 @@ def place_sites(heart: Heart, coords: HeartCoordinates | None = None) -> np.ndar
     for name in SITE_NAMES:
         if name.startswith("MID_"):
             endo, epi = chosen[name[4:]], chosen["EPI_" + name[4:]]
-            chosen[name] = _nearest(pos, tissue, 0.5 * (pos[endo] + pos[epi]))
+            chosen[name] = _nearest(pos, interior, 0.5 * (pos[endo] + pos[epi]))
         elif name.startswith("SEPTM_"):
             _, lv_name, rv_name = name.split("_")
             chosen[name] = _nearest(pos, heart.septum, 0.5 * (pos[chosen[lv_name]] + pos[chosen[rv_name]]))

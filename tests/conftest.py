@@ -44,3 +44,11 @@ def run_ecgi(*args: str, ranks: int = 1, check: bool = True, timeout: float = 60
 @pytest.fixture
 def ecgi():
     return run_ecgi
+
+
+@pytest.fixture(autouse=True, scope="session")
+def calibration_cache(tmp_path_factory):
+    """Keep the conduction-velocity calibration cache inside the test session."""
+    path = tmp_path_factory.mktemp("ecgi-cache")
+    os.environ["ECGI_CACHE_DIR"] = str(path)
+    yield path

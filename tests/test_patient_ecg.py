@@ -1,0 +1,103 @@
+"""Synthetic patients: the ECG, the blocks and the scar."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+from mpi4py import MPI
+
+from solver.ecg import twelve_leads
+from solver.ecg_measures import qrs_duration
+from solver.patient import ActivationConfig, PatientConfig, PatientSimulation, ScarConfig, load_patient_config
+from solver.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES
+
+
+def coarse_patient(**activation) -> dict:
+    return {
+        "geometry_id": "coarse",
+        "heart": {"dx_mm": 2.5},
+        "activation": activation,
+        "ionic": {"model": "mitchell_schaeffer"},
+        "time": {"dt_ms": 0.1, "duration_ms": 60, "diffusion": "auto"},
+    }
+
+
+def test_lead_formulas_are_exact():
+    rng = np.random.default_rng(0)
+    e = rng.normal(size=(7, 10))
+    leads = twelve_leads(e)
+    ra, la, ll = e[:, 0], e[:, 1], e[:, 2]
+    wct = (ra + la + ll) / 3
+    np.testing.assert_allclose(leads[:, LEAD_NAMES.index("I")], la - ra)
+    np.testing.assert_allclose(leads[:, LEAD_NAMES.index("II")], ll - ra)
+    np.testing.assert_allclose(leads[:, LEAD_NAMES.index("III")], ll - la)
+    np.testing.assert_allclose(leads[:, LEAD_NAMES.index("aVR")], 1.5 * (ra - wct))
+    np.testing.assert_allclose(leads[:, LEAD_NAMES.index("aVL")], 1.5 * (la - wct))
+    np.testing.assert_allclose(leads[:, LEAD_NAMES.index("aVF")], 1.5 * (ll - wct))
+    for k in range(1, 7):
+        np.testing.assert_allclose(leads[:, LEAD_NAMES.index(f"V{k}")], e[:, ELECTRODE_NAMES.index(f"V{k}")] - wct)
+    # Einthoven: II = I + III; the augmented leads sum to zero.
+    np.testing.assert_allclose(leads[:, 1], leads[:, 0] + leads[:, 2])
+    np.testing.assert_allclose(leads[:, 3:6].sum(axis=1), 0, atol=1e-12)
+
+
+def test_uniform_vm_gives_a_zero_ecg():
+    patient = PatientSimulation(load_patient_config(coarse_patient()), MPI.COMM_SELF)
+    sim = patient.simulation
+    ecg = sim.observers[0]
+    v, rate = sim.operator.matrix.createVecs()
+    v.set(-30.0)
+    sim.operator.matrix.mult(v, rate)
+    ecg.record(0, v.array, rate.array)
+    # A uniform field drives no current: the sources, and so the ECG, vanish
+    # (to round-off relative to a typical beat's potentials, ~0.1 mV).
+    assert np.abs(ecg.potentials[0]).max() < 1e-9
+
+
+@pytest.mark.parametrize("activation", [{}, {"condition": "lbbb"}])
+def test_ecg_and_sites_are_identical_on_one_and_two_ranks(tmp_path, ecgi, activation):
+    config = tmp_path / "patient.yaml"
+    config.write_text(yaml.safe_dump({"patient": coarse_patient(**activation)}))
+    for ranks in (1, 2):
+        ecgi("simulate", config, "-o", tmp_path / f"r{ranks}.h5", "--quiet", ranks=ranks)
+    with h5py.File(tmp_path / "r1.h5") as one, h5py.File(tmp_path / "r2.h5") as two:
+        assert one["leads"].shape == (60, 12) and one["vm_sites"].shape == (60, 75)
+        assert one["leads"].attrs["dt_ms"] == 1.0
+        assert [n.decode() for n in one["site_names"][:]] == list(SITE_NAMES)
+        assert np.abs(one["leads"][:]).max() > 1e-3  # a real signal
+        np.testing.assert_allclose(two["leads"][:], one["leads"][:], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(two["electrodes"][:], one["electrodes"][:], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(two["act_sites"][:], one["act_sites"][:], atol=1e-4)
+        np.testing.assert_allclose(two["vm_sites"][:], one["vm_sites"][:], atol=1e-3)
+
+
+def test_scar_core_never_activates_and_border_conducts_slowly():
+    data = coarse_patient(scar={"aha_segment": 5, "core_radius_mm": 6.0})
+    data["time"]["duration_ms"] = 150
+    config = load_patient_config(data)
+    patient = PatientSimulation(config, MPI.COMM_SELF)
+    scale = patient.heart.anatomy.conductivity_scale[tuple(patient.heart.numbering.ijk.T)]
+    core = scale == 0
+    assert core.sum() > 5
+    result = patient.run().result
+    assert np.isnan(result.activation_ms[core]).all()
+    assert np.isfinite(result.activation_ms[~core]).mean() > 0.95
+    assert config.condition_label() == "scar"
+
+
+@pytest.mark.parametrize("condition, qrs_range", [("normal", (80, 110)), ("lbbb", (120, 200)), ("rbbb", (120, 200))])
+def test_qrs_duration_of_the_default_heart(condition, qrs_range):
+    """The evidence of the example patients at dx 1 mm (calibrated velocities)."""
+    data = yaml.safe_load(open(f"examples/patients/{condition}.yaml"))["patient"]
+    data["time"]["duration_ms"] = 200
+    data["ionic"] = {"model": "mitchell_schaeffer"}
+    sample = PatientSimulation(load_patient_config(data), MPI.COMM_SELF).run()
+    leads = sample.result.extra["leads"][0].astype(float)
+    assert qrs_range[0] <= qrs_duration(leads, 1.0) <= qrs_range[1]
+
+
+def test_blocks_without_roots_are_refused():
+    with pytest.raises(Exception, match="no root site is left"):
+        load_patient_config(coarse_patient(condition="lbbb", roots=[
+            {"name": "lv_only", "ventricle": "lv", "height": 0.5, "angle_deg": 0}]))
