@@ -95,21 +95,34 @@ def cable_velocity(
 
 
 def calibrate_sigma(target: float, dx: float, dt: float, ionic: IonicConfig, membrane: MembraneConfig,
-                    sigma0: float = 0.13, tolerance: float = 0.005, max_iterations: int = 20) -> tuple[float, float]:
-    """Conductivity (S/m) whose cable velocity is ``target`` (m/s) within ``tolerance``."""
+                    sigma0: float = 0.13, tolerance: float = 0.005, max_iterations: int = 30) -> tuple[float, float]:
+    """Conductivity (S/m) whose cable velocity is ``target`` (m/s) within ``tolerance``.
+
+    Fixed-point steps sigma <- sigma (target / v)^2 until the target is
+    bracketed, then bisection in log(sigma): on very coarse grids velocity
+    is not exactly proportional to sqrt(sigma) and the fixed point can cycle.
+    """
+    lo = hi = None  # (sigma, velocity) below and above the target
     sigma = sigma0
-    velocity = float("nan")
     for _ in range(max_iterations):
         velocity = cable_velocity(sigma, dx, dt, ionic, membrane)
-        if math.isnan(velocity):
-            sigma *= 2.0  # below the propagation threshold: conduct more
-            continue
-        if abs(velocity - target) <= tolerance * target:
+        if not math.isnan(velocity) and abs(velocity - target) <= tolerance * target:
             return sigma, velocity
-        sigma *= min(10.0, max(0.1, (target / velocity) ** 2))
+        if math.isnan(velocity) or velocity < target:
+            lo = (sigma, velocity)
+        else:
+            hi = (sigma, velocity)
+        if lo is not None and hi is not None:
+            sigma = math.sqrt(lo[0] * hi[0])
+        elif math.isnan(velocity):
+            sigma *= 2.0  # below the propagation threshold: conduct more
+        else:
+            sigma *= min(10.0, max(0.1, (target / velocity) ** 2))
+    best = min((p for p in (lo, hi) if p and not math.isnan(p[1])), key=lambda p: abs(p[1] - target), default=None)
     raise ConfigError(
-        f"calibration did not reach {target} m/s at dx {dx} mm, dt {dt} ms with {ionic.model} "
-        f"(last: sigma {sigma:.4g} S/m gives {velocity:.4g} m/s); the grid may be too coarse"
+        f"calibration did not reach {target:.4g} m/s at dx {dx} mm, dt {dt} ms with {ionic.model} "
+        f"(closest: sigma {best[0]:.4g} S/m gives {best[1]:.4g} m/s); the grid may be too coarse"
+        if best else f"calibration found no propagating conductivity at dx {dx} mm, dt {dt} ms"
     )
 
 

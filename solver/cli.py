@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -32,9 +33,40 @@ def add_commands(commands) -> None:
         "--diffusion", default="auto", choices=["auto", "explicit", "crank-nicolson", "backward-euler"],
         help="diffusion scheme (auto: explicit when stable, else Crank-Nicolson)",
     )
+    niederer.add_argument(
+        "--calibrated", action="store_true",
+        help="calibrate the conductivities so that cables on this grid conduct as fast as on a "
+        "converged grid (dx 0.025 mm) with the benchmark's conductivities",
+    )
     niederer.add_argument("--json", action="store_true", help="print one JSON object")
     niederer.add_argument("--quiet", action="store_true", help="no progress line")
     niederer.set_defaults(handler=run_niederer)
+
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="conductivities that give target conduction velocities on a grid",
+        description="Find (by 1-D cable runs) the monodomain conductivities that give the target "
+        "conduction velocities for this dx, dt and ionic model, and cache them. Coarse grids "
+        "conduct too slowly; calibrated conductivities make them right in time.",
+    )
+    calibrate.add_argument("--dx", type=float, required=True, help="voxel size (mm)")
+    calibrate.add_argument("--dt", type=float, required=True, help="time step (ms)")
+    calibrate.add_argument("--model", default="tt06", help="ionic model (default tt06)")
+    calibrate.add_argument("--longitudinal", type=float, default=0.5, help="target along fibres (m/s)")
+    calibrate.add_argument("--transverse", type=float, default=0.2, help="target across fibres (m/s)")
+    calibrate.add_argument("--fast-layer", type=float, default=1.2, help="target in the fast endocardial layer (m/s); 0 to skip")
+    calibrate.add_argument("--no-cache", action="store_true", help="recompute even if cached")
+    calibrate.add_argument("--json", action="store_true", help="print one JSON object")
+    calibrate.set_defaults(handler=run_calibrate)
+
+    plot = commands.add_parser(
+        "plot", help="figures of a sample file (ECG, activation slices, AHA bullseye)",
+        description="Write PNG figures of a synthetic-patient sample: the 12-lead ECG in the "
+        "standard 4x3 layout, activation-time slices and the AHA bullseye of site activation times.",
+    )
+    plot.add_argument("sample", help="sample HDF5 written by `ecgi simulate`")
+    plot.add_argument("-o", "--output", default=".", help="directory for the PNGs (default .)")
+    plot.set_defaults(handler=run_plot)
 
 
 def _progress_printer(quiet: bool):
@@ -78,10 +110,13 @@ def run_simulate(args: argparse.Namespace) -> int:
 def run_niederer(args: argparse.Namespace) -> int:
     from mpi4py import MPI
 
-    from .niederer import activation_at_points, niederer_config, points_mm
+    from .niederer import activation_at_points, calibrated_niederer_config, niederer_config, points_mm
     from .simulation import Simulation
 
-    simulation = Simulation(niederer_config(args.dx, args.dt, args.diffusion), MPI.COMM_WORLD)
+    config = niederer_config(args.dx, args.dt, args.diffusion)
+    if args.calibrated:
+        config = calibrated_niederer_config(config, MPI.COMM_WORLD)
+    simulation = Simulation(config, MPI.COMM_WORLD)
     simulation.progress = _progress_printer(args.quiet or args.json)
     result = simulation.run()
     if result is None:
@@ -92,6 +127,8 @@ def run_niederer(args: argparse.Namespace) -> int:
         "dt_ms": args.dt,
         "diffusion": result.provenance["diffusion_scheme"],
         "ranks": result.provenance["ranks"],
+        "calibrated": args.calibrated,
+        "conductivity_S_per_m": dataclasses.asdict(config.conductivity.monodomain()),
         "wall_time_s": round(result.provenance["wall_time_s"], 3),
         "activation_ms": {k: round(v, 3) for k, v in times.items()},
     }
@@ -103,4 +140,37 @@ def run_niederer(args: argparse.Namespace) -> int:
         print(f"{'point (mm)':>14}  activation (ms)")
         for label, t in times.items():
             print(f"{label:>14}  {t:10.2f}")
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    from mpi4py import MPI
+
+    from .calibration import VelocityTargets, calibrate_shared
+    from .config import IonicConfig, MembraneConfig
+
+    targets = VelocityTargets(args.longitudinal, args.transverse, args.fast_layer or None)
+    targets.validate()
+    ionic = IonicConfig(model=args.model)
+    ionic.validate()
+    result = calibrate_shared(MPI.COMM_WORLD, targets, args.dx, args.dt, ionic, MembraneConfig(),
+                              use_cache=not args.no_cache)
+    if MPI.COMM_WORLD.Get_rank() != 0:
+        return 0
+    if args.json:
+        print(json.dumps(dataclasses.asdict(result)))
+        return 0
+    print(f"calibrated for dx {args.dx} mm, dt {args.dt} ms, {args.model}:")
+    print(f"  longitudinal sigma {result.longitudinal_S_per_m:.5g} S/m -> {result.velocities_m_per_s['longitudinal']:.4g} m/s")
+    print(f"  transverse   sigma {result.transverse_S_per_m:.5g} S/m -> {result.velocities_m_per_s['transverse']:.4g} m/s")
+    if result.fast_layer_factor is not None:
+        print(f"  fast layer   x{result.fast_layer_factor:.4g} -> {result.velocities_m_per_s['fast_layer']:.4g} m/s")
+    return 0
+
+
+def run_plot(args: argparse.Namespace) -> int:
+    from .plots import plot_sample
+
+    for path in plot_sample(args.sample, args.output):
+        print(path)
     return 0

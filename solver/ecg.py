@@ -1,7 +1,7 @@
 """Torso electrodes, the pseudo-ECG, and the 12 standard leads.
 
-The heart sits in a torso frame (mm; x to the patient's left, y anterior,
-z superior) with its centre at the origin.  Its own frame (LV long axis z
+The heart sits in a right-handed torso frame (mm; x to the patient's right,
+y anterior, z superior: RAS) with its centre at the origin.  Its own frame (LV long axis z
 from apex to base, septum +x, anterior +y; see solver.heart) is rotated so
 that the long axis points from the apex up, to the right and backwards, as
 in a normal chest: the apex lies left, anterior and inferior.  ``TorsoConfig``
@@ -30,21 +30,23 @@ Vector3 = tuple[float, float, float]
 
 #: Standard placement relative to the heart centre (mm, torso frame).
 DEFAULT_ELECTRODES: dict[str, Vector3] = {
-    "RA": (-300.0, 0.0, 250.0),  # right arm
-    "LA": (300.0, 0.0, 250.0),  # left arm
-    "LL": (100.0, 0.0, -500.0),  # left leg
-    "RL": (-100.0, 0.0, -500.0),  # right leg (ground)
-    "V1": (-30.0, 110.0, 40.0),  # 4th intercostal space, right sternal border
-    "V2": (30.0, 110.0, 40.0),  # 4th intercostal space, left sternal border
-    "V3": (65.0, 105.0, 15.0),  # between V2 and V4
-    "V4": (95.0, 90.0, -10.0),  # 5th intercostal space, mid-clavicular line
-    "V5": (130.0, 60.0, -10.0),  # anterior axillary line
-    "V6": (155.0, 15.0, -10.0),  # mid-axillary line
+    "RA": (300.0, 0.0, 250.0),  # right arm
+    "LA": (-300.0, 0.0, 250.0),  # left arm
+    "LL": (-100.0, 0.0, -500.0),  # left leg
+    "RL": (100.0, 0.0, -500.0),  # right leg (ground)
+    "V1": (30.0, 110.0, 40.0),  # 4th intercostal space, right sternal border
+    "V2": (-30.0, 110.0, 40.0),  # 4th intercostal space, left sternal border
+    "V3": (-65.0, 105.0, 15.0),  # between V2 and V4
+    "V4": (-95.0, 90.0, -10.0),  # 5th intercostal space, mid-clavicular line
+    "V5": (-130.0, 60.0, -10.0),  # anterior axillary line
+    "V6": (-155.0, 15.0, -10.0),  # mid-axillary line
 }
 
-#: Heart long axis (apex to base) and septal axis in the torso frame.
-_BASE_DIRECTION = np.array([-0.55, -0.45, 0.70])
-_SEPTAL_DIRECTION = np.array([-0.6, 0.75, 0.1])
+#: Heart long axis (apex to base: right, posterior, superior) and septal
+#: axis (LV towards RV: right and anterior) in the torso frame; the heart's
+#: anterior axis, base x septal, then faces left, anterior and superior.
+_BASE_DIRECTION = np.array([0.55, -0.45, 0.70])
+_SEPTAL_DIRECTION = np.array([0.6, 0.75, 0.1])
 
 
 @dataclass
