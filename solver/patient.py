@@ -116,6 +116,8 @@ class PatientConfig:
     #: (replaces the conductivities' scale and the fast-layer factor); None
     #: uses ``conductivity`` and ``heart.fast_layer_conductivity_factor`` as given.
     calibration: Optional[VelocityTargets] = field(default_factory=VelocityTargets)
+    #: Condition label stored in data sets; derived from the settings when None.
+    label: Optional[str] = None
     #: Sampled parameters to store with the sample (campaigns fill this in).
     parameters: dict[str, float] = field(default_factory=dict)
 
@@ -132,6 +134,8 @@ class PatientConfig:
 
     def condition_label(self) -> str:
         """The label a data set stores: a block, else scar, else I_Kr block, else normal."""
+        if self.label:
+            return self.label
         if self.activation.condition != "normal":
             return self.activation.condition
         if self.activation.scar is not None:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.slurm_cluster"]
+
 REPO = Path(__file__).resolve().parent.parent
 ECGI = [sys.executable, "-m", "workflow.cli"]
 MPI_ENV = {

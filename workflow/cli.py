@@ -15,7 +15,10 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from model import cli as model_cli
     from solver import cli as solver_cli
+
+    from . import campaign_cli
 
     parser = argparse.ArgumentParser(
         prog="ecgi",
@@ -26,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     solver_cli.add_commands(commands)
+    campaign_cli.add_commands(commands)
+    model_cli.add_commands(commands)
     return parser
 
 

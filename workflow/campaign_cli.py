@@ -1,0 +1,153 @@
+"""``ecgi campaign``: plan, run, watch and resume simulation campaigns."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_commands(commands) -> None:
+    campaign = commands.add_parser("campaign", help="plan, run, watch and resume simulation campaigns")
+    sub = campaign.add_subparsers(dest="campaign_command", metavar="ACTION", required=True)
+
+    plan = sub.add_parser("plan", help="dry run: samples, shards, directories, SLURM script, cost estimate",
+                          description="Show what `campaign run` would do, without running anything: the number "
+                          "of samples and shards, the directory layout, the SLURM job script (for executor "
+                          "slurm) and a cost estimate calibrated by a short measured run.")
+    plan.add_argument("spec", help="campaign specification (YAML)")
+    plan.add_argument("--no-measure", action="store_true", help="skip the measured run (no cost estimate)")
+    plan.add_argument("--json", action="store_true", help="print one JSON object")
+    plan.set_defaults(handler=run_plan)
+
+    run = sub.add_parser("run", help="run a campaign (resumes if its directory exists)",
+                         description="Run every sample of the campaign that is not done yet, with Parsl on "
+                         "the local cores or on SLURM, then build the training set.")
+    run.add_argument("spec", help="campaign specification (YAML)")
+    run.add_argument("--force", action="store_true", help="adopt a spec that differs from the frozen one")
+    run.add_argument("--retry-failed", action="store_true", help="also rerun samples that failed for good")
+    run.set_defaults(handler=run_run)
+
+    resume = sub.add_parser("resume", help="rerun only what is missing, failed or corrupt",
+                            description="Resume a campaign from its directory: samples whose file is complete "
+                            "and intact are never recomputed. Safe to call repeatedly and after a crash.")
+    resume.add_argument("directory", help="campaign directory")
+    resume.add_argument("--retry-failed", action="store_true", help="also rerun samples that failed for good")
+    resume.add_argument("--verify", action="store_true", help="recompute every sample file's checksum first")
+    resume.set_defaults(handler=run_resume)
+
+    status = sub.add_parser("status", help="per-shard table of done, failed, pending, running samples")
+    status.add_argument("directory", help="campaign directory")
+    status.add_argument("--json", action="store_true", help="print one JSON object (totals and samples)")
+    status.add_argument("--failures", action="store_true", help="list each failed sample with reason and log")
+    status.set_defaults(handler=run_status)
+
+    task = sub.add_parser("task", help="(internal) run one sample; started by the campaign driver")
+    task.add_argument("directory")
+    task.add_argument("sample_id")
+    task.set_defaults(handler=run_task)
+
+    measure = sub.add_parser("measure", help="(internal) short measured run for the cost model")
+    measure.add_argument("spec")
+    measure.add_argument("--probe-ms", type=float, default=10.0)
+    measure.set_defaults(handler=run_measure)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .cost import as_dict, estimate, measure
+    from .executors import render_slurm_script, workers
+    from .spec import load_spec
+
+    spec = load_spec(args.spec)
+    report: dict = {
+        "name": spec.name, "samples": spec.samples, "shards": spec.n_shards,
+        "samples_per_shard": spec.samples_per_shard, "geometries": spec.geometry.n_geometries,
+        "output_dir": str(spec.output_dir), "executor": spec.resources.executor,
+        "ranks_per_simulation": spec.resources.ranks_per_simulation, "simulations_at_once_per_block": workers(spec),
+        "layout": {
+            "samples": f"{spec.output_dir}/samples/shard-NNNNN/<id>.h5",
+            "records": f"{spec.output_dir}/records/shard-NNNNN/<id>.json",
+            "logs": f"{spec.output_dir}/logs/shard-NNNNN/<id>.log",
+            "dataset": f"{spec.output_dir}/dataset/<split>/shard-NNNNN.h5",
+        },
+    }
+    if spec.resources.executor == "slurm":
+        with tempfile.TemporaryDirectory() as tmp:
+            report["slurm_script"] = render_slurm_script(spec, Path(tmp))
+    if not args.no_measure:
+        report["estimate"] = as_dict(estimate(spec, measure(Path(args.spec).resolve())))
+    if args.json:
+        print(json.dumps(report, indent=None))
+        return 0
+    print(f"campaign {spec.name}: {spec.samples} samples in {spec.n_shards} shards of {spec.samples_per_shard}, "
+          f"{spec.geometry.n_geometries} anatomies")
+    print(f"executor {spec.resources.executor}, {spec.resources.ranks_per_simulation} rank(s) per simulation, "
+          f"{workers(spec)} simulation(s) at once per block")
+    print("directories:")
+    for key, value in report["layout"].items():
+        print(f"  {key:8s} {value}")
+    if "slurm_script" in report:
+        print("SLURM job script of one block:\n" + "\n".join("  " + line for line in report["slurm_script"].splitlines()))
+    if "estimate" in report:
+        e = report["estimate"]
+        m = e["model"]
+        print(f"cost estimate (measured: {m['node_steps_per_s']:.3g} node-steps/s, set-up {m['setup_s']:.1f} s per sample):")
+        print(f"  {e['mean_sample_s']:.1f} s per sample on one core (mean {e['voxels_mean']:.0f} voxels)")
+        print(f"  {e['core_hours']:.2f} core-hours; {e['wall_hours'] * 60:.1f} min wall time on {e['cores']} cores "
+              f"({e['slots']} simulations at once), excluding queue waits")
+    return 0
+
+
+def run_run(args: argparse.Namespace) -> int:
+    from .runner import run_campaign
+    from .spec import load_spec
+
+    summary = run_campaign(load_spec(args.spec), force=args.force, retry_failed=args.retry_failed)
+    return _report(summary)
+
+
+def run_resume(args: argparse.Namespace) -> int:
+    from .runner import load_frozen_spec, run_campaign
+
+    spec = load_frozen_spec(Path(args.directory).resolve())
+    spec.output_dir = Path(args.directory).resolve()
+    summary = run_campaign(spec, retry_failed=args.retry_failed, full_check=args.verify)
+    return _report(summary)
+
+
+def _report(summary) -> int:
+    print(f"{summary.already_done + summary.done}/{summary.planned} samples done "
+          f"({summary.done} now, {summary.already_done} before), {len(summary.failed)} failed",
+          file=sys.stderr)
+    for sample, reason in list(summary.failed.items())[:10]:
+        print(f"  failed {sample}: {reason}", file=sys.stderr)
+    return 0 if not summary.failed else 1
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from .status import campaign_status, print_status
+
+    status = campaign_status(Path(args.directory).resolve())
+    if args.json:
+        print(json.dumps(status))
+    else:
+        print_status(status, failures=args.failures)
+    return 0
+
+
+def run_task(args: argparse.Namespace) -> int:
+    from .task import run_task as task
+
+    return task(Path(args.directory), args.sample_id)
+
+
+def run_measure(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from .cost import measure_here
+    from .spec import load_spec
+
+    print(json.dumps(asdict(measure_here(load_spec(args.spec), args.probe_ms))))
+    return 0

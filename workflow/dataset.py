@@ -1,0 +1,591 @@
+"""Training data sets: verified sample files in, HDF5 shards and a manifest out.
+
+The layout is documented in docs/dataset-format.md.  Samples are split by
+geometry, so that no anatomy is seen in training and evaluation alike.
+Everything the build writes is a deterministic function of its inputs: the
+same samples and settings give byte-identical shards and manifest, and a
+shard whose sources did not change is left alone (its ``source_digest``
+attribute records what it was made from), so rebuilding after a campaign
+added or repaired a few samples rewrites only what changed.
+
+Any source of samples (``Sample``) can be written with ``write_dataset``;
+``build_dataset`` feeds it the sample files of ``ecgi simulate``, and
+``workflow.llnl`` the public LLNL data set.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping, Protocol, Sequence
+
+import h5py
+import numpy as np
+
+from solver.errors import ConfigError
+from solver.sites import LEAD_NAMES, SITE_NAMES
+
+FORMAT = "ecgi-dataset"
+SHARD_FORMAT = "ecgi-shard"
+FORMAT_VERSION = 1
+SPLITS = ("train", "validation", "test")
+DT_MS = 1.0
+MANIFEST_NAME = "manifest.json"
+_SHARD_NAME = re.compile(r"shard-\d{5}\.h5")
+_STATISTICS = ("ecg", "act", "vm")
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SampleArrays:
+    """One sample's traces and targets, before cropping to the data set's length."""
+
+    ecg: np.ndarray  #: (T, 12) mV, leads in LEAD_NAMES order
+    vm: np.ndarray  #: (T, 75) mV, sites in SITE_NAMES order
+    act: np.ndarray  #: (75,) ms, NaN where a site never activated
+
+
+class Sample(Protocol):
+    """What the shard writer needs from a sample, whatever it was read from."""
+
+    @property
+    def sample_id(self) -> str: ...
+
+    @property
+    def geometry_id(self) -> str: ...
+
+    @property
+    def condition(self) -> str: ...
+
+    @property
+    def parameters(self) -> Mapping[str, float]: ...
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever the sample's content does; decides whether a shard is rewritten."""
+        ...
+
+    def read(self) -> SampleArrays: ...
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    path: Path
+    reason: str
+
+
+@dataclass
+class BuildReport:
+    """What a build did, for the command line and the benchmarks (not stored on disk)."""
+
+    skipped: list[SkippedFile] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    file: str  #: relative to the data set directory
+    samples: int
+    sha256: str
+
+
+@dataclass
+class Manifest:
+    """manifest.json; ``report`` is set on the manifest a build returns, never stored."""
+
+    splits: dict[str, list[ShardInfo]]
+    statistics: dict[str, list[float]]
+    samples_per_step: int
+    dt_ms: float = DT_MS
+    leads: list[str] = field(default_factory=lambda: list(LEAD_NAMES))
+    sites: list[str] = field(default_factory=lambda: list(SITE_NAMES))
+    format: str = FORMAT
+    format_version: int = FORMAT_VERSION
+    report: BuildReport | None = field(default=None, compare=False, repr=False)
+
+    def split_size(self, split: str) -> int:
+        return sum(shard.samples for shard in self.splits.get(split, []))
+
+    def to_json(self) -> str:
+        """The file's text: documented key order, no timestamps, so equal manifests are equal bytes."""
+        document = {
+            "format": self.format,
+            "format_version": self.format_version,
+            "leads": list(self.leads),
+            "sites": list(self.sites),
+            "dt_ms": self.dt_ms,
+            "samples_per_step": self.samples_per_step,
+            "splits": {
+                split: [{"file": s.file, "samples": s.samples, "sha256": s.sha256} for s in shards]
+                for split, shards in self.splits.items()
+            },
+            "statistics": self.statistics,
+        }
+        return json.dumps(document, indent=1) + "\n"
+
+    @classmethod
+    def load(cls, path: str | Path) -> Manifest:
+        """Read a manifest file, or the manifest.json of a data set directory."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / MANIFEST_NAME
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such manifest (a data set directory holds {MANIFEST_NAME})")
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: not a readable JSON manifest ({exc})") from None
+        if not isinstance(raw, dict) or raw.get("format") != FORMAT or raw.get("format_version") != FORMAT_VERSION:
+            raise ConfigError(f"{path}: not an {FORMAT} manifest, version {FORMAT_VERSION}")
+        try:
+            return cls(
+                splits={
+                    split: [ShardInfo(str(s["file"]), int(s["samples"]), str(s["sha256"])) for s in shards]
+                    for split, shards in raw["splits"].items()
+                },
+                statistics={key: [float(x) for x in values] for key, values in raw["statistics"].items()},
+                samples_per_step=int(raw["samples_per_step"]),
+                dt_ms=float(raw["dt_ms"]),
+                leads=[str(x) for x in raw["leads"]],
+                sites=[str(x) for x in raw["sites"]],
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"{path}: malformed manifest ({type(exc).__name__}: {exc})") from None
+
+
+@dataclass(frozen=True)
+class SampleFile:
+    """A verified sample file of ``ecgi simulate`` (see solver.patient.write_sample)."""
+
+    path: Path
+    sample_id: str
+    geometry_id: str
+    condition: str
+    parameters: Mapping[str, float]
+    fingerprint: str  #: the file's own content checksum, verified on reading
+
+    def read(self) -> SampleArrays:
+        with h5py.File(self.path, "r") as f:
+            return SampleArrays(f["leads"][()], f["vm_sites"][()], f["act_sites"][()])
+
+
+
+def find_sample_files(directory: Path, exclude: Path | None = None) -> list[Path]:
+    """Every ``*.h5`` under ``directory`` (sorted), leaving out hidden files
+    (half-written temporaries) and anything under ``exclude`` (a data set
+    written inside the campaign directory)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: no such directory of sample files")
+    excluded = exclude.resolve() if exclude is not None else None
+    found = []
+    for path in sorted(directory.rglob("*.h5")):
+        if path.name.startswith("."):
+            continue
+        if excluded is not None and path.resolve().is_relative_to(excluded):
+            continue
+        found.append(path)
+    return found
+
+
+def scan_sample_files(paths: Sequence[Path]) -> tuple[list[SampleFile], list[SkippedFile]]:
+    """The usable sample files, and why each other one was refused.
+
+    Sample ids are the paths relative to the deepest directory holding all
+    files, without ``.h5``: a flat campaign directory gives the file stems,
+    nested ones stay unique."""
+    paths = [Path(p) for p in paths]
+    root = Path(os.path.commonpath([p.resolve().parent for p in paths])) if paths else Path()
+    samples: list[SampleFile] = []
+    skipped: list[SkippedFile] = []
+    for path in paths:
+        sample_id = path.resolve().relative_to(root).with_suffix("").as_posix()
+        try:
+            samples.append(_read_sample_file(path, sample_id))
+        except _Refused as exc:
+            skipped.append(SkippedFile(path, str(exc)))
+            log.warning("skipping %s: %s", path, exc)
+    return samples, skipped
+
+
+class _Refused(Exception):
+    """A sample file that cannot go into a data set; the build skips it."""
+
+
+_SAMPLE_DATASETS = {"leads": len(LEAD_NAMES), "vm_sites": len(SITE_NAMES)}
+
+
+def _read_sample_file(path: Path, sample_id: str) -> SampleFile:
+    from solver.output import IncompleteFileError, verify_simulation_file
+
+    try:
+        verify_simulation_file(path)
+        with h5py.File(path, "r") as f:
+            return _sample_file_metadata(f, path, sample_id)
+    except IncompleteFileError as exc:
+        raise _Refused(str(exc)) from None
+    except OSError as exc:
+        raise _Refused(f"unreadable ({exc})") from None
+
+
+def _sample_file_metadata(f: h5py.File, path: Path, sample_id: str) -> SampleFile:
+    missing = [name for name in (*_SAMPLE_DATASETS, "act_sites") if name not in f]
+    if missing:
+        raise _Refused(f"not a patient sample file (no {', '.join(missing)}; a plain simulation?)")
+    lengths = set()
+    for name, columns in _SAMPLE_DATASETS.items():
+        shape = f[name].shape
+        if len(shape) != 2 or shape[1] != columns or shape[0] == 0:
+            raise _Refused(f"{name} has shape {shape}, expected (T, {columns})")
+        lengths.add(shape[0])
+        dt = float(f[name].attrs.get("dt_ms", math.nan))
+        if dt != DT_MS:
+            raise _Refused(f"{name} is sampled every {dt} ms; data sets use {DT_MS} ms")
+    if len(lengths) != 1:
+        raise _Refused("leads and vm_sites have different lengths")
+    if f["act_sites"].shape != (len(SITE_NAMES),):
+        raise _Refused(f"act_sites has shape {f['act_sites'].shape}, expected ({len(SITE_NAMES)},)")
+    try:
+        geometry, condition = str(f.attrs["geometry_id"]), str(f.attrs["condition"])
+        parameters = json.loads(f.attrs["parameters_json"])
+        parameters = {str(k): float(v) for k, v in parameters.items()}
+    except KeyError as exc:
+        raise _Refused(f"attribute {exc} missing") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise _Refused(f"parameters_json is not a JSON object of numbers ({exc})") from None
+    return SampleFile(path, sample_id, geometry, condition, parameters, str(f.attrs["checksum_sha256"]))
+
+
+
+def build_dataset(
+    sample_files: list[Path],
+    output_dir: Path,
+    samples_per_shard: int = 64,
+    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    samples_per_trace: int = 500,
+) -> Manifest:
+    """Write the data set of ``sample_files`` to ``output_dir``.
+
+    Files failing verification (incomplete, corrupted, not a patient sample)
+    are skipped and listed in ``manifest.report.skipped``; the build fails
+    only when none is usable."""
+    samples, skipped = scan_sample_files(sample_files)
+    if not samples:
+        reasons = "; ".join(f"{s.path}: {s.reason}" for s in skipped[:3])
+        raise ConfigError(f"no usable sample files among {len(sample_files)}" + (f" ({reasons})" if reasons else ""))
+    return write_dataset(samples, output_dir, samples_per_shard, split_fractions, seed, samples_per_trace, skipped)
+
+
+def write_dataset(
+    samples: Sequence[Sample],
+    output_dir: Path,
+    samples_per_shard: int = 64,
+    split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+    samples_per_trace: int = 500,
+    skipped: Sequence[SkippedFile] = (),
+) -> Manifest:
+    """Split ``samples`` by geometry, write the shards that changed, the
+    train statistics and the manifest (last, atomically)."""
+    fractions = validate_settings(samples_per_shard, split_fractions, samples_per_trace)
+    _check_unique_ids(samples)
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    report = BuildReport(skipped=list(skipped))
+    assignment = assign_splits((s.geometry_id for s in samples), fractions, seed)
+    parameter_names = sorted({name for s in samples for name in s.parameters})
+    previous = _previous_hashes(output_dir)
+    splits: dict[str, list[ShardInfo]] = {}
+    for split in SPLITS:
+        members = sorted((s for s in samples if assignment[s.geometry_id] == split), key=lambda s: s.sample_id)
+        splits[split] = [
+            _ensure_shard(output_dir, split, index, chunk, parameter_names, samples_per_trace, previous, report)
+            for index, chunk in enumerate(_batches(members, samples_per_shard))
+        ]
+    _remove_stale_shards(output_dir, splits, report)
+    manifest = Manifest(
+        splits=splits,
+        statistics=train_statistics([output_dir / s.file for s in splits["train"]]),
+        samples_per_step=samples_per_trace,
+        report=report,
+    )
+    _atomic_write_text(output_dir / MANIFEST_NAME, manifest.to_json())
+    return manifest
+
+
+def validate_settings(samples_per_shard: int, split_fractions: Sequence[float], samples_per_trace: int) -> tuple[float, float, float]:
+    """Refuse impossible settings before anything is read or written."""
+    if samples_per_shard < 1:
+        raise ConfigError(f"samples per shard must be at least 1, got {samples_per_shard}")
+    if samples_per_trace < 1:
+        raise ConfigError(f"samples per trace must be at least 1, got {samples_per_trace}")
+    fractions = tuple(float(x) for x in split_fractions)
+    if len(fractions) != len(SPLITS) or any(not (x >= 0) for x in fractions):
+        raise ConfigError(f"split fractions must be {len(SPLITS)} numbers >= 0 (train, validation, test), got {split_fractions}")
+    if abs(sum(fractions) - 1.0) > 1e-6 or fractions[0] <= 0:
+        raise ConfigError(f"split fractions must add up to 1 with a positive train fraction, got {split_fractions}")
+    return fractions[0], fractions[1], fractions[2]
+
+
+def _check_unique_ids(samples: Sequence[Sample]) -> None:
+    seen: set[str] = set()
+    for sample in samples:
+        if sample.sample_id in seen:
+            raise ConfigError(f"sample id {sample.sample_id!r} occurs twice; sample ids must be unique")
+        seen.add(sample.sample_id)
+
+
+def split_counts(n_geometries: int, fractions: Sequence[float]) -> list[int]:
+    """Geometries per split: largest remainders of the fractions, then one
+    geometry moved from the largest split into each empty split with a
+    positive fraction while there are enough geometries to go round."""
+    exact = [f * n_geometries for f in fractions]
+    counts = [math.floor(x) for x in exact]
+    by_remainder = sorted(range(len(counts)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in by_remainder[: n_geometries - sum(counts)]:
+        counts[i] += 1
+    if n_geometries >= sum(1 for f in fractions if f > 0):
+        for i, fraction in enumerate(fractions):
+            if fraction > 0 and counts[i] == 0:
+                counts[max(range(len(counts)), key=lambda j: (counts[j], -j))] -= 1
+                counts[i] += 1
+    return counts
+
+
+def assign_splits(geometry_ids: Iterable[str], fractions: Sequence[float], seed: int) -> dict[str, str]:
+    """Geometry id -> split: the sorted ids shuffled with ``seed``, then cut by ``fractions``."""
+    geometries = sorted(set(geometry_ids))
+    order = np.random.default_rng(seed).permutation(len(geometries))
+    shuffled = [geometries[i] for i in order]
+    assignment: dict[str, str] = {}
+    start = 0
+    for split, count in zip(SPLITS, split_counts(len(geometries), fractions)):
+        assignment.update({g: split for g in shuffled[start:start + count]})
+        start += count
+    return assignment
+
+
+def _batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+
+def shard_digest(samples: Sequence[Sample], parameter_names: Sequence[str], samples_per_trace: int) -> str:
+    """SHA-256 of everything a shard is made from; equal digests mean equal shards."""
+    document = {
+        "format_version": FORMAT_VERSION,
+        "samples_per_trace": samples_per_trace,
+        "parameter_names": list(parameter_names),
+        "samples": [
+            [s.sample_id, s.geometry_id, s.condition, s.fingerprint,
+             [s.parameters.get(name) for name in parameter_names]]
+            for s in samples
+        ],
+    }
+    return hashlib.sha256(json.dumps(document).encode()).hexdigest()
+
+
+def _ensure_shard(
+    root: Path, split: str, index: int, samples: list[Sample], parameter_names: list[str],
+    samples_per_trace: int, previous: dict[str, str], report: BuildReport,
+) -> ShardInfo:
+    """Write the shard unless an intact copy made from the same sources is in place."""
+    file = f"{split}/shard-{index:05d}.h5"
+    path = root / file
+    digest = shard_digest(samples, parameter_names, samples_per_trace)
+    if _shard_digest_on_disk(path) == digest:
+        sha = sha256_file(path)
+        if previous.get(file, sha) == sha:
+            report.reused.append(file)
+            return ShardInfo(file, len(samples), sha)
+    write_shard(path, split, samples, parameter_names, samples_per_trace, digest)
+    report.written.append(file)
+    return ShardInfo(file, len(samples), sha256_file(path))
+
+
+def _shard_digest_on_disk(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != SHARD_FORMAT or not f.attrs.get("complete", False):
+                return None
+            return str(f.attrs.get("source_digest", ""))
+    except OSError:
+        return None
+
+
+def _previous_hashes(root: Path) -> dict[str, str]:
+    """Shard file -> sha256 of the last manifest written here (none if unreadable)."""
+    try:
+        manifest = Manifest.load(root / MANIFEST_NAME)
+    except ConfigError:
+        return {}
+    return {s.file: s.sha256 for shards in manifest.splits.values() for s in shards}
+
+
+def write_shard(
+    path: Path, split: str, samples: Sequence[Sample], parameter_names: Sequence[str],
+    samples_per_trace: int, source_digest: str,
+) -> None:
+    """One shard, one sample in memory at a time, under a temporary name until complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as f:
+            _write_shard_contents(f, split, samples, parameter_names, samples_per_trace)
+            f.attrs["source_digest"] = source_digest
+            f.attrs["complete"] = True
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_shard_contents(
+    f: h5py.File, split: str, samples: Sequence[Sample], parameter_names: Sequence[str], t: int,
+) -> None:
+    k, n_leads, n_sites = len(samples), len(LEAD_NAMES), len(SITE_NAMES)
+    f.attrs.update(format=SHARD_FORMAT, format_version=FORMAT_VERSION, split=split)
+    ecg = f.create_dataset("ecg", (k, t, n_leads), np.float32, chunks=(1, t, n_leads), compression="gzip")
+    ecg.attrs["leads"] = list(LEAD_NAMES)
+    ecg.attrs["dt_ms"] = DT_MS
+    vm = f.create_dataset("vm", (k, t, n_sites), np.float32, chunks=(1, t, n_sites), compression="gzip")
+    vm.attrs["sites"] = list(SITE_NAMES)
+    act = f.create_dataset("act", (k, n_sites), np.float32, chunks=(1, n_sites), compression="gzip")
+    for row, sample in enumerate(samples):
+        arrays = sample.read()
+        ecg[row] = fit_length(arrays.ecg, t)
+        vm[row] = fit_length(arrays.vm, t)
+        act[row] = arrays.act
+    strings = h5py.string_dtype()
+    for name, values in (
+        ("sample_ids", [s.sample_id for s in samples]),
+        ("geometry_ids", [s.geometry_id for s in samples]),
+        ("conditions", [s.condition for s in samples]),
+    ):
+        f.create_dataset(name, data=np.array(values, dtype=object), dtype=strings, chunks=(1,), compression="gzip")
+    table = np.array([[s.parameters.get(n, np.nan) for n in parameter_names] for s in samples], np.float64)
+    table = table.reshape(k, len(parameter_names))
+    # HDF5 cannot chunk a zero-width dimension: without parameters the table is an empty contiguous dataset.
+    chunking = {"chunks": (1, len(parameter_names)), "compression": "gzip"} if parameter_names else {}
+    params = f.create_dataset("parameters", data=table, **chunking)
+    params.attrs["parameter_names"] = np.array(parameter_names, dtype=strings)
+
+
+def fit_length(trace: np.ndarray, t: int) -> np.ndarray:
+    """(T', C) -> (t, C) float32: cropped, or padded by holding the last value
+    (a trace that ended at rest stays at rest rather than jumping to 0 mV)."""
+    trace = np.asarray(trace, dtype=np.float32)
+    if len(trace) >= t:
+        return trace[:t]
+    return np.concatenate([trace, np.repeat(trace[-1:], t - len(trace), axis=0)])
+
+
+def _remove_stale_shards(root: Path, splits: dict[str, list[ShardInfo]], report: BuildReport) -> None:
+    """Delete shards an earlier, larger build left that the new manifest no longer lists."""
+    listed = {s.file for shards in splits.values() for s in shards}
+    for split in SPLITS:
+        directory = root / split
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.iterdir()):
+            file = f"{split}/{path.name}"
+            if _SHARD_NAME.fullmatch(path.name) and file not in listed:
+                path.unlink()
+                report.removed.append(file)
+
+
+
+class RunningMoments:
+    """Per-feature count, mean and sum of squared deviations, merged batch by
+    batch (Chan et al.'s parallel update) so that a split of any size is
+    reduced in bounded memory and without the cancellation of sum-of-squares.
+    Non-finite values (a site that never activated) are left out."""
+
+    def __init__(self, n_features: int) -> None:
+        self.count = np.zeros(n_features)
+        self.mean = np.zeros(n_features)
+        self.m2 = np.zeros(n_features)
+
+    def update(self, batch: np.ndarray) -> None:
+        """Add rows of a (..., n_features) array."""
+        x = np.asarray(batch, dtype=np.float64).reshape(-1, len(self.count))
+        finite = np.isfinite(x)
+        count = finite.sum(axis=0).astype(np.float64)
+        safe = np.where(finite, x, 0.0)
+        mean = np.divide(safe.sum(axis=0), count, out=np.zeros_like(count), where=count > 0)
+        m2 = (np.where(finite, x - mean, 0.0) ** 2).sum(axis=0)
+        total = self.count + count
+        delta = mean - self.mean
+        weight = np.divide(count, total, out=np.zeros_like(total), where=total > 0)
+        self.mean = self.mean + delta * weight
+        self.m2 = self.m2 + m2 + delta**2 * self.count * weight
+        self.count = total
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and population standard deviation; features never seen get
+        mean 0, std 1 so that the manifest holds only finite numbers."""
+        seen = self.count > 0
+        mean = np.where(seen, self.mean, 0.0)
+        std = np.sqrt(np.divide(self.m2, self.count, out=np.ones_like(self.m2), where=seen))
+        return mean, std
+
+
+def train_statistics(shards: Sequence[Path]) -> dict[str, list[float]]:
+    """Per-lead ECG and per-site act and vm statistics, read back one shard at a time."""
+    moments = {"ecg": RunningMoments(len(LEAD_NAMES)), "act": RunningMoments(len(SITE_NAMES)),
+               "vm": RunningMoments(len(SITE_NAMES))}
+    for path in shards:
+        with h5py.File(path, "r") as f:
+            for name, running in moments.items():
+                running.update(f[name][()])
+    out: dict[str, list[float]] = {}
+    for name in _STATISTICS:
+        mean, std = moments[name].result()
+        out[f"{name}_mean"] = [float(x) for x in mean]
+        out[f"{name}_std"] = [float(x) for x in std]
+    return out
+
+
+
+def sha256_file(path: Path, block: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(block), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def verify_dataset(directory: str | Path) -> Manifest:
+    """Check that every shard the manifest lists is present with its recorded sha256."""
+    directory = Path(directory)
+    manifest = Manifest.load(directory)
+    for shards in manifest.splits.values():
+        for shard in shards:
+            path = directory / shard.file
+            if not path.is_file():
+                raise ConfigError(f"{path}: shard listed in the manifest is missing")
+            if sha256_file(path) != shard.sha256:
+                raise ConfigError(f"{path}: sha256 differs from the manifest (corrupted or replaced shard)")
+    return manifest

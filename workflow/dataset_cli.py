@@ -1,0 +1,80 @@
+"""``ecgi dataset build`` and ``ecgi dataset import-llnl``: training data sets."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_commands(commands) -> None:
+    dataset = commands.add_parser(
+        "dataset", help="build training data sets (HDF5 shards + manifest, docs/dataset-format.md)",
+        description="Aggregate sample files into sharded HDF5 training sets split by geometry.",
+    )
+    actions = dataset.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)
+
+    build = actions.add_parser(
+        "build", help="a data set from the sample files of a campaign",
+        description="Verify every sample file (*.h5) under DIR, skip and report the incomplete or "
+        "corrupted ones, split the rest by geometry and write shards, train statistics and "
+        "manifest.json. Re-running leaves unchanged shards alone.",
+    )
+    build.add_argument("directory", metavar="DIR", help="directory searched recursively for sample files")
+    _shard_size_option(build)
+    build.add_argument("--seed", type=int, default=0, help="seed of the geometry shuffle (default 0)")
+    build.add_argument(
+        "--splits", type=split_fractions, default=(0.8, 0.1, 0.1), metavar="TRAIN,VALIDATION,TEST",
+        help="fractions of the geometries in each split (default 0.8,0.1,0.1)",
+    )
+    build.add_argument("--output", metavar="DATASET_DIR", help="data set directory (default DIR/dataset)")
+    build.set_defaults(handler=run_build)
+
+    llnl = actions.add_parser(
+        "import-llnl", help="the public LLNL intracardiac data set as an ecgi data set",
+        description="Convert the data_hearts_dd_0p2* folders of pECGData_*.npy / VmData_*.npy pairs "
+        "(Landajuela et al., LLNL) into the shard format: 12 leads from the electrodes, activation "
+        "times from the first crossing of 0 mV, splits by volunteer.",
+    )
+    llnl.add_argument("path", metavar="PATH", help="directory holding the data_hearts_dd_0p2* folders (or one of them)")
+    llnl.add_argument("--output", required=True, metavar="DATASET_DIR", help="data set directory to write")
+    _shard_size_option(llnl)
+    llnl.set_defaults(handler=run_import_llnl)
+
+
+def _shard_size_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--samples-per-shard", type=int, default=64, metavar="K", help="samples per shard file (default 64)")
+
+
+def split_fractions(text: str) -> tuple[float, ...]:
+    """argparse type of ``--splits``: three comma-separated numbers."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three numbers such as 0.8,0.1,0.1, got {text!r}") from None
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from .dataset import build_dataset, find_sample_files
+
+    output = Path(args.output) if args.output else Path(args.directory) / "dataset"
+    files = find_sample_files(Path(args.directory), exclude=output)
+    manifest = build_dataset(files, output, args.samples_per_shard, args.splits, args.seed)
+    _print_summary(manifest, output)
+    return 0
+
+
+def run_import_llnl(args: argparse.Namespace) -> int:
+    from .llnl import import_llnl
+
+    manifest = import_llnl(args.path, args.output, args.samples_per_shard)
+    _print_summary(manifest, Path(args.output))
+    return 0
+
+
+def _print_summary(manifest, output: Path) -> None:
+    report = manifest.report
+    for skipped in report.skipped:
+        print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
+    sizes = ", ".join(f"{split} {manifest.split_size(split)}" for split in manifest.splits)
+    print(f"{output / 'manifest.json'}: {sizes} samples; {len(report.written)} shard(s) written, "
+          f"{len(report.reused)} unchanged, {len(report.removed)} removed, {len(report.skipped)} file(s) skipped")

@@ -1,0 +1,159 @@
+"""Parsl configuration for a campaign: local cores or SLURM blocks.
+
+One simulation is one Parsl bash app running ``ecgi campaign task``; with
+several ranks per simulation it runs under an MPI launcher.  Executors:
+
+* ranks_per_simulation == 1: HighThroughputExecutor, one worker per core
+  (local) or per allocated core (SLURM, workers started on every node of
+  a block by srun);
+* ranks_per_simulation > 1: MPIExecutor (HTEX in MPI mode), which hands
+  each task a set of nodes; the task launches its ranks with ``mpiexec``
+  locally or ``srun`` inside the SLURM allocation.
+
+Failures are classified by ``retry_cost``: solver and configuration errors
+are final; lost workers or nodes, timeouts and I/O errors are retried.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from .spec import CampaignSpec
+
+#: Exit statuses of ``ecgi campaign task`` (workflow.task) that are final.
+FINAL_EXIT = {3: "solver_error", 4: "config_error"}
+EXIT_KINDS = {**FINAL_EXIT, 5: "io_error", 137: "killed", 143: "killed", -9: "killed", -15: "killed"}
+
+
+def classify_failure(exc: BaseException) -> str:
+    """The failure kind of a task exception (see workflow.layout.RETRYABLE)."""
+    from parsl.app.errors import AppTimeout, BashExitFailure
+
+    if isinstance(exc, BashExitFailure):
+        return EXIT_KINDS.get(exc.exitcode, "unknown")
+    if isinstance(exc, AppTimeout):
+        return "timeout"
+    name = type(exc).__name__
+    if name in ("ManagerLost", "WorkerLost", "BadStateException", "ExecutorError"):
+        return "node_lost"
+    if isinstance(exc, OSError):
+        return "io_error"
+    return "unknown"
+
+
+def retry_cost(exc: BaseException, task_record) -> float:
+    """Parsl retry handler: final failures exhaust the retry budget at once."""
+    return 1e9 if classify_failure(exc) in FINAL_EXIT.values() else 1.0
+
+
+def task_command(spec: CampaignSpec, campaign_dir: Path, sample_id: str) -> str:
+    """The shell command of one simulation; every value is quoted."""
+    argv = [sys.executable, "-m", "workflow.cli", "campaign", "task", str(campaign_dir), sample_id]
+    ranks = spec.resources.ranks_per_simulation
+    command = " ".join(shlex.quote(a) for a in argv)
+    if ranks == 1:
+        return command
+    if spec.resources.executor == "local":
+        return f"mpiexec -n {ranks} --bind-to none {command}"
+    # Inside a SLURM allocation: Open MPI's mpiexec on the node Parsl's
+    # MPIExecutor assigned to this task ($PARSL_MPI_NODELIST).  (Parsl's own
+    # mpiexec prefix uses MPICH flags; srun needs Slurm built with PMIx.)
+    return f'mpiexec -n {ranks} --host "${{PARSL_MPI_NODELIST}}:{ranks}" --bind-to none {command}'
+
+
+
+def workers(spec: CampaignSpec) -> int:
+    """Simulations running at once in one block."""
+    r = spec.resources
+    if r.executor == "local":
+        return max(1, r.cores_available() // r.ranks_per_simulation)
+    cores = r.slurm.cores_per_node or os.cpu_count() or 1
+    return max(1, cores // r.ranks_per_simulation) * r.slurm.nodes_per_block
+
+
+def _scheduler_options(spec: CampaignSpec) -> str:
+    """The spec's #SBATCH lines; MPI tasks also need every core as a task slot
+    (SlurmProvider asks for one task per node, which Open MPI would obey)."""
+    options = spec.resources.slurm.scheduler_options.strip()
+    cores = spec.resources.slurm.cores_per_node
+    if spec.resources.ranks_per_simulation > 1 and cores:
+        options += f"\n#SBATCH --ntasks-per-node={cores}"
+    return options.strip()
+
+
+def _worker_init(spec: CampaignSpec) -> str:
+    """The spec's worker init, after putting this installation's commands on
+    PATH (on a shared file system the nodes see the same environment)."""
+    bin_dir = shlex.quote(str(Path(sys.executable).parent))
+    return f"export PATH={bin_dir}:$PATH\n{spec.resources.slurm.worker_init}".strip()
+
+
+def slurm_provider(spec: CampaignSpec):
+    from parsl.launchers import SimpleLauncher, SrunLauncher
+    from parsl.providers import SlurmProvider
+
+    s = spec.resources.slurm
+    return SlurmProvider(
+        partition=s.partition, account=s.account, qos=s.qos,
+        nodes_per_block=s.nodes_per_block,
+        cores_per_node=s.cores_per_node if spec.resources.ranks_per_simulation == 1 else None,
+        init_blocks=1, min_blocks=0, max_blocks=s.max_blocks, walltime=s.walltime,
+        scheduler_options=_scheduler_options(spec), worker_init=_worker_init(spec), exclusive=False,
+        launcher=SrunLauncher() if spec.resources.ranks_per_simulation == 1 else SimpleLauncher(),
+    )
+
+
+def parsl_config(spec: CampaignSpec, run_dir: Path):
+    from parsl.config import Config
+    from parsl.executors import HighThroughputExecutor, MPIExecutor
+    from parsl.launchers import SimpleLauncher
+    from parsl.providers import LocalProvider
+
+    r = spec.resources
+    if r.executor == "slurm":
+        provider = slurm_provider(spec)
+    else:
+        provider = LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1, launcher=SimpleLauncher())
+    if r.ranks_per_simulation == 1:
+        per_node = workers(spec) // (r.slurm.nodes_per_block if r.executor == "slurm" else 1)
+        executor = HighThroughputExecutor(
+            label="simulations", max_workers_per_node=per_node, cores_per_worker=1,
+            provider=provider, heartbeat_period=5, heartbeat_threshold=30,
+        )
+    else:
+        executor = MPIExecutor(
+            label="simulations", max_workers_per_block=workers(spec),
+            mpi_launcher="srun" if r.executor == "slurm" else "mpiexec",
+            provider=provider, heartbeat_period=5, heartbeat_threshold=30,
+        )
+    return Config(
+        executors=[executor], run_dir=str(run_dir), retries=r.retries, retry_handler=retry_cost,
+        strategy="simple", max_idletime=30,
+    )
+
+
+def render_slurm_script(spec: CampaignSpec, script_dir: Path) -> str:
+    """The batch script Parsl's SlurmProvider submits for one block."""
+    from parsl.providers.slurm.template import template_string
+    from parsl.utils import wtime_to_minutes
+
+    provider = slurm_provider(spec)
+    provider.script_dir = str(script_dir)
+    tasks_per_node = 1
+    command = provider.launcher("process_worker_pool.py ...  # Parsl's worker pool", tasks_per_node,
+                                spec.resources.slurm.nodes_per_block)
+    scheduler_options = provider.scheduler_options
+    worker_init = provider.worker_init
+    if provider.cores_per_node is not None:
+        scheduler_options += f"#SBATCH --cpus-per-task={provider.cores_per_node // tasks_per_node}"
+    path = script_dir / f"{spec.name}.block.sbatch"
+    job_config = {
+        "submit_script_dir": str(script_dir), "nodes": provider.nodes_per_block, "tasks_per_node": tasks_per_node,
+        "walltime": wtime_to_minutes(spec.resources.slurm.walltime), "scheduler_options": scheduler_options,
+        "worker_init": worker_init, "user_script": command,
+        "job_stdout_path": f"{path}.stdout", "job_stderr_path": f"{path}.stderr",
+    }
+    provider._write_submit_script(template_string, str(path), f"{spec.name}.block", job_config)
+    return path.read_text()

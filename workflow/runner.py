@@ -1,0 +1,255 @@
+"""The campaign driver: run what is missing, track it, never lose work.
+
+The driver process never initialises MPI (it only plans, submits and reads
+files): MPI runtimes leave environment variables behind that would confuse
+the ``mpiexec`` of the tasks it starts.
+
+Resuming needs no checkpoint of the driver itself: the plan is a function of
+the frozen spec and a sample is done exactly when its file and record say
+so, so any driver, started any number of times, after any crash, runs only
+what is missing, failed (retryable) or corrupt.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, TextIO
+
+import yaml
+
+from solver.errors import ConfigError
+
+from .executors import classify_failure, parsl_config, task_command
+from .layout import CampaignLayout, SampleRecord, driver_alive, write_json_atomic
+from .sampling import SamplePlan, plan_samples
+from .spec import CampaignSpec, spec_from_dict
+
+
+@dataclass
+class RunSummary:
+    planned: int
+    already_done: int
+    submitted: int
+    done: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  #: sample id -> reason
+    wall_time_s: float = 0.0
+
+
+def spec_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two spec dicts."""
+    keys = sorted(set(old) | set(new))
+    out = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        path = f"{prefix}{k}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += spec_differences(a, b, path + ".")
+        elif a != b:
+            out.append(f"{path}: {a!r} -> {b!r}")
+    return out
+
+
+def freeze_spec(spec: CampaignSpec, layout: CampaignLayout, force: bool) -> None:
+    """Copy the spec into the campaign directory, or check it against the copy."""
+    new = spec.to_dict()
+    if layout.spec_path.exists():
+        old = yaml.safe_load(layout.spec_path.read_text())
+        changes = spec_differences(old, new)
+        if changes and not force:
+            raise ConfigError(
+                f"the spec differs from the one frozen in {layout.spec_path}:\n  " + "\n  ".join(changes)
+                + "\nrerun with --force to adopt it (samples whose parameters changed are recomputed)"
+            )
+        if not changes:
+            return
+    layout.root.mkdir(parents=True, exist_ok=True)
+    tmp = layout.spec_path.with_name(".spec.yaml.tmp")
+    tmp.write_text(yaml.safe_dump(new, sort_keys=False))
+    os.replace(tmp, layout.spec_path)
+
+
+def load_frozen_spec(campaign_dir: Path) -> CampaignSpec:
+    layout = CampaignLayout(campaign_dir)
+    if not layout.spec_path.is_file():
+        raise ConfigError(f"{campaign_dir} is not a campaign directory (no spec.yaml); start it with `ecgi campaign run SPEC`")
+    return spec_from_dict(yaml.safe_load(layout.spec_path.read_text()))
+
+
+def samples_to_run(spec: CampaignSpec, layout: CampaignLayout, retry_failed: bool = False, full_check: bool = False):
+    """(plan, done plans, to-do plans, permanently failed plans)."""
+    plans = plan_samples(spec)
+    done, todo, final = [], [], []
+    for plan in plans:
+        record = layout.read_record(plan)
+        if layout.is_done(plan, record, full_check) and _same_parameters(record, plan):
+            done.append(plan)
+        elif record is not None and record.state == "failed" and not record.retryable and not retry_failed:
+            final.append(plan)
+        else:
+            todo.append(plan)
+    return plans, done, todo, final
+
+
+def _same_parameters(record: Optional[SampleRecord], plan: SamplePlan) -> bool:
+    return record is not None and yaml.safe_dump(record.parameters) == yaml.safe_dump(dict(plan.values))
+
+
+class Progress:
+    """One status line: done / running / failed, rate, ETA."""
+
+    def __init__(self, total: int, stream: TextIO, name: str):
+        self.total, self.stream, self.name = total, stream, name
+        self.start = time.time()
+        self.last = 0.0
+        self.tty = stream.isatty()
+
+    def update(self, done: int, running: int, failed: int, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self.last < (1.0 if self.tty else 15.0):
+            return
+        self.last = now
+        elapsed = now - self.start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        remaining = self.total - done - failed
+        eta = f"{remaining / rate / 60:.1f} min" if rate > 0 else "?"
+        width = 30
+        filled = int(width * (done + failed) / max(self.total, 1))
+        bar = "#" * filled + "." * (width - filled)
+        line = (f"[{self.name}] [{bar}] {done}/{self.total} done, {running} running, {failed} failed | "
+                f"{rate * 60:.1f} samples/min | ETA {eta}")
+        self.stream.write(("\r" + line) if self.tty else line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+def claim_driver(layout: CampaignLayout) -> None:
+    other = driver_alive(layout)
+    if other is not None and other.get("pid") != os.getpid():
+        raise ConfigError(
+            f"another driver (pid {other.get('pid')} on {other.get('host')}) is running this campaign; "
+            "wait for it or stop it first"
+        )
+    write_json_atomic(layout.driver_path, {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time()})
+
+
+def run_campaign(
+    spec: CampaignSpec, *, force: bool = False, retry_failed: bool = False, full_check: bool = False,
+    stream: TextIO = sys.stderr, build_dataset: bool = True,
+) -> RunSummary:
+    """Run every sample that is not done yet; returns what happened."""
+    layout = CampaignLayout(spec.output_dir)
+    freeze_spec(spec, layout, force)
+    claim_driver(layout)
+    try:
+        plans, done, todo, final = samples_to_run(spec, layout, retry_failed, full_check)
+        summary = RunSummary(planned=len(plans), already_done=len(done), submitted=len(todo))
+        summary.failed = {p.sample_id: _reason(layout.read_record(p)) for p in final}
+        start = time.time()
+        if todo:
+            _execute(spec, layout, todo, summary, stream)
+        summary.wall_time_s = time.time() - start
+        if build_dataset:
+            _build_dataset(spec, layout, stream)
+        return summary
+    finally:
+        layout.driver_path.unlink(missing_ok=True)
+
+
+def _reason(record: Optional[SampleRecord]) -> str:
+    return f"{record.error_kind}: {record.error}" if record else "unknown"
+
+
+def _execute(spec: CampaignSpec, layout: CampaignLayout, todo: list[SamplePlan], summary: RunSummary, stream) -> None:
+    import parsl
+    from parsl import bash_app
+
+    @bash_app
+    def simulate(command: str, stdout=None, stderr=None, walltime=None, parsl_resource_specification=None):
+        return command
+
+    resource_spec = None
+    if spec.resources.ranks_per_simulation > 1:
+        r = spec.resources.ranks_per_simulation
+        resource_spec = {"num_nodes": 1, "ranks_per_node": r, "num_ranks": r}
+    # Parsl starts its interchange and workers by name from PATH: make them
+    # the ones installed beside this Python, even when the venv is not active.
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    dfk = parsl.load(parsl_config(spec, layout.parsl_dir))
+    progress = Progress(summary.planned, stream, spec.name)
+    done_before = summary.already_done
+    try:
+        futures = {}
+        for plan in todo:
+            log = layout.log_path(plan)
+            log.parent.mkdir(parents=True, exist_ok=True)
+            kwargs = {"stdout": (str(log), "a"), "stderr": (str(log), "a")}
+            if spec.resources.task_timeout_s:
+                kwargs["walltime"] = spec.resources.task_timeout_s
+            if resource_spec is not None:
+                kwargs["parsl_resource_specification"] = resource_spec
+            futures[simulate(task_command(spec, layout.root, plan.sample_id), **kwargs)] = plan
+        pending = dict(futures)
+        while pending:
+            finished = [f for f in pending if f.done()]
+            for future in finished:
+                plan = pending.pop(future)
+                _settle(future, plan, layout, summary)
+            write_json_atomic(layout.driver_path, {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time()})
+            running = _count_running(layout, pending.values())
+            progress.update(done_before + summary.done, running, len(summary.failed))
+            if pending:
+                time.sleep(0.5)
+        progress.update(done_before + summary.done, 0, len(summary.failed), force=True)
+    finally:
+        progress.close()
+        dfk.cleanup()
+        parsl.clear()
+
+
+def _settle(future, plan: SamplePlan, layout: CampaignLayout, summary: RunSummary) -> None:
+    """Record a finished task: done, or failed with its classified reason."""
+    exc = future.exception()
+    record = layout.read_record(plan)
+    if exc is None and layout.is_done(plan, record):
+        summary.done += 1
+        return
+    kind = classify_failure(exc) if exc is not None else "io_error"
+    if record is None or record.state != "failed":
+        record = record or SampleRecord(sample_id=plan.sample_id, state="failed", log_path=str(layout.log_path(plan)),
+                                        seed=plan.seed, parameters=dict(plan.values))
+        record.state, record.error_kind = "failed", kind
+        record.error = str(exc) if exc is not None else "task ended without a valid sample file"
+        record.finished_at = time.time()
+        layout.write_record(plan, record)
+    summary.failed[plan.sample_id] = _reason(record)
+
+
+def _count_running(layout: CampaignLayout, plans) -> int:
+    """Tasks that have started (their record says running) but not ended."""
+    count = 0
+    for plan in list(plans)[:512]:
+        record = layout.read_record(plan)
+        count += record is not None and record.state == "running"
+    return count
+
+
+def _build_dataset(spec: CampaignSpec, layout: CampaignLayout, stream) -> None:
+    from .dataset import build_dataset
+
+    plans, done, _, _ = samples_to_run(spec, layout)
+    if not done:
+        return
+    build_dataset([layout.sample_path(p) for p in done], layout.dataset_dir,
+                  samples_per_shard=spec.dataset_samples_per_shard,
+                  split_fractions=(spec.splits.train, spec.splits.validation, spec.splits.test),
+                  seed=spec.splits.seed)
+    stream.write(f"[{spec.name}] data set of {len(done)} samples in {layout.dataset_dir}\n")

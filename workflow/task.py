@@ -1,0 +1,84 @@
+"""One sample, run where Parsl placed it: ``ecgi campaign task DIR ID``.
+
+The task rebuilds its configuration from the frozen spec (the plan is a
+pure function of it), runs the patient simulation on the MPI ranks it was
+started with, writes the sample file atomically and then its record.  Exit
+status tells the driver what kind of failure it was: solver and
+configuration errors are final, anything else (a killed process, a lost
+node, an I/O error) may be retried.
+"""
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from pathlib import Path
+
+from mpi4py import MPI
+
+from solver import __version__
+from solver.errors import ConfigError, SolverError
+
+from .layout import CampaignLayout, SampleRecord
+from .sampling import plan_samples
+from .spec import load_spec
+
+EXIT_OK, EXIT_SOLVER_ERROR, EXIT_CONFIG_ERROR, EXIT_IO_ERROR = 0, 3, 4, 5
+
+
+def run_task(campaign_dir: Path, sample_id: str) -> int:
+    from solver.patient import PatientSimulation, write_sample
+
+    from .patients import patient_config
+
+    comm = MPI.COMM_WORLD
+    layout = CampaignLayout(campaign_dir)
+    spec = load_spec(layout.spec_path)
+    plans = {p.sample_id: p for p in plan_samples(spec)}
+    if sample_id not in plans:
+        raise ConfigError(f"no sample {sample_id!r} in campaign {spec.name}")
+    plan = plans[sample_id]
+    root = comm.Get_rank() == 0
+    previous = layout.read_record(plan)
+    record = SampleRecord(
+        sample_id=sample_id, state="running", attempts=(previous.attempts if previous else 0) + 1,
+        host=socket.gethostname(), ranks=comm.Get_size(), started_at=time.time(),
+        log_path=str(layout.log_path(plan)), code_version=__version__, seed=plan.seed,
+        parameters={k: v for k, v in plan.values.items()},
+    )
+    if root:
+        layout.write_record(plan, record)
+    try:
+        config = patient_config(spec, plan)
+        sample = PatientSimulation(config, comm).run()
+        if root:
+            path = write_sample(layout.sample_path(plan), sample)
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                record.checksum = str(f.attrs["checksum_sha256"])
+            record.file_size = path.stat().st_size
+            _finish(layout, plan, record, "done", EXIT_OK)
+        return EXIT_OK
+    except SolverError as exc:
+        return _fail(layout, plan, record, root, "solver_error", exc, EXIT_SOLVER_ERROR)
+    except ConfigError as exc:
+        return _fail(layout, plan, record, root, "config_error", exc, EXIT_CONFIG_ERROR)
+    except OSError as exc:
+        return _fail(layout, plan, record, root, "io_error", exc, EXIT_IO_ERROR)
+
+
+def _finish(layout, plan, record: SampleRecord, state: str, status: int) -> None:
+    record.state = state
+    record.exit_status = status
+    record.finished_at = time.time()
+    record.wall_time_s = record.finished_at - record.started_at
+    layout.write_record(plan, record)
+
+
+def _fail(layout, plan, record, root: bool, kind: str, exc: Exception, status: int) -> int:
+    print(f"ecgi campaign task {plan.sample_id}: {kind}: {exc}", file=sys.stderr)
+    if root:
+        record.error_kind, record.error = kind, str(exc)
+        _finish(layout, plan, record, "failed", status)
+    return status
