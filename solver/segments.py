@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import ConfigError
 from .heart import Heart
 from .sites import SITE_NAMES
 
@@ -104,10 +105,15 @@ def place_sites(heart: Heart, coords: HeartCoordinates | None = None) -> np.ndar
     # Mid-wall sites avoid the surfaces where the wall is a few voxels thick.
     interior = ~(s.lv_endo | s.rv_endo | s.epi | s.base)
     chosen: dict[str, int] = {}
-    for seg in range(1, 18):
-        chosen[f"AHA{seg:02d}"] = _segment_centre_voxel(pos, s.lv_endo & (coords.lv_segment == seg))
-    for seg in range(1, 14):
-        chosen[f"RV{seg:02d}"] = _segment_centre_voxel(pos, s.rv_endo & (coords.rv_segment == seg))
+    segments = [(f"AHA{k:02d}", s.lv_endo & (coords.lv_segment == k)) for k in range(1, 18)]
+    segments += [(f"RV{k:02d}", s.rv_endo & (coords.rv_segment == k)) for k in range(1, 14)]
+    for name, mask in segments:
+        if not mask.any():
+            raise ConfigError(
+                f"segment {name} has no endocardial voxel at dx {heart.anatomy.dx} mm: the grid is too "
+                "coarse for this anatomy's 75 recording sites; use a smaller dx"
+            )
+        chosen[name] = _segment_centre_voxel(pos, mask)
     for name in SITE_NAMES:
         if name.startswith(("EPI_", "MID_")) and name[4:] not in chosen:
             raise KeyError(name)

@@ -22,12 +22,10 @@ os.environ.update(MPI_ENV)
 
 
 def clean_env() -> dict[str, str]:
-    """The environment without the MPI runtime variables this process may
-    carry (importing mpi4py initialises a singleton MPI job, whose variables
-    would make a child ``mpiexec`` believe it is nested in it)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "PMIX_", "PMI_", "ORTE_", "OPAL_"))}
-    env.update(MPI_ENV)
-    return env
+    """The environment without the MPI runtime variables of this process."""
+    from workflow.mpi_env import clean_mpi_env
+
+    return {**clean_mpi_env(), **MPI_ENV}
 
 
 def run_ecgi(*args: str, ranks: int = 1, check: bool = True, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:

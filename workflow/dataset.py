@@ -38,6 +38,10 @@ DT_MS = 1.0
 MANIFEST_NAME = "manifest.json"
 _SHARD_NAME = re.compile(r"shard-\d{5}\.h5")
 _STATISTICS = ("ecg", "act", "vm")
+#: Filters of the numeric datasets: byte shuffling before fast gzip halves
+#: the time to write and to read a smooth float32 trace and makes it smaller
+#: than gzip alone at its default level.
+_NUMBERS = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +181,6 @@ class SampleFile:
             return SampleArrays(f["leads"][()], f["vm_sites"][()], f["act_sites"][()])
 
 
-
 def find_sample_files(directory: Path, exclude: Path | None = None) -> list[Path]:
     """Every ``*.h5`` under ``directory`` (sorted), leaving out hidden files
     (half-written temporaries) and anything under ``exclude`` (a data set
@@ -199,17 +202,19 @@ def find_sample_files(directory: Path, exclude: Path | None = None) -> list[Path
 def scan_sample_files(paths: Sequence[Path]) -> tuple[list[SampleFile], list[SkippedFile]]:
     """The usable sample files, and why each other one was refused.
 
-    Sample ids are the paths relative to the deepest directory holding all
-    files, without ``.h5``: a flat campaign directory gives the file stems,
-    nested ones stay unique."""
-    paths = [Path(p) for p in paths]
-    root = Path(os.path.commonpath([p.resolve().parent for p in paths])) if paths else Path()
+    A sample's id is its file name without ``.h5`` (campaigns name files by
+    sample id), so it stays the same wherever the file is kept; two files of
+    the same name are refused as ambiguous."""
+    by_id: dict[str, Path] = {}
     samples: list[SampleFile] = []
     skipped: list[SkippedFile] = []
-    for path in paths:
-        sample_id = path.resolve().relative_to(root).with_suffix("").as_posix()
+    for path in map(Path, paths):
+        if path.stem in by_id:
+            raise ConfigError(f"{path}: sample id {path.stem!r} is also the name of {by_id[path.stem]}; "
+                              "sample file names must be unique")
+        by_id[path.stem] = path
         try:
-            samples.append(_read_sample_file(path, sample_id))
+            samples.append(_read_sample_file(path, path.stem))
         except _Refused as exc:
             skipped.append(SkippedFile(path, str(exc)))
             log.warning("skipping %s: %s", path, exc)
@@ -262,7 +267,6 @@ def _sample_file_metadata(f: h5py.File, path: Path, sample_id: str) -> SampleFil
     except (TypeError, ValueError, AttributeError) as exc:
         raise _Refused(f"parameters_json is not a JSON object of numbers ({exc})") from None
     return SampleFile(path, sample_id, geometry, condition, parameters, str(f.attrs["checksum_sha256"]))
-
 
 
 def build_dataset(
@@ -322,7 +326,9 @@ def write_dataset(
     return manifest
 
 
-def validate_settings(samples_per_shard: int, split_fractions: Sequence[float], samples_per_trace: int) -> tuple[float, float, float]:
+def validate_settings(
+    samples_per_shard: int, split_fractions: Sequence[float], samples_per_trace: int,
+) -> tuple[float, float, float]:
     """Refuse impossible settings before anything is read or written."""
     if samples_per_shard < 1:
         raise ConfigError(f"samples per shard must be at least 1, got {samples_per_shard}")
@@ -377,7 +383,6 @@ def assign_splits(geometry_ids: Iterable[str], fractions: Sequence[float], seed:
 def _batches(items: list, size: int) -> Iterator[list]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
-
 
 
 def shard_digest(samples: Sequence[Sample], parameter_names: Sequence[str], samples_per_trace: int) -> str:
@@ -457,12 +462,12 @@ def _write_shard_contents(
 ) -> None:
     k, n_leads, n_sites = len(samples), len(LEAD_NAMES), len(SITE_NAMES)
     f.attrs.update(format=SHARD_FORMAT, format_version=FORMAT_VERSION, split=split)
-    ecg = f.create_dataset("ecg", (k, t, n_leads), np.float32, chunks=(1, t, n_leads), compression="gzip")
+    ecg = f.create_dataset("ecg", (k, t, n_leads), np.float32, chunks=(1, t, n_leads), **_NUMBERS)
     ecg.attrs["leads"] = list(LEAD_NAMES)
     ecg.attrs["dt_ms"] = DT_MS
-    vm = f.create_dataset("vm", (k, t, n_sites), np.float32, chunks=(1, t, n_sites), compression="gzip")
+    vm = f.create_dataset("vm", (k, t, n_sites), np.float32, chunks=(1, t, n_sites), **_NUMBERS)
     vm.attrs["sites"] = list(SITE_NAMES)
-    act = f.create_dataset("act", (k, n_sites), np.float32, chunks=(1, n_sites), compression="gzip")
+    act = f.create_dataset("act", (k, n_sites), np.float32, chunks=(1, n_sites), **_NUMBERS)
     for row, sample in enumerate(samples):
         arrays = sample.read()
         ecg[row] = fit_length(arrays.ecg, t)
@@ -478,7 +483,7 @@ def _write_shard_contents(
     table = np.array([[s.parameters.get(n, np.nan) for n in parameter_names] for s in samples], np.float64)
     table = table.reshape(k, len(parameter_names))
     # HDF5 cannot chunk a zero-width dimension: without parameters the table is an empty contiguous dataset.
-    chunking = {"chunks": (1, len(parameter_names)), "compression": "gzip"} if parameter_names else {}
+    chunking = {"chunks": (1, len(parameter_names)), **_NUMBERS} if parameter_names else {}
     params = f.create_dataset("parameters", data=table, **chunking)
     params.attrs["parameter_names"] = np.array(parameter_names, dtype=strings)
 
@@ -506,7 +511,6 @@ def _remove_stale_shards(root: Path, splits: dict[str, list[ShardInfo]], report:
                 report.removed.append(file)
 
 
-
 class RunningMoments:
     """Per-feature count, mean and sum of squared deviations, merged batch by
     batch (Chan et al.'s parallel update) so that a split of any size is
@@ -522,10 +526,14 @@ class RunningMoments:
         """Add rows of a (..., n_features) array."""
         x = np.asarray(batch, dtype=np.float64).reshape(-1, len(self.count))
         finite = np.isfinite(x)
-        count = finite.sum(axis=0).astype(np.float64)
-        safe = np.where(finite, x, 0.0)
-        mean = np.divide(safe.sum(axis=0), count, out=np.zeros_like(count), where=count > 0)
-        m2 = (np.where(finite, x - mean, 0.0) ** 2).sum(axis=0)
+        if finite.all():
+            count = np.full(x.shape[1], float(x.shape[0]))
+            mean = x.mean(axis=0)
+            m2 = ((x - mean) ** 2).sum(axis=0)
+        else:
+            count = finite.sum(axis=0).astype(np.float64)
+            mean = np.divide(np.where(finite, x, 0.0).sum(axis=0), count, out=np.zeros_like(count), where=count > 0)
+            m2 = (np.where(finite, x - mean, 0.0) ** 2).sum(axis=0)
         total = self.count + count
         delta = mean - self.mean
         weight = np.divide(count, total, out=np.zeros_like(total), where=total > 0)
@@ -556,7 +564,6 @@ def train_statistics(shards: Sequence[Path]) -> dict[str, list[float]]:
         out[f"{name}_mean"] = [float(x) for x in mean]
         out[f"{name}_std"] = [float(x) for x in std]
     return out
-
 
 
 def sha256_file(path: Path, block: int = 1 << 22) -> str:

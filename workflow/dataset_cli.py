@@ -4,6 +4,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .dataset import Manifest
 
 
 def add_commands(commands) -> None:
@@ -71,7 +75,7 @@ def run_import_llnl(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_summary(manifest, output: Path) -> None:
+def _print_summary(manifest: Manifest, output: Path) -> None:
     report = manifest.report
     for skipped in report.skipped:
         print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)

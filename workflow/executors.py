@@ -31,7 +31,9 @@ def classify_failure(exc: BaseException) -> str:
     """The failure kind of a task exception (see workflow.layout.RETRYABLE)."""
     from parsl.app.errors import AppTimeout, BashExitFailure
 
-    if isinstance(exc, BashExitFailure):
+    from .apps import TaskFailed
+
+    if isinstance(exc, (BashExitFailure, TaskFailed)):
         return EXIT_KINDS.get(exc.exitcode, "unknown")
     if isinstance(exc, AppTimeout):
         return "timeout"

@@ -163,6 +163,7 @@ PARAMETERS: dict[str, Parameter] = {
     "cv_longitudinal_m_per_s": Parameter("sample", "conduction velocity along fibres (m/s)", _set("calibration.longitudinal_m_per_s"), 0.2, 1.2),
     "cv_transverse_m_per_s": Parameter("sample", "conduction velocity across fibres (m/s)", _set("calibration.transverse_m_per_s"), 0.05, 0.6),
     "cv_fast_layer_m_per_s": Parameter("sample", "speed of the fast endocardial layer (m/s)", _set("calibration.fast_layer_m_per_s"), 0.6, 4.0),
+    "stimulus_amplitude_uA_per_mm3": Parameter("sample", "root stimulus current density (uA/mm^3)", _set("activation.stimulus_amplitude_uA_per_mm3"), 1.0, 1e9),
     "torso_rotation_x_deg": Parameter("sample", "heart rotation about the torso x axis (degrees)", _torso_rotation(0), -45.0, 45.0),
     "torso_rotation_y_deg": Parameter("sample", "heart rotation about the torso y axis (degrees)", _torso_rotation(1), -45.0, 45.0),
     "torso_rotation_z_deg": Parameter("sample", "heart rotation about the torso z axis (degrees)", _torso_rotation(2), -45.0, 45.0),

@@ -168,16 +168,7 @@ def _reason(record: Optional[SampleRecord]) -> str:
 
 def _execute(spec: CampaignSpec, layout: CampaignLayout, todo: list[SamplePlan], summary: RunSummary, stream) -> None:
     import parsl
-    from parsl import bash_app
 
-    @bash_app
-    def simulate(command: str, stdout=None, stderr=None, walltime=None, parsl_resource_specification=None):
-        return command
-
-    resource_spec = None
-    if spec.resources.ranks_per_simulation > 1:
-        r = spec.resources.ranks_per_simulation
-        resource_spec = {"num_nodes": 1, "ranks_per_node": r, "num_ranks": r}
     # Parsl starts its interchange and workers by name from PATH: make them
     # the ones installed beside this Python, even when the venv is not active.
     bin_dir = str(Path(sys.executable).parent)
@@ -187,25 +178,13 @@ def _execute(spec: CampaignSpec, layout: CampaignLayout, todo: list[SamplePlan],
     progress = Progress(summary.planned, stream, spec.name)
     done_before = summary.already_done
     try:
-        futures = {}
-        for plan in todo:
-            log = layout.log_path(plan)
-            log.parent.mkdir(parents=True, exist_ok=True)
-            kwargs = {"stdout": (str(log), "a"), "stderr": (str(log), "a")}
-            if spec.resources.task_timeout_s:
-                kwargs["walltime"] = spec.resources.task_timeout_s
-            if resource_spec is not None:
-                kwargs["parsl_resource_specification"] = resource_spec
-            futures[simulate(task_command(spec, layout.root, plan.sample_id), **kwargs)] = plan
-        pending = dict(futures)
+        submit = _submitter(spec, layout)
+        pending = {submit(plan): plan for plan in todo}
         while pending:
-            finished = [f for f in pending if f.done()]
-            for future in finished:
-                plan = pending.pop(future)
-                _settle(future, plan, layout, summary)
+            for future in [f for f in pending if f.done()]:
+                _settle(future, pending.pop(future), layout, summary)
             write_json_atomic(layout.driver_path, {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time()})
-            running = _count_running(layout, pending.values())
-            progress.update(done_before + summary.done, running, len(summary.failed))
+            progress.update(done_before + summary.done, _count_running(layout, pending.values()), len(summary.failed))
             if pending:
                 time.sleep(0.5)
         progress.update(done_before + summary.done, 0, len(summary.failed), force=True)
@@ -213,6 +192,35 @@ def _execute(spec: CampaignSpec, layout: CampaignLayout, todo: list[SamplePlan],
         progress.close()
         dfk.cleanup()
         parsl.clear()
+
+
+def _submitter(spec: CampaignSpec, layout: CampaignLayout):
+    """A function submitting one planned sample to Parsl, returning its future."""
+    from parsl import bash_app, python_app
+
+    from .apps import simulate_in_worker, simulate_with_mpi
+
+    timeout = spec.resources.task_timeout_s
+    ranks = spec.resources.ranks_per_simulation
+    if ranks == 1:
+        app = python_app(simulate_in_worker)
+
+        def submit(plan: SamplePlan):
+            kwargs = {"walltime": timeout} if timeout else {}
+            return app(str(layout.root), plan.sample_id, str(layout.log_path(plan)), **kwargs)
+        return submit
+
+    app = bash_app(simulate_with_mpi)
+    resource_spec = {"num_nodes": 1, "ranks_per_node": ranks, "num_ranks": ranks}
+
+    def submit(plan: SamplePlan):
+        log = layout.log_path(plan)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        kwargs = {"stdout": (str(log), "a"), "stderr": (str(log), "a"), "parsl_resource_specification": resource_spec}
+        if timeout:
+            kwargs["walltime"] = timeout
+        return app(task_command(spec, layout.root, plan.sample_id), **kwargs)
+    return submit
 
 
 def _settle(future, plan: SamplePlan, layout: CampaignLayout, summary: RunSummary) -> None:

@@ -68,6 +68,21 @@ def run_task(campaign_dir: Path, sample_id: str) -> int:
         return _fail(layout, plan, record, root, "io_error", exc, EXIT_IO_ERROR)
 
 
+def run_task_logged(campaign_dir: Path, sample_id: str, log_path: Path) -> int:
+    """``run_task`` with its output appended to the sample's log file."""
+    import contextlib
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        try:
+            return run_task(campaign_dir, sample_id)
+        except Exception:
+            import traceback
+
+            traceback.print_exc()
+            raise
+
+
 def _finish(layout, plan, record: SampleRecord, state: str, status: int) -> None:
     record.state = state
     record.exit_status = status
