@@ -24,6 +24,9 @@ class TaskFailed(Exception):
 
 
 def simulate_in_worker(campaign_dir: str, sample_id: str, log_path: str) -> str:
+    from .mpi_env import prepare_singleton_mpi
+
+    prepare_singleton_mpi()
     from .task import EXIT_OK, run_task_logged
 
     status = run_task_logged(Path(campaign_dir), sample_id, Path(log_path))

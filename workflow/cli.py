@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     from model import cli as model_cli
     from solver import cli as solver_cli
 
-    from . import campaign_cli
+    from . import campaign_cli, dataset_cli
 
     parser = argparse.ArgumentParser(
         prog="ecgi",
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     solver_cli.add_commands(commands)
     campaign_cli.add_commands(commands)
+    dataset_cli.add_commands(commands)
     model_cli.add_commands(commands)
     return parser
 

@@ -114,6 +114,7 @@ def parsl_config(spec: CampaignSpec, run_dir: Path):
     from parsl.providers import LocalProvider
 
     r = spec.resources
+    address = {"address": r.slurm.driver_address} if r.executor == "slurm" and r.slurm.driver_address else {}
     if r.executor == "slurm":
         provider = slurm_provider(spec)
     else:
@@ -122,13 +123,13 @@ def parsl_config(spec: CampaignSpec, run_dir: Path):
         per_node = workers(spec) // (r.slurm.nodes_per_block if r.executor == "slurm" else 1)
         executor = HighThroughputExecutor(
             label="simulations", max_workers_per_node=per_node, cores_per_worker=1,
-            provider=provider, heartbeat_period=5, heartbeat_threshold=30,
+            provider=provider, heartbeat_period=5, heartbeat_threshold=30, **address,
         )
     else:
         executor = MPIExecutor(
             label="simulations", max_workers_per_block=workers(spec),
             mpi_launcher="srun" if r.executor == "slurm" else "mpiexec",
-            provider=provider, heartbeat_period=5, heartbeat_threshold=30,
+            provider=provider, heartbeat_period=5, heartbeat_threshold=30, **address,
         )
     return Config(
         executors=[executor], run_dir=str(run_dir), retries=r.retries, retry_handler=retry_cost,

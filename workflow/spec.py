@@ -119,6 +119,9 @@ class SlurmResources:
     worker_init: str = ""
     #: Extra #SBATCH lines, e.g. "#SBATCH --constraint=cpu".
     scheduler_options: str = ""
+    #: Address the workers use to reach the driver (default: Parsl's guess
+    #: from this host's name; set it where compute nodes see another network).
+    driver_address: Optional[str] = None
 
     def validate(self) -> None:
         if self.nodes_per_block < 1 or self.max_blocks < 1:

@@ -1,0 +1,149 @@
+#!/usr/bin/env python
+"""Data set aggregation throughput: sample files per second into shards.
+
+    python bench/aggregation_throughput.py [--samples 200] [--length 500] [--json]
+
+Writes --samples synthetic sample files (the real writer,
+solver.output.write_simulation, with action-potential-shaped Vm at the 75
+sites and electrode potentials from a fixed random lead field, so that the
+traces compress like simulated ones) to a temporary directory, then times
+``workflow.dataset.build_dataset``:
+
+* a first build (verify every file, write every shard, train statistics);
+* a rebuild of the same inputs (verify, find every shard unchanged), which
+  must leave the manifest byte-identical;
+
+and reports samples/s of both, and the bytes per sample of the sample files
+and of the shards.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from solver.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES  # noqa: E402
+
+V_REST_MV, V_PEAK_MV = -85.0, 40.0
+#: The smallest simulation configuration: the sample file stores it, nothing runs it.
+_TINY_CONFIG = {
+    "anatomy": {"dx_mm": 0.5, "slab": {"size_mm": [1, 1, 1]}},
+    "conductivity": {"intracellular": {"longitudinal": 0.17, "transverse": 0.019}},
+    "ionic": {"model": "mitchell_schaeffer"},
+    "time": {"dt_ms": 0.05, "duration_ms": 1},
+    "stimuli": [{"amplitude_uA_per_mm3": 50, "box": {"min_mm": [0, 0, 0], "max_mm": [1, 1, 1]}}],
+}
+
+
+def synthetic_vm(act_ms: np.ndarray, samples: int, apd_ms: float = 250.0) -> np.ndarray:
+    """(samples, sites) mV: a sigmoid upstroke at each activation time, repolarising apd_ms later."""
+    t = np.arange(samples, dtype=np.float64)[:, None]
+    up = 1.0 / (1.0 + np.exp(-(t - act_ms[None, :]) / 0.5))
+    down = 1.0 / (1.0 + np.exp(-(t - act_ms[None, :] - apd_ms) / 15.0))
+    return V_REST_MV + (V_PEAK_MV - V_REST_MV) * up * (1.0 - down)
+
+
+def write_synthetic_sample(
+    path: Path, geometry_id: str, condition: str, parameters: dict[str, float],
+    rng: np.random.Generator, samples: int = 500,
+) -> Path:
+    """A sample file as ``ecgi simulate`` writes it for a patient, from made-up traces."""
+    from solver.config import config_from_dict
+    from solver.ecg import twelve_leads
+    from solver.output import write_simulation
+    from solver.patient import PatientConfig, patient_attributes
+    from solver.simulation import SimulationResult
+
+    n_sites = len(SITE_NAMES)
+    act = rng.uniform(5.0, 0.3 * samples, n_sites)
+    vm = synthetic_vm(act, samples)
+    weights = rng.normal(0.0, 0.02, (len(ELECTRODE_NAMES), n_sites))
+    electrodes = (vm - V_REST_MV) @ weights.T
+    result = SimulationResult(
+        config=config_from_dict(_TINY_CONFIG), dx_mm=0.5, origin_mm=np.zeros(3), grid_shape=(1, 1, 1),
+        tissue_ijk=np.zeros((1, 3), np.int32), activation_ms=np.zeros(1), time_ms=np.arange(samples, dtype=float),
+        probe_names=list(SITE_NAMES), probe_ijk=np.zeros((n_sites, 3), np.int32), probe_vm=vm,
+        snapshot_time_ms=np.zeros(0), snapshot_vm=None,
+    )
+    datasets = {
+        "vm_sites": (vm.astype(np.float32), {"units": "mV", "dt_ms": 1.0}),
+        "act_sites": (act.astype(np.float32), {"units": "ms"}),
+        "electrodes": (electrodes.astype(np.float32), {"units": "mV", "names": list(ELECTRODE_NAMES), "dt_ms": 1.0}),
+        "leads": (twelve_leads(electrodes).astype(np.float32), {"units": "mV", "names": list(LEAD_NAMES), "dt_ms": 1.0}),
+    }
+    patient = PatientConfig(geometry_id=geometry_id, label=condition, parameters=dict(parameters))
+    return write_simulation(path, result, datasets, patient_attributes(patient))
+
+
+def generate(directory: Path, count: int, samples: int, seed: int = 0) -> list[Path]:
+    """``count`` sample files over count // 10 (at least 3) geometries."""
+    rng = np.random.default_rng(seed)
+    geometries = max(3, count // 10)
+    return [
+        write_synthetic_sample(
+            directory / f"sample-{i:05d}.h5", f"geometry-{i % geometries:03d}", "normal",
+            {"conduction_scale": float(rng.uniform(0.8, 1.2)), "apd_scale": float(rng.uniform(0.9, 1.1))},
+            rng, samples,
+        )
+        for i in range(count)
+    ]
+
+
+def measure(count: int, samples: int, samples_per_shard: int) -> dict:
+    from workflow.dataset import build_dataset
+
+    with tempfile.TemporaryDirectory(prefix="ecgi-aggregation-") as tmp:
+        files = generate(Path(tmp) / "samples", count, samples)
+        output = Path(tmp) / "dataset"
+        start = time.perf_counter()
+        first = build_dataset(files, output, samples_per_shard, samples_per_trace=samples)
+        build_s = time.perf_counter() - start
+        manifest_bytes = (output / "manifest.json").read_bytes()
+        start = time.perf_counter()
+        again = build_dataset(files, output, samples_per_shard, samples_per_trace=samples)
+        rebuild_s = time.perf_counter() - start
+        shard_bytes = sum(p.stat().st_size for p in output.rglob("shard-*.h5"))
+        return {
+            "samples": count,
+            "length": samples,
+            "samples_per_shard": samples_per_shard,
+            "build_s": round(build_s, 3),
+            "build_samples_per_s": round(count / build_s, 1),
+            "rebuild_s": round(rebuild_s, 3),
+            "rebuild_samples_per_s": round(count / rebuild_s, 1),
+            "rebuild_shards_written": len(again.report.written),
+            "rebuild_manifest_identical": (output / "manifest.json").read_bytes() == manifest_bytes,
+            "shards": len(first.report.written),
+            "sample_file_bytes_per_sample": round(sum(p.stat().st_size for p in files) / count),
+            "shard_bytes_per_sample": round(shard_bytes / count),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser.add_argument("--samples", type=int, default=200, help="sample files to aggregate (200)")
+    parser.add_argument("--length", type=int, default=500, help="time samples per trace, 1 ms apart (500)")
+    parser.add_argument("--samples-per-shard", type=int, default=64, help="samples per shard (64)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    report = measure(args.samples, args.length, args.samples_per_shard)
+    if args.json:
+        print(json.dumps(report))
+        return
+    print(f"{report['samples']} samples of {report['length']} ms, {report['shards']} shards of {report['samples_per_shard']}")
+    print(f"  build   {report['build_s']:8.2f} s  {report['build_samples_per_s']:8.1f} samples/s")
+    print(f"  rebuild {report['rebuild_s']:8.2f} s  {report['rebuild_samples_per_s']:8.1f} samples/s "
+          f"({report['rebuild_shards_written']} shards rewritten, manifest identical: {report['rebuild_manifest_identical']})")
+    print(f"  bytes per sample: sample file {report['sample_file_bytes_per_sample']}, shards {report['shard_bytes_per_sample']}")
+
+
+if __name__ == "__main__":
+    main()
