@@ -49,12 +49,16 @@ test: install
 	$(PY) -m pytest -q tests
 
 demo: install
-	$(VENV)/bin/ecgi bench niederer --dx 0.5 --dt 0.05
-	$(VENV)/bin/ecgi simulate examples/simulations/slab.yaml -o demo/slab.h5
+	$(VENV)/bin/ecgi demo --output demo
 
 bench: install
-	$(PY) bench/solver_throughput.py
 	$(VENV)/bin/ecgi bench niederer --dx 0.5 --dt 0.05
+	$(VENV)/bin/ecgi bench niederer --dx 0.5 --dt 0.05 --calibrated
+	$(PY) bench/solver_throughput.py
+	$(PY) bench/patient_sample.py
+	$(PY) bench/campaign_throughput.py --slurm
+	$(PY) bench/aggregation_throughput.py
+	$(PY) bench/train_throughput.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

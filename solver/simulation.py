@@ -102,6 +102,7 @@ class Simulation:
             int(round(out.snapshot_interval_ms / dt)) if out.snapshot_interval_ms is not None else 0
         )
         self.observers: list[StepObserver] = []
+        self._observer_s = 0.0
         self.progress: Optional[Callable[[str], None]] = None
 
     def _probe_voxel(self, name: str, point) -> np.ndarray:
@@ -205,8 +206,10 @@ class Simulation:
 
     def _record(self, sample: int, vm, rate, probes: ProbeTraces) -> None:
         probes.record(sample, vm)
+        start = time.perf_counter()
         for observer in self.observers:
             observer.record(sample, vm, rate.array_r)
+        self._observer_s += time.perf_counter() - start
 
     def _snapshot(self, t: float, vm, snapshots: list, times: list) -> None:
         field_ = gather_natural(vm.astype(np.float32), self.owned, self.numbering.n, self.comm)
@@ -254,6 +257,7 @@ class Simulation:
             "wall_time_s": wall,
             "ionic_time_s": ionic_s,  # rank 0's share of the wall time
             "diffusion_time_s": diffusion_s,
+            "observer_time_s": self._observer_s,  # e.g. the pseudo-ECG
             "steps": steps,
             "tissue_voxels": self.numbering.n,
             "node_steps_per_s": self.numbering.n * steps / max(wall, 1e-9),

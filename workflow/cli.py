@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     solver_cli.add_commands(commands)
     campaign_cli.add_commands(commands)
     dataset_cli.add_commands(commands)
+    campaign_cli.add_demo_command(commands)
     model_cli.add_commands(commands)
     return parser
 

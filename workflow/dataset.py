@@ -1,6 +1,6 @@
 """Training data sets: verified sample files in, HDF5 shards and a manifest out.
 
-The layout is documented in docs/dataset-format.md.  Samples are split by
+The layout is documented in docs/data-formats.md.  Samples are split by
 geometry, so that no anatomy is seen in training and evaluation alike.
 Everything the build writes is a deterministic function of its inputs: the
 same samples and settings give byte-identical shards and manifest, and a

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
 
 def add_commands(commands) -> None:
     dataset = commands.add_parser(
-        "dataset", help="build training data sets (HDF5 shards + manifest, docs/dataset-format.md)",
+        "dataset", help="build training data sets (HDF5 shards + manifest, docs/data-formats.md)",
         description="Aggregate sample files into sharded HDF5 training sets split by geometry.",
     )
     actions = dataset.add_subparsers(dest="dataset_command", metavar="ACTION", required=True)

@@ -11,6 +11,7 @@ what is missing, failed (retryable) or corrupt.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import socket
 import sys
@@ -107,9 +108,12 @@ class Progress:
         self.last = 0.0
         self.tty = stream.isatty()
 
+    def due(self) -> bool:
+        return time.time() - self.last >= (1.0 if self.tty else 15.0)
+
     def update(self, done: int, running: int, failed: int, force: bool = False) -> None:
         now = time.time()
-        if not force and now - self.last < (1.0 if self.tty else 15.0):
+        if not force and not self.due():
             return
         self.last = now
         elapsed = now - self.start
@@ -180,13 +184,19 @@ def _execute(spec: CampaignSpec, layout: CampaignLayout, todo: list[SamplePlan],
     try:
         submit = _submitter(spec, layout)
         pending = {submit(plan): plan for plan in todo}
+        last_beat = 0.0
         while pending:
-            for future in [f for f in pending if f.done()]:
+            # Block until a task ends (no busy polling: the driver shares the
+            # machine with the simulations when running locally).
+            finished, _ = concurrent.futures.wait(list(pending), timeout=2.0, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in finished:
                 _settle(future, pending.pop(future), layout, summary)
-            write_json_atomic(layout.driver_path, {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time()})
-            progress.update(done_before + summary.done, _count_running(layout, pending.values()), len(summary.failed))
-            if pending:
-                time.sleep(0.5)
+            now = time.time()
+            if now - last_beat > 10:
+                last_beat = now
+                write_json_atomic(layout.driver_path, {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": now})
+            if progress.due():
+                progress.update(done_before + summary.done, _count_running(layout, pending.values()), len(summary.failed))
         progress.update(done_before + summary.done, 0, len(summary.failed), force=True)
     finally:
         progress.close()
@@ -242,9 +252,10 @@ def _settle(future, plan: SamplePlan, layout: CampaignLayout, summary: RunSummar
 
 
 def _count_running(layout: CampaignLayout, plans) -> int:
-    """Tasks that have started (their record says running) but not ended."""
+    """Tasks that have started (their record says running) but not ended;
+    among the first 256 pending, which is where running tasks are."""
     count = 0
-    for plan in list(plans)[:512]:
+    for plan in list(plans)[:256]:
         record = layout.read_record(plan)
         count += record is not None and record.state == "running"
     return count

@@ -210,6 +210,8 @@ class CampaignSpec:
 
 def spec_from_dict(data: Any, base_dir: Path | None = None) -> CampaignSpec:
     spec = from_mapping(CampaignSpec, data, "campaign")
+    # Paths may use $VARIABLES and ~ (e.g. /scratch/$USER/...).
+    spec.output_dir = Path(os.path.expandvars(os.path.expanduser(str(spec.output_dir))))
     if base_dir is not None and not spec.output_dir.is_absolute():
         spec.output_dir = (base_dir / spec.output_dir).resolve()
     return spec

@@ -1,0 +1,163 @@
+"""``ecgi demo``: the whole pipeline, small, on this machine.
+
+1. a local campaign of synthetic patients (examples/campaigns/demo.yaml),
+   with its live progress line, aggregated into a data set split by anatomy;
+2. training of the activation-time network on the CPU (`ecgi train`);
+3. evaluation on the held-out anatomies (`ecgi evaluate`);
+4. DIR/report.html: example ECGs, the evaluation's figures and tables, and
+   the campaign's statistics.
+
+Each step resumes: the campaign never recomputes a finished sample, training
+continues from its last checkpoint, and a finished step is skipped.  Steps
+run as the same commands a user types, in child processes.
+"""
+from __future__ import annotations
+
+import html
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from solver.errors import EcgiError
+
+REPO = Path(__file__).resolve().parent.parent
+CAMPAIGN = REPO / "examples" / "campaigns" / "demo.yaml"
+TRAINING = REPO / "examples" / "train" / "demo.yaml"
+
+
+def run_demo(output: Path, samples: int | None = None, epochs: int | None = None) -> Path:
+    from .runner import run_campaign
+    from .spec import load_spec
+
+    output = output.resolve()
+    start = time.time()
+    spec = load_spec(CAMPAIGN)
+    spec.output_dir = output / "campaign"
+    if samples is not None:
+        spec.samples = samples
+    _step("1/4 campaign")
+    summary = run_campaign(spec, force=True)
+    dataset = spec.output_dir / "dataset"
+    run_dir = output / "run"
+    _step("2/4 training")
+    train = [*_ecgi(), "train", str(TRAINING), "--data", str(dataset), "--output", str(run_dir), "--resume"]
+    if epochs is not None:
+        train += ["--epochs", str(epochs)]
+    _check(subprocess.run(train), "training")
+    _step("3/4 evaluation")
+    evaluation = subprocess.run([*_ecgi(), "evaluate", str(run_dir / "best.pt"), str(dataset),
+                                 "--report", str(output / "evaluation"), "--json"], capture_output=True, text=True)
+    _check(evaluation, "evaluation", evaluation.stderr)
+    metrics = json.loads(evaluation.stdout)
+    _step("4/4 report")
+    report = write_report(output, spec, metrics, summary, time.time() - start)
+    print(f"\nreport: {report}", flush=True)
+    return report
+
+
+def _ecgi() -> list[str]:
+    return [sys.executable, "-m", "workflow.cli"]
+
+
+def _step(name: str) -> None:
+    print(f"\n== ecgi demo: {name}", flush=True)
+
+
+def _check(proc: subprocess.CompletedProcess, what: str, detail: str = "") -> None:
+    if proc.returncode != 0:
+        raise EcgiError(f"the demo's {what} failed (exit {proc.returncode}){': ' + detail.strip()[-2000:] if detail else ''}")
+
+
+def campaign_statistics(spec) -> dict:
+    """Samples, failures, core-hours and throughput from the records."""
+    from .layout import CampaignLayout
+    from .sampling import plan_samples
+
+    layout = CampaignLayout(spec.output_dir)
+    records = [r for r in (layout.read_record(p) for p in plan_samples(spec)) if r is not None]
+    done = [r for r in records if r.state == "done"]
+    busy = sum(r.wall_time_s for r in done)
+    first = min((r.started_at for r in done), default=0.0)
+    last = max((r.finished_at for r in done), default=0.0)
+    return {
+        "planned": spec.samples, "done": len(done), "failed": sum(r.state == "failed" for r in records),
+        "core_hours": busy / 3600, "mean_sample_s": busy / max(len(done), 1),
+        "samples_per_min": len(done) / max(last - first, 1e-9) * 60 if done else 0.0,
+        "voxel_size_mm": spec.solver.dx_mm, "ionic_model": spec.solver.ionic_model,
+        "anatomies": spec.geometry.n_geometries,
+    }
+
+
+def example_ecgs(spec, output: Path, count: int = 3) -> list[tuple[str, Path]]:
+    """ECG figures of a few test-split samples of different conditions."""
+    import h5py
+
+    from solver.plots import plot_ecg
+
+    from .layout import CampaignLayout
+    from .sampling import plan_samples
+
+    layout = CampaignLayout(spec.output_dir)
+    figures, seen = [], set()
+    for plan in plan_samples(spec):
+        path = layout.sample_path(plan)
+        if not path.is_file():
+            continue
+        with h5py.File(path, "r") as f:
+            condition = str(f.attrs.get("condition", ""))
+            if condition in seen:
+                continue
+            seen.add(condition)
+            png = plot_ecg(f["leads"][:], float(f["leads"].attrs["dt_ms"]), output / f"ecg-{condition}.png",
+                           f"{plan.sample_id} ({condition})")
+        figures.append((condition, png))
+        if len(figures) == count:
+            break
+    return figures
+
+
+def write_report(output: Path, spec, metrics: dict, summary, elapsed_s: float) -> Path:
+    stats = campaign_statistics(spec)
+    ecgs = example_ecgs(spec, output)
+    evaluation_dir = output / "evaluation"
+    rows = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None]
+    groups = metrics.get("act_mae_ms_by_group", {})
+    conditions = metrics.get("act_mae_ms_by_condition", {})
+
+    def table(pairs) -> str:
+        return "<table>" + "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_fmt(v)}</td></tr>" for k, v in pairs) + "</table>"
+
+    body = [
+        "<h1>ecgi demo</h1>",
+        f"<p>Synthetic patients simulated, aggregated, learnt and evaluated on this machine in {elapsed_s / 60:.1f} minutes. "
+        f"Activation-time error on held-out anatomies: <b>{_fmt(metrics.get('act_mae_ms'))} ms</b> (mean absolute, 75 sites).</p>",
+        "<h2>Example ECGs</h2>",
+        *[f'<h3>{html.escape(c)}</h3><img src="{html.escape(p.name)}" alt="ECG {html.escape(c)}">' for c, p in ecgs],
+        "<h2>Activation time: true vs predicted</h2>",
+        '<img src="evaluation/scatter.png" alt="scatter">',
+        "<h2>AHA bullseyes: true, predicted, error</h2>",
+        '<img src="evaluation/bullseye.png" alt="bullseyes">',
+        *(['<h2>Voltage traces</h2><img src="evaluation/traces.png" alt="traces">']
+          if (evaluation_dir / "traces.png").exists() else []),
+        "<h2>Error by site group and by condition</h2>",
+        '<img src="evaluation/errors.png" alt="errors">',
+        "<h3>By site group (MAE, ms)</h3>", table(groups.items()),
+        "<h3>By condition (MAE, ms)</h3>", table(conditions.items()),
+        "<h3>All metrics</h3>", table(rows),
+        "<h2>Campaign</h2>", table(stats.items()),
+        f"<p>Full evaluation report: <a href='evaluation/report.html'>evaluation/report.html</a></p>",
+    ]
+    style = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}td{padding:2px 12px}img{max-width:100%}"
+    path = output / "report.html"
+    path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>ecgi demo</title><style>{style}</style>"
+                    f"</head><body>{''.join(body)}</body></html>\n")
+    (output / "summary.json").write_text(json.dumps({"campaign": stats, "metrics": metrics, "elapsed_s": elapsed_s}, indent=1))
+    return path
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return html.escape(str(value))
