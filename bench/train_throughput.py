@@ -117,8 +117,8 @@ def main() -> int:
     print(f"{'device':<6} {'procs':>5} {'threads':>7} {'precision':>9} {'compile':>7} {'samples/s':>10}")
     for c in results:
         print(f"{c.device:<6} {c.processes:>5} {c.threads:>7} {c.precision:>9} {str(c.compile):>7} {c.samples_per_s:>10.1f}")
-    one, two = results[1].samples_per_s, results[2].samples_per_s
-    print(f"2 processes vs 1 on the same {cores} cores: {two / one:.2f}x")
+    single, threaded, ddp = (c.samples_per_s for c in results[:3])
+    print(f"2 DDP processes: {ddp / single:.2f}x one 1-thread process, {ddp / threaded:.2f}x one {cores}-thread process")
     return 0
 
 

@@ -44,6 +44,11 @@ class HeartConfig:
     #: A user anatomy instead of the analytic shape: a labelled voxel image
     #: (.npy or .h5, see solver.user_anatomy) or a VTK tetrahedral mesh.
     anatomy_file: Optional[Path] = None
+    #: Mesh coordinates times this are mm (1000 for a mesh in metres).
+    anatomy_scale: float = 1.0
+    #: Integer tags of the LV endocardium, RV endocardium and epicardium
+    #: triangles of a mesh (None: 1, 2, 3).
+    anatomy_surface_tags: Optional[tuple[int, int, int]] = None
     fibres: FibreAngles = field(default_factory=FibreAngles)
     #: Transmural fractions (from the endocardium) of TT06 endo and mid cells.
     endo_fraction: float = 0.3
@@ -126,7 +131,10 @@ def build_heart(config: HeartConfig, comm: MPI.Comm = MPI.COMM_WORLD, code: np.n
         if config.anatomy_file is not None:
             from .user_anatomy import load_labelled_anatomy
 
-            code, origin = load_labelled_anatomy(config.anatomy_file, dx)
+            from .user_anatomy import SurfaceTags
+
+            tags = SurfaceTags(*config.anatomy_surface_tags) if config.anatomy_surface_tags else None
+            code, origin = load_labelled_anatomy(config.anatomy_file, dx, scale=config.anatomy_scale, surface_tags=tags)
             base_z = None
         else:
             code, origin = regions(config.shape, dx)

@@ -42,7 +42,7 @@ import json
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Optional, Union
 
 import h5py
 import numpy as np
@@ -50,6 +50,9 @@ from scipy.spatial import ConvexHull, Delaunay, QhullError
 
 from .biventricle import LV_CAVITY, OUTSIDE, RV_CAVITY, TISSUE
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import meshio
 
 PathLike = Union[str, os.PathLike]
 KNOWN_CODES = (OUTSIDE, TISSUE, LV_CAVITY, RV_CAVITY)
@@ -62,7 +65,7 @@ MESH_PADDING = 2
 #: Barycentric tolerance: voxel centres on a shared face or edge count as inside.
 BARYCENTRIC_TOL = 1e-9
 #: Candidate (voxel, tetrahedron) pairs tested at once; bounds the memory used.
-CANDIDATE_BATCH = 1 << 18
+CANDIDATE_BATCH = 1 << 16
 #: A grid larger than this is a unit mistake rather than an anatomy.
 MAX_GRID_VOXELS = 1_000_000_000
 
@@ -78,6 +81,8 @@ class SurfaceTags:
 
 @dataclass
 class LabelledImage:
+    """A labelled image as stored, before resampling to the simulation grid."""
+
     labels: np.ndarray
     spacing: np.ndarray  #: (3,) mm
     origin: np.ndarray  #: (3,) mm, centre of voxel (0, 0, 0)
@@ -201,8 +206,6 @@ def _resample(image: LabelledImage, dx: float) -> tuple[np.ndarray, np.ndarray]:
     Each new voxel takes the label of the image voxel containing its centre,
     so an image already at spacing ``dx`` comes back unchanged."""
     labels = image.labels.astype(np.int8)
-    if np.allclose(image.spacing, dx, rtol=1e-9, atol=0.0):
-        return labels, image.origin.copy()
     lower_edge = image.origin - image.spacing / 2
     index = []
     for n, spacing in zip(labels.shape, image.spacing):
@@ -247,17 +250,7 @@ def _mesh_codes(path: Path, dx: float, tags: SurfaceTags, tag_array: Optional[st
     if len(tets) == 0:
         present = sorted({block.type for block in mesh.cells})
         raise ConfigError(f"{path}: no tetrahedra (cell types: {present}); the myocardium must be a tetrahedral mesh")
-    triangles, triangle_tags = _tagged_triangles(mesh, path, tag_array)
-    surface_vertices = {}
-    for name in ("lv_endo", "rv_endo", "epi"):
-        value = getattr(tags, name)
-        selected = triangle_tags == value
-        if not selected.any():
-            raise ConfigError(
-                f"{path}: no triangles tagged {value} ({name}); tags present: {np.unique(triangle_tags).tolist()}; "
-                f"pass surface_tags to map lv_endo, rv_endo and epi to them")
-        surface_vertices[name] = points[np.unique(triangles[selected])]
-
+    lv_endo, rv_endo = _endocardial_vertices(points, *_tagged_triangles(mesh, path, tag_array), tags, path)
     try:
         tissue, origin = voxelise_tetrahedra(points, tets, dx)
     except ConfigError as exc:
@@ -266,12 +259,25 @@ def _mesh_codes(path: Path, dx: float, tags: SurfaceTags, tag_array: Optional[st
         raise ConfigError(f"{path}: no voxel centre lies in a tetrahedron at dx {dx} mm; "
                           f"refine dx or check the mesh units (scale)")
     code = np.where(tissue, TISSUE, OUTSIDE).astype(np.int8)
-    code[_inside_hull(surface_vertices["lv_endo"], code == OUTSIDE, origin, dx, path, "LV endocardium")] = LV_CAVITY
-    code[_inside_hull(surface_vertices["rv_endo"], code == OUTSIDE, origin, dx, path, "RV endocardium")] = RV_CAVITY
+    code[_inside_hull(lv_endo, code == OUTSIDE, origin, dx, path, "LV endocardium")] = LV_CAVITY
+    code[_inside_hull(rv_endo, code == OUTSIDE, origin, dx, path, "RV endocardium")] = RV_CAVITY
     return code, origin
 
 
-def _read_mesh(path: Path):
+def _endocardial_vertices(points: np.ndarray, triangles: np.ndarray, triangle_tags: np.ndarray,
+                          tags: SurfaceTags, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """LV and RV endocardial vertex positions.  All three surfaces must be
+    tagged: a missing one means the file follows another tag convention."""
+    for name in ("lv_endo", "rv_endo", "epi"):
+        value = getattr(tags, name)
+        if not (triangle_tags == value).any():
+            raise ConfigError(
+                f"{path}: no triangles tagged {value} ({name}); tags present: {np.unique(triangle_tags).tolist()}; "
+                f"pass surface_tags to map lv_endo, rv_endo and epi to them")
+    return tuple(points[np.unique(triangles[triangle_tags == value])] for value in (tags.lv_endo, tags.rv_endo))
+
+
+def _read_mesh(path: Path) -> meshio.Mesh:
     """meshio is needed for meshes only, so a missing install fails here, with advice."""
     try:
         import meshio
@@ -283,13 +289,13 @@ def _read_mesh(path: Path):
         raise ConfigError(f"{path}: cannot read the mesh ({exc})") from exc
 
 
-def _cells(mesh, types: tuple[str, ...], corners: int) -> np.ndarray:
+def _cells(mesh: meshio.Mesh, types: tuple[str, ...], corners: int) -> np.ndarray:
     """Corner vertices of all cells of the given types (higher-order nodes dropped)."""
     blocks = [block.data[:, :corners] for block in mesh.cells if block.type in types]
     return np.concatenate(blocks).astype(np.int64) if blocks else np.empty((0, corners), np.int64)
 
 
-def _tag_array_name(mesh, path: Path, tag_array: Optional[str]) -> str:
+def _tag_array_name(mesh: meshio.Mesh, path: Path, tag_array: Optional[str]) -> str:
     if tag_array is not None:
         if tag_array not in mesh.cell_data:
             raise ConfigError(f"{path}: no cell-data array '{tag_array}'; arrays: {sorted(mesh.cell_data)}")
@@ -304,7 +310,7 @@ def _tag_array_name(mesh, path: Path, tag_array: Optional[str]) -> str:
         f"name the array with tag_array")
 
 
-def _tagged_triangles(mesh, path: Path, tag_array: Optional[str]) -> tuple[np.ndarray, np.ndarray]:
+def _tagged_triangles(mesh: meshio.Mesh, path: Path, tag_array: Optional[str]) -> tuple[np.ndarray, np.ndarray]:
     """Triangle corners and their surface tags."""
     has_triangles = any(block.type in ("triangle", "triangle6") for block in mesh.cells)
     if not has_triangles:
@@ -348,7 +354,14 @@ def voxelise_tetrahedra(points: np.ndarray, tets: np.ndarray, dx: float,
     """
     points = np.asarray(points, dtype=float)
     tets = np.asarray(tets, dtype=np.int64)
-    used = points[np.unique(tets)]
+    if tets.ndim != 2 or tets.shape[1] != 4 or len(tets) == 0:
+        raise ConfigError(f"tetrahedra must be a non-empty (n, 4) array of vertex indices, got shape {tets.shape}")
+    if tets.min() < 0 or tets.max() >= len(points):
+        raise ConfigError(f"tetrahedron vertex indices must lie in [0, {len(points)}), "
+                          f"got [{tets.min()}, {tets.max()}]")
+    referenced = np.zeros(len(points), dtype=bool)
+    referenced[tets.ravel()] = True
+    used = points[referenced]
     lo, hi = used.min(axis=0), used.max(axis=0)
     anchor = lo + dx / 2 if origin is None else np.asarray(origin, dtype=float)
     first = np.ceil((lo - anchor) / dx).astype(np.int64) - MESH_PADDING
@@ -356,27 +369,40 @@ def voxelise_tetrahedra(points: np.ndarray, tets: np.ndarray, dx: float,
     grid_origin = anchor + dx * first
     shape = tuple(int(n) for n in last - first + 1)
     if np.prod(shape, dtype=float) > MAX_GRID_VOXELS:
-        raise ConfigError(f"a {shape} voxel grid at dx {dx} mm is too large; check the mesh units (scale) or coarsen dx")
+        raise ConfigError(f"a {shape} voxel grid at dx {dx} mm is too large; "
+                          f"check the mesh units (scale) or coarsen dx")
     mask = np.zeros(shape, dtype=bool)
     v0, inverse, box_lo, box_size = _tet_boxes(points[tets], grid_origin, dx, shape)
-    counts = box_size.prod(axis=1)
-    ends = np.cumsum(counts)
-    start = 0
-    while start < len(counts):
-        stop = max(start + 1, int(np.searchsorted(ends, ends[start] - counts[start] + CANDIDATE_BATCH, side="right")))
-        ijk = _centres_in_tets(np.arange(start, stop), v0, inverse, box_lo, box_size, grid_origin, dx)
+    for batch in _batches(box_size.prod(axis=1)):
+        ijk = _centres_in_tets(batch, v0, inverse, box_lo, box_size, grid_origin, dx)
         mask[tuple(ijk.T)] = True
-        start = stop
     return mask, grid_origin
 
 
-def _tet_boxes(corners: np.ndarray, origin: np.ndarray, dx: float, shape: tuple[int, ...]):
-    """Per non-degenerate tetrahedron: first corner, inverse edge matrix, and
-    the index range of the voxel centres in its bounding box."""
-    edges = np.transpose(corners[:, 1:] - corners[:, :1], (0, 2, 1))
-    solid = np.abs(np.linalg.det(edges)) > 1e-12 * dx ** 3
-    corners, edges = corners[solid], edges[solid]
-    inverse = np.linalg.inv(edges)
+def _batches(counts: np.ndarray) -> Iterator[np.ndarray]:
+    """Consecutive tetrahedron ranges with about ``CANDIDATE_BATCH`` candidate
+    voxels each (at least one tetrahedron), so memory stays bounded."""
+    ends = np.cumsum(counts)
+    start = 0
+    while start < len(counts):
+        before = ends[start] - counts[start]
+        stop = max(start + 1, int(np.searchsorted(ends, before + CANDIDATE_BATCH, side="right")))
+        yield np.arange(start, stop)
+        start = stop
+
+
+def _tet_boxes(corners: np.ndarray, origin: np.ndarray, dx: float,
+               shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per non-degenerate tetrahedron: first corner, inverse edge matrix (rows
+    are the face normals over the determinant, cheaper than a batched inverse),
+    and the index range of the voxel centres in its bounding box."""
+    edges = corners[:, 1:] - corners[:, :1]
+    adjugate = np.stack([np.cross(edges[:, 1], edges[:, 2]), np.cross(edges[:, 2], edges[:, 0]),
+                         np.cross(edges[:, 0], edges[:, 1])], axis=1)
+    det = np.einsum("ij,ij->i", edges[:, 0], adjugate[:, 0])
+    solid = np.abs(det) > 1e-12 * dx ** 3
+    corners = corners[solid]
+    inverse = adjugate[solid] / det[solid, None, None]
     box_lo = np.ceil((corners.min(axis=1) - origin) / dx - BARYCENTRIC_TOL).astype(np.int64)
     box_hi = np.floor((corners.max(axis=1) - origin) / dx + BARYCENTRIC_TOL).astype(np.int64)
     box_lo = np.maximum(box_lo, 0)
@@ -391,9 +417,12 @@ def _centres_in_tets(batch: np.ndarray, v0: np.ndarray, inverse: np.ndarray, box
     counts = box_size[batch].prod(axis=1)
     tet = np.repeat(batch, counts)
     local = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    ny, nz = box_size[tet, 1], box_size[tet, 2]
-    offset = np.stack([local // (ny * nz), (local // nz) % ny, local % nz], axis=1)
-    ijk = box_lo[tet] + offset
+    size = box_size[tet]
+    i, rest = np.divmod(local, size[:, 1] * size[:, 2])
+    j, k = np.divmod(rest, size[:, 2])
+    ijk = box_lo[tet] + np.stack([i, j, k], axis=1)
     bary = np.einsum("nij,nj->ni", inverse[tet], origin + dx * ijk - v0[tet])
-    inside = (bary >= -BARYCENTRIC_TOL).all(axis=1) & (bary.sum(axis=1) <= 1 + BARYCENTRIC_TOL)
+    b1, b2, b3 = bary.T
+    inside = ((b1 >= -BARYCENTRIC_TOL) & (b2 >= -BARYCENTRIC_TOL) & (b3 >= -BARYCENTRIC_TOL)
+              & (b1 + b2 + b3 <= 1 + BARYCENTRIC_TOL))
     return ijk[inside]

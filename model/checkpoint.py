@@ -1,0 +1,119 @@
+"""Checkpoints: written atomically, read with clear errors, turned back into a model.
+
+A checkpoint is one ``torch.save`` file with the weights, optimiser and
+scheduler state, the number of completed epochs, every rank's RNG states, the
+validated configuration and what inference needs to prepare an ECG (input
+scaling and its statistics, trace length).  It is loaded with
+``weights_only=True``, so only tensors and plain Python values are accepted
+and opening a file from elsewhere cannot run code.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from solver.errors import ConfigError
+
+from .network import EcgiNet, build_network
+
+FORMAT = "ecgi-checkpoint"
+FORMAT_VERSION = 1
+_REQUIRED = ("epoch", "model", "config", "inputs")
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write under a temporary name in the same directory, fsync, then rename over ``path``.
+
+    A reader (or a resume after the job is killed mid-write) sees the old
+    file or the new one, never a partial one.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def publish_copy(source: Path, target: Path) -> None:
+    """Atomically make ``target`` a copy of the finished file ``source``.
+
+    A hard link costs no I/O and stays valid when ``source`` is later
+    replaced (os.replace swaps the name, not the file); filesystems without
+    links get a real copy.
+    """
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint onto the CPU, turning a missing, truncated or foreign file into a ConfigError.
+
+    Optimiser state follows the parameters to their device when loaded into it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ConfigError(f"{path}: not an ecgi checkpoint")
+    if state.get("format_version") != FORMAT_VERSION:
+        raise ConfigError(f"{path}: checkpoint format version {state.get('format_version')} is not supported")
+    missing = [key for key in _REQUIRED if key not in state]
+    if missing:
+        raise ConfigError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return state
+
+
+def model_from_checkpoint(state: dict[str, Any], path: str | Path = "checkpoint") -> EcgiNet:
+    """Rebuild the network a checkpoint was trained with and load its weights."""
+    network = state["config"]["network"]
+    model = build_network(network["architecture"], network["dropout"], network["softargmax_temperature"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise ConfigError(f"{path}: weights do not fit a {network['architecture']} network: {str(exc).splitlines()[0]}") from None
+    return model.eval()
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's torch (and CUDA), numpy and Python RNG states, as checkpointable values."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                  "has_gauss": has_gauss, "cached_gaussian": cached},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what ``rng_state`` saved."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])

@@ -1,0 +1,221 @@
+"""``ecgi train``, ``ecgi evaluate`` and ``ecgi predict``: the network's commands.
+
+torch is imported inside the handlers, so ``ecgi --help`` stays instant and
+``ecgi train --submit`` works on a login node without it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+from solver.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+SBATCH_TEMPLATE = REPO / "slurm" / "train.sbatch"
+
+
+def add_commands(commands) -> None:
+    _add_train(commands)
+    _add_evaluate(commands)
+    _add_predict(commands)
+
+
+def _add_train(commands) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train a network on a data set (works under torchrun and srun)",
+        description="Train the network a YAML configuration describes on DATASET's train split, "
+        "validating on its validation split after every epoch. The same command runs as one process, "
+        "as `torchrun --nproc_per_node N ecgi ...` or as `srun ecgi train ...` (one task per GPU); "
+        "`--submit` hands it to SLURM through slurm/train.sbatch.",
+    )
+    train.add_argument("config", help="training configuration (YAML; see examples/train/tiny.yaml)")
+    train.add_argument("--data", required=True, help="data set directory (with manifest.json)")
+    train.add_argument("--output", help="run directory for checkpoints and metrics (default runs/CONFIG-NAME)")
+    train.add_argument("--resume", action="store_true", help="continue from RUNDIR/last.pt (a fresh start if there is none)")
+    train.add_argument("--epochs", type=int, help="total number of epochs (overrides the configuration)")
+    train.add_argument("--quiet", action="store_true", help="no progress lines")
+    slurm = train.add_argument_group("SLURM submission (with --submit)")
+    slurm.add_argument("--submit", action="store_true", help="submit the run with sbatch instead of training here")
+    slurm.add_argument("--nodes", type=int, default=1, help="nodes (1)")
+    slurm.add_argument("--gpus-per-node", type=int, default=1, help="GPUs per node, one task each (1; 0 for CPU nodes)")
+    slurm.add_argument("--tasks-per-node", type=int, default=1, help="tasks per node on CPU nodes (1)")
+    slurm.add_argument("--cpus-per-task", type=int, default=8, help="CPU cores per task, for data loading (8)")
+    slurm.add_argument("--time", default="12:00:00", help="wall-time limit (12:00:00)")
+    slurm.add_argument("--partition", help="SLURM partition")
+    slurm.add_argument("--account", help="SLURM account")
+    slurm.add_argument("--worker-init", help="shell lines run before training on each node (module loads, venv "
+                       "activation); default: the WORKER_INIT environment variable")
+    slurm.add_argument("--sbatch-arg", action="append", default=[], metavar="ARG",
+                       help="extra sbatch option, e.g. --sbatch-arg=--qos=long (repeatable)")
+    slurm.add_argument("--dry-run", action="store_true", help="print the sbatch command instead of running it")
+    train.set_defaults(handler=run_train)
+
+
+def _add_evaluate(commands) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="errors of a trained network on a data set split",
+        description="Activation-time MAE (overall, per site group, per condition) and, for networks "
+        "with a voltage head, Vm RMSE, trace correlation and APD90 error.",
+    )
+    evaluate.add_argument("checkpoint", help="checkpoint (RUNDIR/best.pt or last.pt)")
+    evaluate.add_argument("dataset", help="data set directory")
+    evaluate.add_argument("--split", default="test", help="split to evaluate (test)")
+    evaluate.add_argument("--report", metavar="DIR", help="write report.md, report.html and figures to DIR")
+    evaluate.add_argument("--sites", help="comma-separated sites whose traces the report shows")
+    evaluate.add_argument("--batch-size", type=int, default=64, help="samples per forward pass (64)")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.set_defaults(handler=run_evaluate)
+
+
+def _add_predict(commands) -> None:
+    predict = commands.add_parser(
+        "predict",
+        help="activation times (and traces) from one 12-lead ECG",
+        description="Read an ECG (HDF5, CSV with 12 named columns, or WFDB .hea/.dat in format 16 or 212), "
+        "check and resample it to 1 kHz, and write the network's 75 activation times (and voltage traces) "
+        "to HDF5, print them as a table and draw them.",
+    )
+    predict.add_argument("checkpoint", help="checkpoint (RUNDIR/best.pt)")
+    predict.add_argument("ecg", help="ECG file (.h5, .csv, .hea or .dat)")
+    predict.add_argument("--output", help="HDF5 file to write (default ECGNAME.prediction.h5 here)")
+    predict.add_argument("--sampling-rate", type=float, metavar="HZ", help="sampling rate of a CSV without time column")
+    predict.add_argument("--figure", help="PNG to draw (default: the output with .png)")
+    predict.add_argument("--no-figure", action="store_true", help="draw nothing")
+    predict.add_argument("--quiet", action="store_true", help="no table")
+    predict.set_defaults(handler=run_predict)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .config import load_train_config
+
+    config = load_train_config(args.config)
+    run_dir = Path(args.output or Path("runs") / Path(args.config).stem)
+    if args.submit:
+        return _submit(args, run_dir)
+    from .train import train
+
+    train(config, args.data, run_dir, resume=args.resume, epochs=args.epochs, progress=not args.quiet)
+    return 0
+
+
+def sbatch_command(args: argparse.Namespace, run_dir: Path, script: Path) -> list[str]:
+    """The sbatch argv for a run: resources as options, the training arguments after the script.
+
+    Built as a list and run without a shell, so no value is ever parsed by a shell.
+    """
+    if args.nodes < 1 or args.gpus_per_node < 0 or args.tasks_per_node < 1:
+        raise ConfigError("--nodes and --tasks-per-node must be >= 1, --gpus-per-node >= 0")
+    tasks = args.gpus_per_node or args.tasks_per_node
+    argv = ["sbatch", "--parsable", f"--job-name=ecgi-train-{run_dir.name}", f"--nodes={args.nodes}",
+            f"--ntasks-per-node={tasks}", f"--cpus-per-task={args.cpus_per_task}", f"--time={args.time}",
+            f"--output={run_dir.resolve() / 'slurm-%j.out'}"]
+    if args.gpus_per_node:
+        argv.append(f"--gpus-per-node={args.gpus_per_node}")
+    if args.partition:
+        argv.append(f"--partition={args.partition}")
+    if args.account:
+        argv.append(f"--account={args.account}")
+    argv += [*args.sbatch_arg, str(script), str(Path(args.config).resolve()),
+             "--data", str(Path(args.data).resolve()), "--output", str(run_dir.resolve()), "--resume"]
+    if args.epochs is not None:
+        argv += ["--epochs", str(args.epochs)]
+    return argv
+
+
+def _submit(args: argparse.Namespace, run_dir: Path) -> int:
+    """Copy the batch script into the run directory and submit that copy."""
+    if not SBATCH_TEMPLATE.is_file():
+        raise ConfigError(f"{SBATCH_TEMPLATE}: batch script not found; --submit needs a source checkout of ecgi")
+    if not Path(args.data, "manifest.json").is_file():
+        raise ConfigError(f"{args.data}: no manifest.json; --data must be a data set directory")
+    script = run_dir.resolve() / "train.sbatch"
+    argv = sbatch_command(args, run_dir, script)
+    if args.dry_run:
+        print(shlex.join(argv))
+        return 0
+    if shutil.which("sbatch") is None:
+        raise ConfigError("sbatch not found; --submit needs a SLURM login node (or use --dry-run)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(SBATCH_TEMPLATE, script)
+    env = dict(os.environ)
+    if args.worker_init is not None:
+        env["WORKER_INIT"] = args.worker_init
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ConfigError(f"sbatch failed ({proc.returncode}): {proc.stderr.strip()}")
+    job = proc.stdout.strip().split(";")[0]
+    print(f"submitted job {job}; log {run_dir / f'slurm-{job}.out'}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import evaluate
+
+    result = evaluate(args.checkpoint, args.dataset, args.split, args.batch_size)
+    metrics = result.metrics()
+    if args.report:
+        from .report import DEFAULT_TRACE_SITES, write_evaluation_report
+
+        sites = _sites(args.sites) if args.sites else DEFAULT_TRACE_SITES
+        path = write_evaluation_report(result, args.report, sites)
+        print(f"wrote {path} and {path.with_suffix('.html')}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        _print_metrics(metrics)
+    return 0
+
+
+def _sites(text: str) -> list[str]:
+    from solver.sites import SITE_NAMES
+
+    sites = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in sites if s not in SITE_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown site(s) {', '.join(unknown)}; names are those of solver.sites.SITE_NAMES")
+    return sites
+
+
+def _print_metrics(metrics: dict) -> None:
+    print(f"{metrics['architecture']} on {metrics['split']} ({metrics['samples']} samples)")
+    print(f"  activation MAE {metrics['act_mae_ms']:.2f} ms (RMSE {metrics['act_rmse_ms']:.2f} ms)")
+    for key, title in (("act_mae_ms_by_group", "site group"), ("act_mae_ms_by_condition", "condition")):
+        print(f"  by {title}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics[key].items()))
+    if metrics["vm_rmse_mv"] is not None:
+        print(f"  Vm RMSE {metrics['vm_rmse_mv']:.2f} mV, correlation {_or_na(metrics['vm_correlation'])}, "
+              f"APD90 MAE {_or_na(metrics['apd90_mae_ms'])} ms over {metrics['apd90_traces']} traces")
+
+
+def _or_na(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from .predict import format_table, predict, write_prediction
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        prediction = predict(args.checkpoint, args.ecg, args.sampling_rate)
+    for warning in caught:
+        print(f"ecgi predict: warning: {warning.message}", file=sys.stderr)
+    output = Path(args.output or f"{Path(args.ecg).stem}.prediction.h5")
+    write_prediction(output, prediction, str(args.ecg), str(args.checkpoint))
+    if not args.quiet:
+        print(format_table(prediction))
+    print(f"wrote {output}", file=sys.stderr)
+    if not args.no_figure:
+        from .report import prediction_figure
+
+        figure = prediction_figure(prediction.ecg, prediction.act, prediction.vm,
+                                   Path(args.figure or output.with_suffix(".png")), f"{Path(args.ecg).name}")
+        print(f"wrote {figure}", file=sys.stderr)
+    return 0

@@ -1,0 +1,157 @@
+"""The training configuration, as typed dataclasses (YAML -> ``TrainConfig``).
+
+Every key has a default that reproduces the published reference settings
+(SqueezeNet activation-time network, Adam at 1e-3, batch 32, per-lead range
+scaling, 0-40 ms onset-shift augmentation), so an empty file is a valid
+configuration; ``examples/train/tiny.yaml`` shows each section.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from solver.errors import ConfigError
+from solver.typedconfig import from_mapping, load_yaml
+
+Architecture = Literal["reference_act", "reference_vm", "multitask", "consistent"]
+
+
+@dataclass
+class NetworkConfig:
+    """Which network to train (``model.network`` describes each).
+
+    ``architecture``:
+      * ``reference_act`` (default) -- the published 1-D SqueezeNet that maps
+        the ECG to 75 activation times;
+      * ``reference_vm`` -- the published stride-1 SqueezeNet that maps it to
+        75 voltage traces;
+      * ``multitask`` -- one stride-1 trunk shared by an activation head and
+        a voltage head, trained on both targets;
+      * ``consistent`` -- the voltage network whose activation times are the
+        soft-argmax of each predicted trace's derivative (physically
+        consistent: a time is where its own trace rises), trained on both.
+
+    ``dropout`` is applied before the activation head; ``softargmax_temperature``
+    (normalised Vm per ms) sets how sharply ``consistent`` picks the steepest rise.
+    """
+
+    architecture: Architecture = "reference_act"
+    dropout: float = 0.5
+    softargmax_temperature: float = 0.02
+
+    def validate(self) -> None:
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        _positive("softargmax_temperature", self.softargmax_temperature)
+
+
+@dataclass
+class DataConfig:
+    """How shards are read and the ECG is scaled.
+
+    ``input_scaling``: ``range`` (reference) divides each lead by its own
+    max - min within the sample, so amplitude differences between recording
+    systems do not matter; ``standardise`` uses the manifest's per-lead mean
+    and standard deviation.  ``verify_sha256`` hashes every shard before
+    training (slow for large sets).  ``num_workers`` DataLoader worker
+    processes per rank read the shards.
+    """
+
+    input_scaling: Literal["range", "standardise"] = "range"
+    verify_sha256: bool = False
+    num_workers: int = 0
+
+    def validate(self) -> None:
+        if self.num_workers < 0:
+            raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
+
+
+@dataclass
+class AugmentConfig:
+    """Random onset shift: the ECG is delayed by 0..max_onset_shift_ms (zeros in front)
+    and the targets by the same amount, so the network does not learn a fixed QRS onset."""
+
+    max_onset_shift_ms: int = 40
+
+    def validate(self) -> None:
+        if self.max_onset_shift_ms < 0:
+            raise ConfigError(f"max_onset_shift_ms must be >= 0, got {self.max_onset_shift_ms}")
+
+
+@dataclass
+class OptimiserConfig:
+    """Adam; ``schedule`` ``cosine`` anneals the rate to zero over the configured epochs."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "cosine"] = "constant"
+
+    def validate(self) -> None:
+        _positive("lr", self.lr)
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+
+
+@dataclass
+class LossConfig:
+    """Weights of the mean-squared errors on normalised targets (networks with both outputs)."""
+
+    act_weight: float = 1.0
+    vm_weight: float = 1.0
+
+    def validate(self) -> None:
+        if self.act_weight < 0 or self.vm_weight < 0 or self.act_weight + self.vm_weight == 0:
+            raise ConfigError("act_weight and vm_weight must be >= 0 and not both zero")
+
+
+@dataclass
+class TrainConfig:
+    """One training run.
+
+    ``batch_size`` is the global batch, split evenly over the ranks (it must
+    be divisible by their number), so a run gives the same result on any
+    number of processes.  ``precision: bf16`` (autocast) and ``compile``
+    (torch.compile) apply on GPUs only.  ``deterministic`` asks torch for
+    deterministic kernels (slower on GPUs).  ``tensorboard`` logs to
+    RUNDIR/tensorboard when the tensorboard package is installed.
+    """
+
+    epochs: int = 100
+    batch_size: int = 32
+    seed: int = 0
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optimiser: OptimiserConfig = field(default_factory=OptimiserConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    precision: Literal["fp32", "bf16"] = "fp32"
+    compile: bool = False
+    deterministic: bool = False
+    tensorboard: bool = True
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+def _positive(name: str, value: float) -> None:
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{name} must be a positive number, got {value}")
+
+
+def config_from_dict(data: dict | None) -> TrainConfig:
+    """Validate parsed YAML (None: an empty file, all defaults)."""
+    return from_mapping(TrainConfig, data or {}, "train")
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """Read and validate a training configuration file."""
+    data = load_yaml(path)
+    try:
+        return config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,236 @@
+"""Reading a training data set (docs/data-formats.md): manifest, validation, samples.
+
+Shards are opened lazily and per process: ``ShardDataset`` keeps its h5py
+handles in a dict tagged with the pid that opened them and drops them when
+pickled or used from another process, so no HDF5 handle crosses a fork into
+a DataLoader worker (HDF5 state shared by forked processes corrupts reads).
+Validation opens each shard briefly and closes it before any worker starts.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Literal, Sequence
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from solver.errors import ConfigError
+from solver.sites import LEAD_NAMES, SITE_NAMES
+
+SPLITS = ("train", "validation", "test")
+_STATISTICS = ("ecg_mean", "ecg_std", "act_mean", "act_std", "vm_mean", "vm_std")
+InputScaling = Literal["range", "standardise"]
+
+
+@dataclass(frozen=True)
+class ShardEntry:
+    path: Path
+    samples: int
+    sha256: str | None
+
+
+@dataclass
+class Manifest:
+    """The parsed manifest.json; ``samples`` (key ``samples_per_step``) is T, the length of every trace."""
+
+    root: Path
+    dt_ms: float
+    samples: int
+    splits: dict[str, list[ShardEntry]]
+    statistics: dict[str, np.ndarray]
+
+    def split_size(self, split: str) -> int:
+        return sum(entry.samples for entry in self.splits.get(split, []))
+
+
+def load_manifest(root: str | Path) -> Manifest:
+    """Parse DATASET/manifest.json, refusing anything that is not a version-1 ecgi data set."""
+    root = Path(root)
+    path = root / "manifest.json"
+    if not root.is_dir():
+        raise ConfigError(f"{root}: no such data set directory")
+    if not path.is_file():
+        raise ConfigError(f"{path}: missing; a data set directory needs a manifest.json (docs/data-formats.md)")
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(raw, dict) or raw.get("format") != "ecgi-dataset" or raw.get("format_version") != 1:
+        raise ConfigError(f"{path}: not an ecgi data set manifest (format 'ecgi-dataset', version 1)")
+    try:
+        leads, sites = list(raw["leads"]), list(raw["sites"])
+        splits = {
+            name: [ShardEntry(root / e["file"], int(e["samples"]), e.get("sha256")) for e in entries]
+            for name, entries in raw["splits"].items()
+        }
+        stats = {key: np.asarray(raw["statistics"][key], dtype=np.float64) for key in _STATISTICS}
+        manifest = Manifest(root, float(raw["dt_ms"]), int(raw["samples_per_step"]), splits, stats)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: malformed manifest ({type(exc).__name__}: {exc})") from None
+    if leads != list(LEAD_NAMES) or sites != list(SITE_NAMES):
+        raise ConfigError(f"{path}: leads/sites differ from solver.sites (names and order must match)")
+    for key, values in stats.items():
+        expected = len(LEAD_NAMES) if key.startswith("ecg") else len(SITE_NAMES)
+        if values.shape != (expected,) or not np.all(np.isfinite(values)):
+            raise ConfigError(f"{path}: statistics.{key} must be {expected} finite numbers")
+    return manifest
+
+
+def validate_dataset(manifest: Manifest, splits: Sequence[str], check_sha256: bool = False) -> None:
+    """Check every shard of ``splits`` exists, matches the manifest and has the documented shapes."""
+    for split in splits:
+        if manifest.split_size(split) == 0:
+            raise ConfigError(f"{manifest.root / 'manifest.json'}: split {split!r} has no samples")
+        for entry in manifest.splits[split]:
+            _validate_shard(entry, manifest, check_sha256)
+
+
+def _validate_shard(entry: ShardEntry, manifest: Manifest, check_sha256: bool) -> None:
+    path = entry.path
+    if not path.is_file():
+        raise ConfigError(f"{path}: shard listed in the manifest is missing")
+    if check_sha256 and entry.sha256 and sha256_file(path) != entry.sha256:
+        raise ConfigError(f"{path}: sha256 differs from the manifest (corrupt or replaced shard)")
+    t, k = manifest.samples, entry.samples
+    expected = {"ecg": (k, t, len(LEAD_NAMES)), "vm": (k, t, len(SITE_NAMES)), "act": (k, len(SITE_NAMES)), "conditions": (k,)}
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("format") != "ecgi-shard" or not f.attrs.get("complete", False):
+                raise ConfigError(f"{path}: not a complete ecgi shard (attributes format/complete)")
+            for name, shape in expected.items():
+                if name not in f:
+                    raise ConfigError(f"{path}: dataset {name!r} is missing")
+                if f[name].shape != shape:
+                    raise ConfigError(f"{path}: dataset {name!r} has shape {f[name].shape}, expected {shape}")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read as HDF5 ({exc})") from None
+
+
+def sha256_file(path: Path, block: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(block), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def scale_ecg(ecg: np.ndarray, scaling: InputScaling, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(T, 12) mV -> (12, T) network input, as in training and in prediction."""
+    ecg = np.asarray(ecg, dtype=np.float32).T
+    if scaling == "range":
+        span = ecg.max(axis=1, keepdims=True) - ecg.min(axis=1, keepdims=True)
+        return ecg / np.maximum(span, 1e-6)
+    return ((ecg - mean[:, None]) / np.maximum(std[:, None], 1e-6)).astype(np.float32)
+
+
+def shift_onset(
+    ecg: np.ndarray, act: np.ndarray, vm: np.ndarray | None, shift: int, dt_ms: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Delay the beat by ``shift`` samples: ECG zero-padded in front, traces padded with their first value."""
+    if shift == 0:
+        return ecg, act, vm
+    ecg = np.concatenate([np.zeros((shift, ecg.shape[1]), ecg.dtype), ecg[:-shift]])
+    if vm is not None:
+        vm = np.concatenate([np.repeat(vm[:1], shift, axis=0), vm[:-shift]])
+    return ecg, act + shift * dt_ms, vm
+
+
+class ShardDataset(Dataset):
+    """The samples of one split: network input, targets in ms and mV, and the sample index.
+
+    ``ecg_stats`` (mean, std per lead) replace the manifest's for ``standardise``
+    scaling, so a model is evaluated with the statistics it was trained with.
+
+    ``set_epoch`` changes the augmentation; the shift of sample i in epoch e
+    depends only on (seed, e, i), so it is the same whichever rank or worker
+    reads the sample and after a resume.
+    """
+
+    def __init__(
+        self, manifest: Manifest, split: str, *, with_vm: bool, scaling: InputScaling = "range",
+        max_shift_ms: int = 0, seed: int = 0, ecg_stats: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        self.entries = manifest.splits[split]
+        self.offsets = np.cumsum([0] + [e.samples for e in self.entries])
+        self.ecg_mean, self.ecg_std = ecg_stats or (manifest.statistics["ecg_mean"], manifest.statistics["ecg_std"])
+        self.dt_ms = manifest.dt_ms
+        self.with_vm = with_vm
+        self.scaling = scaling
+        self.max_shift = int(round(max_shift_ms / manifest.dt_ms))
+        self.seed = seed
+        self.epoch = 0
+        self._files: dict[Path, h5py.File] = {}
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_files"], state["_pid"] = {}, None
+        return state
+
+    def _file(self, path: Path) -> h5py.File:
+        if self._pid != os.getpid():
+            self._files, self._pid = {}, os.getpid()
+        if path not in self._files:
+            self._files[path] = h5py.File(path, "r")
+        return self._files[path]
+
+    def locate(self, index: int) -> tuple[Path, int]:
+        shard = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        return self.entries[shard].path, index - int(self.offsets[shard])
+
+    def conditions(self) -> list[str]:
+        """Every sample's condition label, in index order (opens and closes each shard)."""
+        labels: list[str] = []
+        for entry in self.entries:
+            with h5py.File(entry.path, "r") as f:
+                labels += [c.decode() if isinstance(c, bytes) else str(c) for c in f["conditions"][:]]
+        return labels
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        path, row = self.locate(index)
+        f = self._file(path)
+        ecg = f["ecg"][row]
+        act = f["act"][row].astype(np.float32)
+        vm = f["vm"][row] if self.with_vm else None
+        if self.max_shift:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            ecg, act, vm = shift_onset(ecg, act, vm, int(rng.integers(0, self.max_shift + 1)), self.dt_ms)
+        sample = {
+            "ecg": torch.from_numpy(scale_ecg(ecg, self.scaling, self.ecg_mean, self.ecg_std)),
+            "act": torch.from_numpy(act),
+            "index": torch.tensor(index),
+        }
+        if vm is not None:
+            sample["vm"] = torch.from_numpy(np.ascontiguousarray(vm.T, dtype=np.float32))
+        return sample
+
+    def close(self) -> None:
+        if self._pid == os.getpid():
+            for f in self._files.values():
+                f.close()
+        self._files = {}
+
+
+class StridedSampler(Sampler[int]):
+    """Rank r of w evaluates samples r, r + w, ...: each once, no padding (counts may differ by one)."""
+
+    def __init__(self, size: int, rank: int, world_size: int) -> None:
+        self.indices = range(rank, size, world_size)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)

@@ -1,0 +1,155 @@
+"""``ecgi evaluate``: errors of a trained network on one split of a data set.
+
+Activation-time MAE (ms) overall, per site group and per condition; for
+networks with a voltage head, Vm RMSE (mV), the mean Pearson correlation of
+predicted and true traces, and the APD90 error.  A voltage-only network's
+activation times are its traces' 0 mV crossings, the data set's definition.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from solver.errors import ConfigError
+from solver.sites import SITE_GROUPS, SITE_NAMES
+
+from .checkpoint import load_checkpoint, model_from_checkpoint
+from .data import ShardDataset, load_manifest, validate_dataset
+
+_GROUP_COLUMNS = {group: np.array([SITE_NAMES.index(s) for s in sites]) for group, sites in SITE_GROUPS.items()}
+
+
+def apd90_ms(vm: np.ndarray, dt_ms: float = 1.0) -> np.ndarray:
+    """Action-potential duration at 90 % repolarisation of traces along the last axis.
+
+    From the steepest upstroke to the first fall below peak - 0.9 (peak - rest)
+    after the peak, with rest the trace's first value.  NaN where the trace
+    has no action potential (swing < 10 mV) or does not repolarise in the window.
+    """
+    vm = np.asarray(vm, dtype=np.float64)
+    t = np.arange(vm.shape[-1])
+    upstroke = np.argmax(np.diff(vm, axis=-1), axis=-1)
+    after_upstroke = np.where(t >= upstroke[..., None], vm, -np.inf)
+    peak_index = np.argmax(after_upstroke, axis=-1)
+    peak = np.take_along_axis(vm, peak_index[..., None], -1)[..., 0]
+    rest = vm[..., 0]
+    level = peak - 0.9 * (peak - rest)
+    below = (vm < level[..., None]) & (t > peak_index[..., None])
+    r = np.argmax(below, axis=-1)
+    before = np.take_along_axis(vm, np.maximum(r - 1, 0)[..., None], -1)[..., 0]
+    at = np.take_along_axis(vm, r[..., None], -1)[..., 0]
+    crossing = r - 1 + (before - level) / np.where(before > at, before - at, 1.0)
+    apd = (crossing - (upstroke + 0.5)) * dt_ms
+    return np.where(below.any(axis=-1) & (peak - rest >= 10.0), apd, np.nan)
+
+
+def trace_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pearson correlation of traces along the last axis (NaN where one is flat)."""
+    a = a - a.mean(axis=-1, keepdims=True)
+    b = b - b.mean(axis=-1, keepdims=True)
+    norm = np.sqrt((a * a).sum(-1) * (b * b).sum(-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, (a * b).sum(-1) / norm, np.nan)
+
+
+@dataclass
+class Evaluation:
+    """Per-sample predictions and errors of one checkpoint on one split (times in ms, Vm in mV)."""
+
+    checkpoint: str
+    dataset: str
+    split: str
+    architecture: str
+    has_vm: bool
+    act_true: np.ndarray  # (N, 75)
+    act_pred: np.ndarray
+    conditions: list[str]
+    vm_sq_error: np.ndarray | None  # (75,) summed over samples and time; None without a voltage head
+    vm_count: int
+    vm_corr: np.ndarray | None  # (N, 75)
+    apd_true: np.ndarray | None  # (N, 75), NaN where undefined
+    apd_pred: np.ndarray | None
+    example_vm: dict[str, np.ndarray]  # "true"/"pred": (T, 75) traces of the first sample
+
+    @property
+    def act_abs_error(self) -> np.ndarray:
+        return np.abs(self.act_pred - self.act_true)
+
+    def metrics(self) -> dict[str, Any]:
+        """The JSON summary; ``vm_*`` and ``apd90_*`` are None without a voltage head."""
+        err = self.act_abs_error
+        conditions = np.asarray(self.conditions)
+        by_condition = {c: float(err[conditions == c].mean()) for c in sorted(set(self.conditions))}
+        out: dict[str, Any] = {
+            "checkpoint": self.checkpoint, "dataset": self.dataset, "split": self.split,
+            "architecture": self.architecture, "samples": int(err.shape[0]),
+            "act_mae_ms": float(err.mean()),
+            "act_rmse_ms": float(np.sqrt((err**2).mean())),
+            "act_mae_ms_by_group": {g: float(err[:, cols].mean()) for g, cols in _GROUP_COLUMNS.items()},
+            "act_mae_ms_by_condition": by_condition,
+            "vm_rmse_mv": None, "vm_rmse_mv_by_group": None, "vm_correlation": None,
+            "apd90_mae_ms": None, "apd90_traces": None,
+        }
+        if self.has_vm:
+            per_site = self.vm_sq_error / (self.vm_count / len(SITE_NAMES))
+            both = np.isfinite(self.apd_true) & np.isfinite(self.apd_pred)
+            out.update(
+                vm_rmse_mv=float(math.sqrt(per_site.mean())),
+                vm_rmse_mv_by_group={g: float(math.sqrt(per_site[cols].mean())) for g, cols in _GROUP_COLUMNS.items()},
+                vm_correlation=_finite_or_none(np.nanmean(self.vm_corr) if np.isfinite(self.vm_corr).any() else math.nan),
+                apd90_mae_ms=_finite_or_none(np.abs(self.apd_pred - self.apd_true)[both].mean() if both.any() else math.nan),
+                apd90_traces=int(both.sum()),
+            )
+        return out
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+@torch.no_grad()
+def evaluate(checkpoint: str | Path, dataset: str | Path, split: str = "test", batch_size: int = 64) -> Evaluation:
+    """Run a checkpoint over every sample of ``split`` (one process, GPU when available)."""
+    state = load_checkpoint(checkpoint)
+    model = model_from_checkpoint(state, checkpoint)
+    manifest = load_manifest(dataset)
+    if split not in manifest.splits:
+        raise ConfigError(f"{manifest.root}: no split {split!r}; the manifest has {', '.join(manifest.splits)}")
+    validate_dataset(manifest, (split,))
+    inputs = state["inputs"]
+    if manifest.samples != inputs["samples"] or manifest.dt_ms != inputs["dt_ms"]:
+        raise ConfigError(f"{manifest.root}: traces of {manifest.samples} x {manifest.dt_ms} ms, "
+                          f"the network was trained on {inputs['samples']} x {inputs['dt_ms']} ms")
+    has_vm = "vm" in model.outputs
+    data = ShardDataset(manifest, split, with_vm=has_vm, scaling=inputs["scaling"],
+                        ecg_stats=(np.asarray(inputs["ecg_mean"]), np.asarray(inputs["ecg_std"])))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    parts: dict[str, list[np.ndarray]] = {key: [] for key in ("act_true", "act_pred", "vm_corr", "apd_true", "apd_pred")}
+    vm_sq, vm_count, example = np.zeros(len(SITE_NAMES)), 0, {}
+    for batch in DataLoader(data, batch_size=batch_size):
+        physical = model.to_physical(model(batch["ecg"].to(device)))
+        parts["act_true"].append(batch["act"].numpy())
+        parts["act_pred"].append(physical["act"].cpu().numpy())
+        if has_vm:
+            true, pred = batch["vm"].numpy(), physical["vm"].cpu().numpy()
+            vm_sq += ((pred - true) ** 2).sum(axis=(0, 2))
+            vm_count += true.size
+            parts["vm_corr"].append(trace_correlation(pred, true))
+            parts["apd_true"].append(apd90_ms(true, manifest.dt_ms))
+            parts["apd_pred"].append(apd90_ms(pred, manifest.dt_ms))
+            example = example or {"true": true[0].T, "pred": pred[0].T}
+    conditions = data.conditions()
+    data.close()
+    stacked = {key: np.concatenate(values) if values else None for key, values in parts.items()}
+    return Evaluation(
+        str(checkpoint), str(dataset), split, model.architecture, has_vm, stacked["act_true"], stacked["act_pred"],
+        conditions, vm_sq if has_vm else None, vm_count, stacked["vm_corr"], stacked["apd_true"], stacked["apd_pred"],
+        example,
+    )

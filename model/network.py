@@ -1,0 +1,203 @@
+"""The networks: a 1-D SqueezeNet (v1.1 layout) over the 12-lead ECG.
+
+Read top to bottom: the Fire module, the trunk, the two heads, then the
+assembled networks and ``build_network``, which picks one by name.
+
+* ``reference_act`` -- the published activation-time network: strided trunk,
+  activation head, 75 times.
+* ``reference_vm`` -- the published voltage network: the same trunk with every
+  stride 1, so the length stays T, and a 1x1 convolution to 75 traces.
+* ``multitask`` -- one stride-1 trunk shared by both heads.
+* ``consistent`` -- the stride-1 trunk and voltage head; each activation time
+  is the soft-argmax over time of the predicted trace's derivative, so the
+  times are those of the predicted upstrokes rather than a separate guess.
+
+Every network maps a normalised ECG (B, 12, T) to a dict of normalised
+outputs, ``act`` (B, 75) and/or ``vm`` (B, 75, T).  The target normalisation
+(per-site activation mean and spread from the data set's manifest, and the
+fixed voltage scaling) is kept in buffers, so a state dict alone turns
+outputs back into milliseconds and millivolts.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+N_LEADS = 12
+N_SITES = 75
+#: Vm is scaled as (Vm - VM_OFFSET_MV) / VM_SCALE_MV, mapping rest..peak to about 0..1.
+VM_OFFSET_MV = -85.5
+VM_SCALE_MV = 135.5
+#: What each network predicts.
+OUTPUTS = {
+    "reference_act": ("act",),
+    "reference_vm": ("vm",),
+    "multitask": ("act", "vm"),
+    "consistent": ("act", "vm"),
+}
+ARCHITECTURES = tuple(OUTPUTS)
+
+
+class Fire(nn.Module):
+    """Squeeze to few channels with a 1x1 convolution, then expand with 1x1 and 3x3."""
+
+    def __init__(self, inplanes: int, squeeze_planes: int, expand1x1_planes: int, expand3x3_planes: int) -> None:
+        super().__init__()
+        self.squeeze = nn.Conv1d(inplanes, squeeze_planes, kernel_size=1)
+        self.squeeze_activation = nn.ReLU(inplace=True)
+        self.expand1x1 = nn.Conv1d(squeeze_planes, expand1x1_planes, kernel_size=1)
+        self.expand1x1_activation = nn.ReLU(inplace=True)
+        self.expand3x3 = nn.Conv1d(squeeze_planes, expand3x3_planes, kernel_size=3, padding=1)
+        self.expand3x3_activation = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.squeeze_activation(self.squeeze(x))
+        return torch.cat(
+            [self.expand1x1_activation(self.expand1x1(x)), self.expand3x3_activation(self.expand3x3(x))], 1
+        )
+
+
+def squeezenet_trunk(stride: int) -> nn.Sequential:
+    """SqueezeNet 1.1 features in 1-D; ``stride`` 2 downsamples about 16x, 1 keeps the length."""
+
+    def pool() -> nn.MaxPool1d:
+        return nn.MaxPool1d(kernel_size=3, stride=stride, padding=1, ceil_mode=True)
+
+    return nn.Sequential(
+        nn.Conv1d(N_LEADS, 64, kernel_size=3, stride=stride, padding=1),
+        nn.ReLU(inplace=True),
+        pool(),
+        Fire(64, 16, 64, 64),
+        Fire(128, 16, 64, 64),
+        pool(),
+        Fire(128, 32, 128, 128),
+        Fire(256, 32, 128, 128),
+        pool(),
+        Fire(256, 48, 192, 192),
+        Fire(384, 48, 192, 192),
+        Fire(384, 64, 256, 256),
+        Fire(512, 64, 256, 256),
+    )
+
+
+class ActivationHead(nn.Module):
+    """512 feature channels of any length >= 3 -> 75 activation times."""
+
+    def __init__(self, dropout: float) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Dropout(p=dropout),
+            nn.Conv1d(512, N_SITES, kernel_size=3, stride=2),
+            nn.ReLU(inplace=True),
+            nn.AdaptiveAvgPool1d(3),
+            nn.Conv1d(N_SITES, N_SITES, kernel_size=3, stride=2),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.layers(features), 1)
+
+
+class VoltageHead(nn.Module):
+    """512 feature channels of length T -> 75 traces of length T."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(512, N_SITES, kernel_size=1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.conv(features)
+
+
+def upstroke_time_ms(vm: torch.Tensor, temperature: float, dt_ms: float = 1.0) -> torch.Tensor:
+    """Soft-argmax of dVm/dt over time: a differentiable upstroke time per trace.
+
+    ``vm`` is (B, 75, T) in normalised units; the derivative between samples
+    k and k+1 sits at (k + 0.5) dt.  ``temperature`` (normalised Vm per ms)
+    sets how sharply the softmax picks the steepest rise.
+    """
+    slope = (vm[..., 1:] - vm[..., :-1]) / dt_ms
+    weights = torch.softmax(slope.float() / temperature, dim=-1)
+    times = (torch.arange(slope.shape[-1], device=vm.device, dtype=torch.float32) + 0.5) * dt_ms
+    return (weights * times).sum(-1)
+
+
+def threshold_crossing_ms(vm_mv: torch.Tensor, threshold_mv: float = 0.0, dt_ms: float = 1.0) -> torch.Tensor:
+    """First time each trace (last axis) rises above the threshold, linearly interpolated.
+
+    The data set's definition of activation, used for networks that predict
+    traces only.  A trace that never crosses gets the end of the window.
+    """
+    above = vm_mv > threshold_mv
+    k = above.to(torch.uint8).argmax(-1).clamp_min(1)
+    before = vm_mv.gather(-1, (k - 1).unsqueeze(-1)).squeeze(-1)
+    after = vm_mv.gather(-1, k.unsqueeze(-1)).squeeze(-1)
+    rise = after - before
+    frac = torch.where(rise > 0, (threshold_mv - before) / torch.where(rise > 0, rise, 1.0), 0.0).clamp(0.0, 1.0)
+    times = (k - 1 + frac) * dt_ms
+    return torch.where(above.any(-1), times, torch.full_like(times, vm_mv.shape[-1] * dt_ms))
+
+
+class EcgiNet(nn.Module):
+    """A trunk with an activation head, a voltage head, or both.
+
+    ``outputs`` names what ``forward`` returns.  ``act_mean``/``act_std``
+    (ms, per site) normalise activation times; they are buffers so they travel
+    with the weights into every checkpoint.
+    """
+
+    def __init__(self, architecture: str, dropout: float = 0.5, softargmax_temperature: float = 0.02) -> None:
+        super().__init__()
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+        self.architecture = architecture
+        self.outputs = OUTPUTS[architecture]
+        self.softargmax_temperature = softargmax_temperature
+        self.features = squeezenet_trunk(stride=2 if architecture == "reference_act" else 1)
+        self.act_head = ActivationHead(dropout) if architecture in ("reference_act", "multitask") else None
+        self.vm_head = VoltageHead() if "vm" in self.outputs else None
+        self.register_buffer("act_mean", torch.zeros(N_SITES))
+        self.register_buffer("act_std", torch.ones(N_SITES))
+        self._initialise()
+
+    def _initialise(self) -> None:
+        """Kaiming-uniform weights, zero biases (as torchvision's SqueezeNet)."""
+        for module in self.modules():
+            if isinstance(module, nn.Conv1d):
+                nn.init.kaiming_uniform_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def set_activation_statistics(self, mean_ms: torch.Tensor, std_ms: torch.Tensor) -> None:
+        """Per-site activation-time mean and spread (ms) from the training split."""
+        self.act_mean.copy_(torch.as_tensor(mean_ms, dtype=torch.float32))
+        self.act_std.copy_(torch.as_tensor(std_ms, dtype=torch.float32).clamp_min(1e-3))
+
+    def forward(self, ecg: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.features(ecg)
+        out: dict[str, torch.Tensor] = {}
+        if self.vm_head is not None:
+            out["vm"] = self.vm_head(features)
+        if self.act_head is not None:
+            out["act"] = self.act_head(features)
+        elif self.architecture == "consistent":
+            act_ms = upstroke_time_ms(out["vm"], self.softargmax_temperature)
+            out["act"] = (act_ms - self.act_mean) / self.act_std
+        return out
+
+    def to_physical(self, out: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Normalised outputs -> activation times (ms) and traces (mV).
+
+        A voltage-only network's activation times are its traces' 0 mV crossings.
+        """
+        physical = {}
+        if "vm" in out:
+            physical["vm"] = out["vm"].float() * VM_SCALE_MV + VM_OFFSET_MV
+        if "act" in out:
+            physical["act"] = out["act"].float() * self.act_std + self.act_mean
+        else:
+            physical["act"] = threshold_crossing_ms(physical["vm"])
+        return physical
+
+
+def build_network(architecture: str = "reference_act", dropout: float = 0.5, softargmax_temperature: float = 0.02) -> EcgiNet:
+    """The network named ``architecture`` (see the module docstring)."""
+    return EcgiNet(architecture, dropout=dropout, softargmax_temperature=softargmax_temperature)

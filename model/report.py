@@ -1,0 +1,194 @@
+"""Figures and reports: evaluation (Markdown + HTML + PNG) and prediction figures.
+
+Figures are built with matplotlib's object API (``Figure`` rendered by Agg),
+not pyplot, so reports are written on headless cluster nodes and no global
+figure state leaks between calls.  The AHA bullseye is the standard
+17-segment polar plot: anterior at the top, septum on the left, rings basal
+(outer) to apex (centre).
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Wedge
+
+from solver.sites import LEAD_NAMES, SITE_GROUPS, SITE_NAMES, site_group
+
+from .evaluate import Evaluation
+
+DEFAULT_TRACE_SITES = ("AHA01", "AHA09", "AHA17", "RV02", "EPI_AHA06", "SEPTM_AHA08_RV10")
+_AHA_COLUMNS = [SITE_NAMES.index(f"AHA{i:02d}") for i in range(1, 18)]
+# (inner radius, segments, angle of the first segment's start): segment k spans 360/n degrees counter-clockwise.
+_RINGS = ((3.0, range(1, 7), 60.0), (2.0, range(7, 13), 60.0), (1.0, range(13, 17), 45.0))
+
+
+def bullseye(ax: Axes, values: Sequence[float], title: str, cmap: str = "viridis",
+             vmin: float | None = None, vmax: float | None = None, label: str = "ms") -> None:
+    """Draw 17 AHA-segment values (segment 1 first) as a bullseye with a colour bar."""
+    values = np.asarray(values, dtype=float)
+    norm = Normalize(vmin=np.nanmin(values) if vmin is None else vmin, vmax=np.nanmax(values) if vmax is None else vmax)
+    colours = matplotlib.colormaps[cmap](norm(values))
+    for inner, segments, start in _RINGS:
+        span = 360.0 / len(segments)
+        for i, segment in enumerate(segments):
+            theta = start + i * span
+            ax.add_patch(Wedge((0, 0), inner + 1, theta, theta + span, width=1.0, facecolor=colours[segment - 1], edgecolor="white"))
+            mid = np.deg2rad(theta + span / 2)
+            ax.text((inner + 0.5) * np.cos(mid), (inner + 0.5) * np.sin(mid), str(segment), ha="center", va="center", fontsize=7)
+    ax.add_patch(Wedge((0, 0), 1.0, 0, 360, facecolor=colours[16], edgecolor="white"))
+    ax.text(0, 0, "17", ha="center", va="center", fontsize=7)
+    ax.set(xlim=(-4.2, 4.2), ylim=(-4.2, 4.2), aspect="equal", title=title)
+    ax.axis("off")
+    ax.figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.7, label=label)
+
+
+def scatter_figure(result: Evaluation, path: Path) -> Path:
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
+    for group, sites in SITE_GROUPS.items():
+        cols = [SITE_NAMES.index(s) for s in sites]
+        ax.scatter(result.act_true[:, cols].ravel(), result.act_pred[:, cols].ravel(), s=3, alpha=0.4, label=group)
+    lo = float(min(result.act_true.min(), result.act_pred.min()))
+    hi = float(max(result.act_true.max(), result.act_pred.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set(xlabel="true activation time (ms)", ylabel="predicted activation time (ms)",
+           title=f"{result.split}: {result.act_true.shape[0]} samples")
+    ax.legend(markerscale=4, fontsize=8)
+    return _save(fig, path)
+
+
+def bullseye_figure(result: Evaluation, path: Path) -> Path:
+    """Mean true and predicted activation per AHA segment, and the MAE per segment."""
+    true = result.act_true[:, _AHA_COLUMNS].mean(axis=0)
+    pred = result.act_pred[:, _AHA_COLUMNS].mean(axis=0)
+    error = result.act_abs_error[:, _AHA_COLUMNS].mean(axis=0)
+    lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
+    fig = Figure(figsize=(14, 4.2))
+    axes = fig.subplots(1, 3)
+    bullseye(axes[0], true, "true (mean)", vmin=lo, vmax=hi)
+    bullseye(axes[1], pred, "predicted (mean)", vmin=lo, vmax=hi)
+    bullseye(axes[2], error, "absolute error (mean)", cmap="magma", vmin=0.0)
+    return _save(fig, path)
+
+
+def traces_figure(true: np.ndarray | None, pred: np.ndarray, sites: Sequence[str], path: Path, title: str) -> Path:
+    """Vm at chosen sites; ``true`` (T, 75) may be None (prediction only)."""
+    fig = Figure(figsize=(8, 1.6 * len(sites)))
+    axes = fig.subplots(len(sites), 1, sharex=True, squeeze=False)
+    for ax, site in zip(axes[:, 0], sites):
+        col = SITE_NAMES.index(site)
+        if true is not None:
+            ax.plot(true[:, col], "k", lw=1, label="true")
+        ax.plot(pred[:, col], "C3", lw=1, label="predicted")
+        ax.set_ylabel(f"{site}\n(mV)", fontsize=8)
+    axes[0, 0].set_title(title)
+    axes[0, 0].legend(fontsize=8, loc="upper right")
+    axes[-1, 0].set_xlabel("time (ms)")
+    return _save(fig, path)
+
+
+def errors_figure(result: Evaluation, path: Path) -> Path:
+    """Activation MAE by site group and by condition."""
+    metrics = result.metrics()
+    fig = Figure(figsize=(10, 3.5))
+    axes = fig.subplots(1, 2)
+    for ax, key, title in ((axes[0], "act_mae_ms_by_group", "by site group"),
+                           (axes[1], "act_mae_ms_by_condition", "by condition")):
+        values = metrics[key]
+        ax.bar(list(values), list(values.values()), color="C0")
+        ax.set(ylabel="activation MAE (ms)", title=title)
+        ax.tick_params(axis="x", rotation=30)
+    return _save(fig, path)
+
+
+def write_evaluation_report(result: Evaluation, directory: str | Path,
+                            trace_sites: Sequence[str] = DEFAULT_TRACE_SITES) -> Path:
+    """DIR/report.md, DIR/report.html and their PNG figures; returns the Markdown path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "Predicted vs true activation": scatter_figure(result, directory / "scatter.png"),
+        "AHA bullseyes": bullseye_figure(result, directory / "bullseye.png"),
+        "Error by site group and condition": errors_figure(result, directory / "errors.png"),
+    }
+    if result.has_vm:
+        figures["Voltage traces (first sample)"] = traces_figure(
+            result.example_vm["true"], result.example_vm["pred"], trace_sites, directory / "traces.png",
+            "first sample of the split",
+        )
+    rows = _metric_rows(result.metrics())
+    title = f"Evaluation of {Path(result.checkpoint).name} on {result.split}"
+    md = [f"# {title}", "", f"- checkpoint: `{result.checkpoint}`", f"- data set: `{result.dataset}`",
+          f"- network: {result.architecture}", f"- samples: {result.act_true.shape[0]}", "",
+          "| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows], ""]
+    for caption, figure in figures.items():
+        md += [f"## {caption}", "", f"![{caption}]({figure.name})", ""]
+    (directory / "report.md").write_text("\n".join(md))
+    body = [f"<h1>{html.escape(title)}</h1>", "<table>",
+            *[f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows], "</table>"]
+    for caption, figure in figures.items():
+        body += [f"<h2>{html.escape(caption)}</h2>", f'<img src="{html.escape(figure.name)}" alt="{html.escape(caption)}">']
+    style = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}td{padding:2px 12px}img{max-width:100%}"
+    (directory / "report.html").write_text(
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    )
+    return directory / "report.md"
+
+
+def _metric_rows(metrics: dict) -> list[tuple[str, str]]:
+    rows = []
+    for key, value in metrics.items():
+        if key in ("checkpoint", "dataset", "split", "architecture", "samples"):
+            continue
+        if isinstance(value, dict):
+            rows += [(f"{key}[{k}]", _fmt(v)) for k, v in value.items()]
+        else:
+            rows.append((key, _fmt(value)))
+    return rows
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def prediction_figure(ecg: np.ndarray, act: np.ndarray, vm: np.ndarray | None, path: Path, title: str,
+                      trace_sites: Sequence[str] = DEFAULT_TRACE_SITES) -> Path:
+    """The input ECG, the predicted AHA activation bullseye and, with a voltage head, traces."""
+    rows = 3 if vm is not None else 2
+    fig = Figure(figsize=(11, 4 * rows))
+    ax = fig.add_subplot(rows, 1, 1)
+    offsets = np.arange(len(LEAD_NAMES)) * 2.0 * max(float(np.abs(ecg).max()), 1e-3)
+    ax.plot(ecg - offsets, lw=0.8)
+    ax.set_yticks(-offsets, LEAD_NAMES)
+    ax.set(xlabel="time (ms)", title=title)
+    bullseye(fig.add_subplot(rows, 2, 3), act[_AHA_COLUMNS], "predicted activation, AHA segments")
+    ax = fig.add_subplot(rows, 2, 4)
+    groups = [site_group(s) for s in SITE_NAMES]
+    for group in SITE_GROUPS:
+        ax.plot([i for i, g in enumerate(groups) if g == group], act[[g == group for g in groups]], "o", ms=3, label=group)
+    ax.set(xlabel="site index", ylabel="activation (ms)", title="all 75 sites")
+    ax.legend(fontsize=8)
+    if vm is not None:
+        ax = fig.add_subplot(rows, 1, 3)
+        for site in trace_sites:
+            ax.plot(vm[:, SITE_NAMES.index(site)], lw=1, label=site)
+        ax.set(xlabel="time (ms)", ylabel="Vm (mV)", title="predicted transmembrane voltage")
+        ax.legend(fontsize=8, ncol=3)
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path

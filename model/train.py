@@ -1,0 +1,351 @@
+"""``ecgi train``: the training loop, the same for one process, torchrun and srun.
+
+Each rank reads its share of every epoch through a ``DistributedSampler``
+(padded so every rank takes the same number of steps; a rank that ran out
+early would leave the others blocked in the gradient all-reduce), with a
+local batch of ``batch_size / world_size``, so the global batch and hence
+the result do not depend on the number of processes.  Rank 0 writes the
+run directory:
+
+    RUNDIR/config.yaml     the validated configuration, defaults filled in
+    RUNDIR/last.pt         checkpoint after every epoch (``--resume`` continues from it)
+    RUNDIR/best.pt         the checkpoint with the lowest validation loss
+    RUNDIR/metrics.csv     one row per epoch (also metrics.json)
+    RUNDIR/tensorboard/    when the tensorboard package is installed
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import gc
+import io
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from solver.errors import ConfigError
+from solver.typedconfig import to_mapping
+
+from .checkpoint import load_checkpoint, publish_copy, rng_state, save_checkpoint, set_rng_state
+from .config import LossConfig, TrainConfig
+from .data import Manifest, ShardDataset, StridedSampler, load_manifest, validate_dataset
+from .distributed import DistContext, all_gather_objects, all_reduce_sum, close_distributed, init_distributed
+from .network import VM_OFFSET_MV, VM_SCALE_MV, EcgiNet, build_network
+
+LAST, BEST = "last.pt", "best.pt"
+
+
+@dataclass
+class StepInfo:
+    """What an observer sees after each optimiser step (tests use it to check DDP)."""
+
+    epoch: int
+    step: int
+    indices: torch.Tensor
+    loss: torch.Tensor
+    model: EcgiNet
+
+
+Observer = Callable[[StepInfo], None]
+
+
+def train(
+    config: TrainConfig, data_dir: str | Path, run_dir: str | Path, *, resume: bool = False,
+    epochs: int | None = None, observer: Observer | None = None, progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Train (or continue) a run; returns the per-epoch metrics on every rank."""
+    if epochs is not None:
+        config = dataclasses.replace(config, epochs=epochs)
+        config.validate()
+    manifest = load_manifest(data_dir)
+    validate_dataset(manifest, ("train", "validation"), config.data.verify_sha256)
+    if manifest.dt_ms != 1.0:
+        raise ConfigError(f"{manifest.root}: dt_ms is {manifest.dt_ms}; the networks expect 1 ms sampling")
+    run_dir = Path(run_dir)
+    if (run_dir / LAST).exists() and not resume:
+        raise ConfigError(f"{run_dir} already holds a run ({LAST}); pass --resume to continue it or choose another --output")
+    ctx = init_distributed()
+    trainer: Trainer | None = None
+    finished = False
+    try:
+        trainer = Trainer(config, manifest, run_dir, ctx, observer, progress)
+        if resume:
+            trainer.restore()
+        history = trainer.fit()
+        finished = True
+        return history
+    finally:
+        if trainer is not None:
+            trainer.close()
+        del trainer
+        gc.collect()  # DDP's reducer must be gone (cycles included) before the group is destroyed
+        close_distributed(ctx, synchronise=finished)
+
+
+def compute_loss(model: EcgiNet, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], weights: LossConfig) -> torch.Tensor:
+    """Weighted MSE on normalised targets: activation by the manifest statistics, Vm by the fixed scaling."""
+    loss = torch.zeros((), device=batch["ecg"].device)
+    if "act" in out:
+        target = (batch["act"] - model.act_mean) / model.act_std
+        loss = loss + weights.act_weight * F.mse_loss(out["act"].float(), target)
+    if "vm" in out:
+        target = (batch["vm"] - VM_OFFSET_MV) / VM_SCALE_MV
+        loss = loss + weights.vm_weight * F.mse_loss(out["vm"].float(), target)
+    return loss
+
+
+class Trainer:
+    """The state of one run on one rank: model, optimiser, data, history."""
+
+    def __init__(
+        self, config: TrainConfig, manifest: Manifest, run_dir: Path, ctx: DistContext,
+        observer: Observer | None, progress: bool,
+    ) -> None:
+        if config.batch_size % ctx.world_size:
+            raise ConfigError(f"batch_size {config.batch_size} is not divisible by the {ctx.world_size} ranks")
+        self.config, self.manifest, self.run_dir, self.ctx = config, manifest, run_dir, ctx
+        self.observer = observer
+        self.progress = progress and ctx.is_main
+        self.epoch = 0
+        self.history: list[dict[str, Any]] = []
+        self.best_val_loss = math.inf
+        _set_determinism(config.deterministic, ctx.device)
+        _seed_everything(config.seed)
+        net = config.network
+        self.model = build_network(net.architecture, net.dropout, net.softargmax_temperature)
+        self.model.set_activation_statistics(
+            torch.from_numpy(manifest.statistics["act_mean"]), torch.from_numpy(manifest.statistics["act_std"])
+        )
+        self.model.to(ctx.device)
+        self.forward = self._wrap(self.model)
+        self.use_bf16 = config.precision == "bf16" and ctx.device.type == "cuda"
+        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=config.optimiser.lr, weight_decay=config.optimiser.weight_decay)
+        self.scheduler = _scheduler(self.optimiser, config)
+        _seed_everything(config.seed + ctx.rank)  # dropout masks differ between ranks
+        self._build_data()
+        if ctx.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            _write_atomic(run_dir / "config.yaml", yaml.safe_dump(to_mapping(config), sort_keys=False))
+        self.tensorboard = _tensorboard(run_dir) if config.tensorboard and ctx.is_main else None
+
+    def _wrap(self, model: EcgiNet) -> torch.nn.Module:
+        wrapped: torch.nn.Module = model
+        if self.ctx.distributed:
+            device_ids = [self.ctx.device] if self.ctx.device.type == "cuda" else None
+            wrapped = DistributedDataParallel(model, device_ids=device_ids)
+        if self.config.compile and self.ctx.device.type == "cuda":
+            wrapped = torch.compile(wrapped)
+        return wrapped
+
+    def _build_data(self) -> None:
+        config, ctx = self.config, self.ctx
+        with_vm = "vm" in self.model.outputs
+        common = dict(with_vm=with_vm, scaling=config.data.input_scaling, seed=config.seed)
+        self.train_set = ShardDataset(self.manifest, "train", max_shift_ms=config.augment.max_onset_shift_ms, **common)
+        self.val_set = ShardDataset(self.manifest, "validation", **common)
+        self.train_sampler = DistributedSampler(
+            self.train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed, drop_last=False
+        )
+        local_batch = config.batch_size // ctx.world_size
+        # Workers are not persistent: each epoch's workers start from the dataset with its new epoch.
+        loader = dict(batch_size=local_batch, num_workers=config.data.num_workers, pin_memory=ctx.device.type == "cuda")
+        self.train_loader = DataLoader(self.train_set, sampler=self.train_sampler, **loader)
+        self.val_loader = DataLoader(self.val_set, sampler=StridedSampler(len(self.val_set), ctx.rank, ctx.world_size), **loader)
+
+    def restore(self) -> None:
+        """Continue from RUNDIR/last.pt if there is one (a fresh start otherwise)."""
+        path = self.run_dir / LAST
+        if not path.exists():
+            self._say(f"no checkpoint in {self.run_dir}; starting from epoch 0")
+            return
+        state = load_checkpoint(path)
+        if state["config"]["network"] != to_mapping(self.config.network):
+            raise ConfigError(f"{path}: trained with network {state['config']['network']}, the configuration asks for "
+                              f"{to_mapping(self.config.network)}; use another --output for a different network")
+        if state["inputs"]["samples"] != self.manifest.samples:
+            raise ConfigError(f"{path}: trained on traces of {state['inputs']['samples']} samples, "
+                              f"{self.manifest.root} has {self.manifest.samples}")
+        self.model.load_state_dict(state["model"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch = int(state["epoch"])
+        self.history = list(state["history"])
+        self.best_val_loss = float(state["best_val_loss"])
+        if len(state["rng"]) == self.ctx.world_size:
+            set_rng_state(state["rng"][self.ctx.rank])
+        else:
+            self._say(f"checkpoint written by {len(state['rng'])} rank(s), now {self.ctx.world_size}: random streams restart")
+        self._say(f"resuming {path} after epoch {self.epoch}")
+
+    def fit(self) -> list[dict[str, Any]]:
+        config = self.config
+        if self.epoch >= config.epochs:
+            self._say(f"already trained for {self.epoch} epoch(s); nothing to do")
+        else:
+            self._say(
+                f"training {config.network.architecture} on {len(self.train_set)} samples, "
+                f"{self.ctx.world_size} process(es) on {self.ctx.device.type}, epochs {self.epoch + 1}-{config.epochs}"
+            )
+            if (config.precision == "bf16" or config.compile) and self.ctx.device.type != "cuda":
+                self._say("precision bf16 and compile apply on GPUs only; training in fp32")
+        for epoch in range(self.epoch, config.epochs):
+            start = time.perf_counter()
+            lr = self.optimiser.param_groups[0]["lr"]
+            train_loss, samples = self._train_epoch(epoch)
+            train_seconds = time.perf_counter() - start
+            record = {"epoch": epoch + 1, "train_loss": train_loss, **self._validate(), "lr": lr,
+                      "seconds": time.perf_counter() - start, "samples_per_s": samples / train_seconds}
+            self.scheduler.step()
+            self.history.append(record)
+            self.epoch = epoch + 1
+            self._save(record["val_loss"])
+        return self.history
+
+    def _train_epoch(self, epoch: int) -> tuple[float, float]:
+        self.train_sampler.set_epoch(epoch)
+        self.train_set.set_epoch(epoch)
+        self.forward.train()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.ctx.device)  # stays on the device: no sync per step
+        samples = 0
+        for step, batch in enumerate(self.train_loader):
+            batch = {k: v.to(self.ctx.device, non_blocking=True) for k, v in batch.items()}
+            with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+                out = self.forward(batch["ecg"])
+            loss = compute_loss(self.model, out, batch, self.config.loss)
+            self.optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimiser.step()
+            loss_sum += loss.detach().double() * len(batch["ecg"])
+            samples += len(batch["ecg"])
+            if self.observer is not None:
+                self.observer(StepInfo(epoch, step, batch["index"].cpu(), loss.detach(), self.model))
+        totals = torch.stack([loss_sum, torch.tensor(float(samples), dtype=torch.float64, device=self.ctx.device)])
+        total_loss, total_samples = all_reduce_sum(totals, self.ctx).tolist()
+        return total_loss / total_samples, total_samples
+
+    @torch.no_grad()
+    def _validate(self) -> dict[str, float | None]:
+        """Loss, activation MAE (ms) and Vm RMSE (mV) over the whole validation split."""
+        self.model.eval()
+        # loss * n, n, sum |act error|, act count, sum vm error^2, vm count
+        sums = torch.zeros(6, dtype=torch.float64, device=self.ctx.device)
+        for batch in self.val_loader:
+            batch = {k: v.to(self.ctx.device, non_blocking=True) for k, v in batch.items()}
+            with torch.autocast(self.ctx.device.type, dtype=torch.bfloat16, enabled=self.use_bf16):
+                out = self.model(batch["ecg"])
+            n = batch["ecg"].shape[0]
+            physical = self.model.to_physical(out)
+            act_error = (physical["act"] - batch["act"]).abs()
+            vm_sq = ((physical["vm"] - batch["vm"]) ** 2).sum() if "vm" in physical else torch.zeros(())
+            vm_count = batch["vm"].numel() if "vm" in physical else 0
+            loss = compute_loss(self.model, out, batch, self.config.loss)
+            sums += torch.tensor([float(loss) * n, n, float(act_error.sum()), act_error.numel(), float(vm_sq), vm_count],
+                                 dtype=torch.float64, device=sums.device)
+        all_reduce_sum(sums, self.ctx)
+        loss, n, act_abs, act_n, vm_sq, vm_n = sums.tolist()
+        return {"val_loss": loss / n, "val_act_mae_ms": act_abs / act_n,
+                "val_vm_rmse_mv": math.sqrt(vm_sq / vm_n) if vm_n else None}
+
+    def _save(self, val_loss: float) -> None:
+        """Every rank contributes its RNG state; rank 0 writes the checkpoint and metrics."""
+        rngs = all_gather_objects(rng_state(), self.ctx)
+        improved = val_loss < self.best_val_loss
+        self.best_val_loss = min(self.best_val_loss, val_loss)
+        if not self.ctx.is_main:
+            return
+        state = {
+            "epoch": self.epoch, "model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "rng": rngs, "config": to_mapping(self.config),
+            "inputs": {"scaling": self.config.data.input_scaling, "samples": self.manifest.samples,
+                       "dt_ms": self.manifest.dt_ms, "ecg_mean": self.manifest.statistics["ecg_mean"].tolist(),
+                       "ecg_std": self.manifest.statistics["ecg_std"].tolist()},
+            "history": self.history, "best_val_loss": self.best_val_loss, "world_size": self.ctx.world_size,
+        }
+        save_checkpoint(self.run_dir / LAST, state)
+        if improved:
+            publish_copy(self.run_dir / LAST, self.run_dir / BEST)
+        _write_metrics(self.run_dir, self.history)
+        record = self.history[-1]
+        if self.tensorboard is not None:
+            for key, value in record.items():
+                if key != "epoch" and value is not None:
+                    self.tensorboard.add_scalar(key, value, record["epoch"])
+            self.tensorboard.flush()
+        self._say(_progress_line(record, self.config.epochs))
+
+    def _say(self, line: str) -> None:
+        if self.progress:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        """Close shard handles and the TensorBoard writer; drop the DDP wrapper."""
+        self.train_set.close()
+        self.val_set.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+        del self.forward
+
+
+def _progress_line(record: dict[str, Any], epochs: int) -> str:
+    line = (f"epoch {record['epoch']}/{epochs}  train loss {record['train_loss']:.4f}  "
+            f"val loss {record['val_loss']:.4f}  act MAE {record['val_act_mae_ms']:.2f} ms")
+    if record["val_vm_rmse_mv"] is not None:
+        line += f"  Vm RMSE {record['val_vm_rmse_mv']:.2f} mV"
+    return line + f"  {record['samples_per_s']:.0f} samples/s  {record['seconds']:.1f} s"
+
+
+def _scheduler(optimiser: torch.optim.Optimizer, config: TrainConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    if config.optimiser.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.epochs)
+    return torch.optim.lr_scheduler.ConstantLR(optimiser, factor=1.0, total_iters=0)
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _set_determinism(deterministic: bool, device: torch.device) -> None:
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it for reproducible GEMMs
+    torch.use_deterministic_algorithms(deterministic)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic
+
+
+def _tensorboard(run_dir: Path):
+    """A SummaryWriter when tensorboard is installed, else None (it is optional)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
+
+
+def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    _write_atomic(run_dir / "metrics.json", json.dumps(history, indent=1))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in history)
+    _write_atomic(run_dir / "metrics.csv", buffer.getvalue())
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)

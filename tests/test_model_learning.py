@@ -1,0 +1,78 @@
+"""Learning is real: the ECG determines the targets, and a network learns the mapping, not the samples."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from model.config import config_from_dict
+from model.evaluate import evaluate
+from model.synthetic import write_synthetic_dataset
+from model.train import train
+
+PLAIN = {"network": {"dropout": 0.0}, "augment": {"max_onset_shift_ms": 0}, "tensorboard": False}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Two cores shared with other test runs: more threads than free cores slows torch down several-fold."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _mean_predictor_mae(root, split: str) -> float:
+    """Error of always answering the training mean: what a network that learnt nothing achieves."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    act = np.concatenate([h5py.File(root / e["file"])["act"][:] for e in manifest["splits"][split]])
+    return float(np.abs(act - np.asarray(manifest["statistics"]["act_mean"])).mean())
+
+
+def test_network_overfits_a_small_set_to_near_zero_error(tmp_path):
+    root = tmp_path / "data"
+    write_synthetic_dataset(root, train=8, validation=2, test=2, samples=128, seed=1)
+    config = config_from_dict({**PLAIN, "epochs": 120, "batch_size": 8})
+    history = train(config, root, tmp_path / "run", progress=False)
+    mae = evaluate(tmp_path / "run" / "last.pt", root, split="train").metrics()["act_mae_ms"]
+    assert history[-1]["train_loss"] < 0.01
+    assert mae < 1.0 and mae < 0.1 * _mean_predictor_mae(root, "train")
+
+
+def test_shuffled_labels_do_not_generalise(tmp_path):
+    real = tmp_path / "real"
+    write_synthetic_dataset(real, train=96, validation=32, test=2, samples=200, seed=2)
+    shuffled = tmp_path / "shuffled"
+    shutil.copytree(real, shuffled)
+    files = [shuffled / e["file"] for e in json.loads((real / "manifest.json").read_text())["splits"]["train"]]
+    act = np.concatenate([h5py.File(f)["act"][:] for f in files])
+    act = act[np.random.default_rng(0).permutation(len(act))]  # same targets, no longer those of the ECG
+    start = 0
+    for f in files:
+        with h5py.File(f, "r+") as h:
+            h["act"][:] = act[start:start + len(h["act"])]
+            start += len(h["act"])
+
+    config = config_from_dict({**PLAIN, "epochs": 8, "batch_size": 16})
+    real_mae = train(config, real, tmp_path / "run-real", progress=False)[-1]["val_act_mae_ms"]
+    shuffled_mae = train(config, shuffled, tmp_path / "run-shuffled", progress=False)[-1]["val_act_mae_ms"]
+    baseline = _mean_predictor_mae(real, "validation")
+    assert real_mae < 0.7 * baseline
+    assert shuffled_mae > 0.9 * baseline
+    assert real_mae < 0.7 * shuffled_mae
+
+
+@pytest.mark.parametrize("architecture", ["reference_vm", "multitask", "consistent"])
+def test_voltage_networks_train_and_reduce_their_loss(tmp_path, architecture):
+    root = tmp_path / "data"
+    write_synthetic_dataset(root, train=4, validation=2, test=2, samples=96, seed=5)
+    config = config_from_dict({**PLAIN, "epochs": 8, "batch_size": 4, "network": {"architecture": architecture}})
+    history = train(config, root, tmp_path / "run", progress=False)
+    assert history[-1]["train_loss"] < 0.6 * history[0]["train_loss"]
+    assert all(np.isfinite(r["val_vm_rmse_mv"]) and np.isfinite(r["val_act_mae_ms"]) for r in history)
+    metrics = evaluate(tmp_path / "run" / "last.pt", root).metrics()
+    assert metrics["architecture"] == architecture and metrics["vm_rmse_mv"] < 135.5

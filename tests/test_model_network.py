@@ -1,0 +1,91 @@
+"""The published 1-D SqueezeNet: output shapes, layer layout and initialisation."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from model.network import ARCHITECTURES, VM_OFFSET_MV, VM_SCALE_MV, Fire, build_network, threshold_crossing_ms, upstroke_time_ms
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_output_shapes(architecture):
+    net = build_network(architecture).eval()
+    out = net(torch.randn(2, 12, 500))
+    expected = {"reference_act": {"act"}, "reference_vm": {"vm"}}.get(architecture, {"act", "vm"})
+    assert set(out) == expected == set(net.outputs)
+    if "act" in out:
+        assert out["act"].shape == (2, 75)
+    if "vm" in out:
+        assert out["vm"].shape == (2, 75, 500)
+
+
+def test_activation_trunk_downsamples_and_voltage_trunk_keeps_the_length():
+    act, vm = build_network("reference_act"), build_network("reference_vm")
+    x = torch.randn(1, 12, 500)
+    assert act.features(x).shape == (1, 512, 33)  # 500 -> 250 -> 126 -> 64 -> 33
+    assert vm.features(x).shape == (1, 512, 500)
+    assert vm.vm_head.conv.kernel_size == (1,) and act.vm_head is None and vm.act_head is None
+
+
+def test_fire_layout_matches_squeezenet_1_1():
+    fires = [m for m in build_network("reference_act").features if isinstance(m, Fire)]
+    layout = [(f.squeeze.in_channels, f.squeeze.out_channels, f.expand1x1.out_channels, f.expand3x3.out_channels) for f in fires]
+    assert layout == [(64, 16, 64, 64), (128, 16, 64, 64), (128, 32, 128, 128), (256, 32, 128, 128),
+                      (256, 48, 192, 192), (384, 48, 192, 192), (384, 64, 256, 256), (512, 64, 256, 256)]
+    first = build_network("reference_act").features[0]
+    assert (first.in_channels, first.out_channels, first.kernel_size, first.stride, first.padding) == (12, 64, (3,), (2,), (1,))
+    head = build_network("reference_act").act_head.layers
+    assert isinstance(head[0], nn.Dropout) and isinstance(head[3], nn.AdaptiveAvgPool1d)
+    assert (head[1].in_channels, head[1].out_channels, head[1].stride) == (512, 75, (2,))
+    assert (head[4].in_channels, head[4].out_channels, head[4].stride) == (75, 75, (2,))
+    assert not any(isinstance(m, (nn.BatchNorm1d, nn.LayerNorm, nn.GroupNorm)) for m in build_network("multitask").modules())
+
+
+def test_initialisation_is_kaiming_uniform_with_zero_biases():
+    torch.manual_seed(0)
+    net = build_network("multitask")
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv1d)]
+    assert convs and all(torch.count_nonzero(c.bias) == 0 for c in convs)
+    for conv in convs:
+        fan_in = conv.in_channels * conv.kernel_size[0]
+        bound = math.sqrt(2.0) * math.sqrt(3.0 / fan_in)
+        w = conv.weight.detach()
+        assert w.abs().max() <= bound + 1e-6
+        assert w.abs().max() > 0.8 * bound  # uniform over the whole range, not a narrower default
+
+
+def test_upstroke_soft_argmax_finds_the_steepest_rise():
+    t = torch.arange(200, dtype=torch.float32)
+    onsets = torch.tensor([30.0, 77.0, 150.0])
+    vm = torch.sigmoid((t[None] - onsets[:, None]) / 0.5)[None]  # (1, 3, 200), normalised 0..1
+    times = upstroke_time_ms(vm, temperature=0.02)
+    assert torch.allclose(times[0], onsets, atol=0.6)
+
+
+def test_threshold_crossing_interpolates_and_marks_silent_traces():
+    vm = torch.full((3, 10), -80.0)
+    vm[0, 4:] = 20.0  # -80 at 3, +20 at 4: crosses 0 at 3.8
+    vm[1, 0:] = 10.0  # above from the start
+    times = threshold_crossing_ms(vm)
+    assert times.tolist() == pytest.approx([3.8, 0.0, 10.0])
+
+
+def test_outputs_map_back_to_milliseconds_and_millivolts():
+    net = build_network("multitask").eval()
+    net.set_activation_statistics(torch.full((75,), 50.0), torch.full((75,), 10.0))
+    out = {"act": torch.ones(1, 75), "vm": torch.zeros(1, 75, 5)}
+    physical = net.to_physical(out)
+    assert torch.allclose(physical["act"], torch.full((1, 75), 60.0))
+    assert torch.allclose(physical["vm"], torch.full((1, 75, 5), VM_OFFSET_MV))
+    assert VM_OFFSET_MV + VM_SCALE_MV == pytest.approx(50.0)
+
+
+def test_configuration_names_every_architecture():
+    import typing
+
+    from model.config import Architecture
+
+    assert typing.get_args(Architecture) == ARCHITECTURES
