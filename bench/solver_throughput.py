@@ -123,7 +123,7 @@ def main() -> None:
     rows = []
     for model in args.models:
         runs = {ranks: run_worker(model, ranks, args.voxels, args.steps) for ranks in (1, 2)}
-        one, two = runs[1], runs[2]
+        one = runs[1]
         per_core = {r: run["voxels"] * run["steps"] / run["wall_s"] / r for r, run in runs.items()}
         ionic_rate = one["voxels"] * one["steps"] / one["ionic_s"]
         diffusion_rate = one["voxels"] * one["steps"] / one["diffusion_s"]

@@ -12,44 +12,16 @@ import html
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.cm import ScalarMappable
-from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
-from matplotlib.patches import Wedge
 
+from solver.plots import bullseye
 from solver.sites import LEAD_NAMES, SITE_GROUPS, SITE_NAMES, site_group
 
 from .evaluate import Evaluation
 
 DEFAULT_TRACE_SITES = ("AHA01", "AHA09", "AHA17", "RV02", "EPI_AHA06", "SEPTM_AHA08_RV10")
 _AHA_COLUMNS = [SITE_NAMES.index(f"AHA{i:02d}") for i in range(1, 18)]
-# (inner radius, segments, angle of the first segment's start): segment k spans 360/n degrees counter-clockwise.
-_RINGS = ((3.0, range(1, 7), 60.0), (2.0, range(7, 13), 60.0), (1.0, range(13, 17), 45.0))
-
-
-def bullseye(ax: Axes, values: Sequence[float], title: str, cmap: str = "viridis",
-             vmin: float | None = None, vmax: float | None = None, label: str = "ms") -> None:
-    """Draw 17 AHA-segment values (segment 1 first) as a bullseye with a colour bar."""
-    values = np.asarray(values, dtype=float)
-    norm = Normalize(vmin=np.nanmin(values) if vmin is None else vmin, vmax=np.nanmax(values) if vmax is None else vmax)
-    colours = matplotlib.colormaps[cmap](norm(values))
-    for inner, segments, start in _RINGS:
-        span = 360.0 / len(segments)
-        for i, segment in enumerate(segments):
-            theta = start + i * span
-            ax.add_patch(Wedge((0, 0), inner + 1, theta, theta + span, width=1.0, facecolor=colours[segment - 1], edgecolor="white"))
-            mid = np.deg2rad(theta + span / 2)
-            ax.text((inner + 0.5) * np.cos(mid), (inner + 0.5) * np.sin(mid), str(segment), ha="center", va="center", fontsize=7)
-    ax.add_patch(Wedge((0, 0), 1.0, 0, 360, facecolor=colours[16], edgecolor="white"))
-    ax.text(0, 0, "17", ha="center", va="center", fontsize=7)
-    ax.set(xlim=(-4.2, 4.2), ylim=(-4.2, 4.2), aspect="equal", title=title)
-    ax.axis("off")
-    ax.figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.7, label=label)
-
-
 def scatter_figure(result: Evaluation, path: Path) -> Path:
     fig = Figure(figsize=(5.5, 5))
     ax = fig.subplots()

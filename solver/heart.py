@@ -168,7 +168,6 @@ def build_heart(config: HeartConfig, comm: MPI.Comm = MPI.COMM_WORLD, code: np.n
     def laplace(*boundary):
         return solve_laplace(placeholder, numbering, list(boundary), comm)
 
-    endo = surfaces.lv_endo | surfaces.rv_endo
     phi_epi = laplace((surfaces.epi, 1.0), (surfaces.lv_endo, 0.0), (surfaces.rv_endo, 0.0))
     phi_lv = laplace((surfaces.epi, 0.0), (surfaces.rv_endo, 0.0), (surfaces.lv_endo, 1.0))
     phi_rv = laplace((surfaces.epi, 0.0), (surfaces.lv_endo, 0.0), (surfaces.rv_endo, 1.0))

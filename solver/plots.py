@@ -63,44 +63,45 @@ def plot_activation_slices(activation: np.ndarray, tissue_ijk: np.ndarray, shape
     return path
 
 
-def bullseye(ax, values: np.ndarray, cmap="jet_r", vmin=None, vmax=None, label: str = ""):
-    """AHA 17-segment bullseye of per-segment values (index 0 = segment 1).
+# (inner radius, segments, start angle of the first): segment k spans 360/n degrees counter-clockwise.
+_RINGS = ((3.0, range(1, 7), 60.0), (2.0, range(7, 13), 60.0), (1.0, range(13, 17), 45.0))
+
+
+def bullseye(ax, values, title: str, cmap: str = "viridis", vmin: float | None = None,
+             vmax: float | None = None, label: str = "ms") -> None:
+    """The AHA 17-segment bullseye of per-segment values (segment 1 first).
 
     Rings from outside in: basal (1-6), mid (7-12), apical (13-16), apex (17);
-    segment 1 (anterior) at the top, septum to the left, as in echocardiography.
+    anterior at the top and septum on the left, as in echocardiography.
     """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.patches import Wedge
+
     values = np.asarray(values, dtype=float)
-    norm = matplotlib.colors.Normalize(vmin=np.nanmin(values) if vmin is None else vmin,
-                                       vmax=np.nanmax(values) if vmax is None else vmax)
-    colours = matplotlib.colormaps[cmap]
-    rings = [(1.0, 0.75, range(0, 6), 60.0, 60.0), (0.75, 0.5, range(6, 12), 60.0, 60.0),
-             (0.5, 0.25, range(12, 16), 45.0, 90.0)]
-    for outer, inner, segments, start, width in rings:
-        for n, seg in enumerate(segments):
-            theta = start + n * width  # counter-clockwise from the anterior-septal edge
-            wedge = matplotlib.patches.Wedge((0, 0), outer, theta, theta + width, width=outer - inner,
-                                             facecolor=colours(norm(values[seg])), edgecolor="white")
-            ax.add_patch(wedge)
-            mid = np.radians(theta + width / 2)
-            r = (outer + inner) / 2
-            ax.text(r * np.cos(mid), r * np.sin(mid), f"{values[seg]:.0f}", ha="center", va="center", fontsize=7)
-    ax.add_patch(matplotlib.patches.Circle((0, 0), 0.25, facecolor=colours(norm(values[16])), edgecolor="white"))
-    ax.text(0, 0, f"{values[16]:.0f}", ha="center", va="center", fontsize=7)
-    ax.set_xlim(-1.05, 1.05)
-    ax.set_ylim(-1.05, 1.05)
-    ax.set_aspect("equal")
+    norm = Normalize(vmin=np.nanmin(values) if vmin is None else vmin, vmax=np.nanmax(values) if vmax is None else vmax)
+    colours = matplotlib.colormaps[cmap](norm(values))
+    for inner, segments, start in _RINGS:
+        span = 360.0 / len(segments)
+        for i, segment in enumerate(segments):
+            theta = start + i * span
+            ax.add_patch(Wedge((0, 0), inner + 1, theta, theta + span, width=1.0, facecolor=colours[segment - 1],
+                               edgecolor="white"))
+            mid = np.deg2rad(theta + span / 2)
+            ax.text((inner + 0.5) * np.cos(mid), (inner + 0.5) * np.sin(mid), str(segment), ha="center",
+                    va="center", fontsize=7)
+    ax.add_patch(Wedge((0, 0), 1.0, 0, 360, facecolor=colours[16], edgecolor="white"))
+    ax.text(0, 0, "17", ha="center", va="center", fontsize=7)
+    ax.set(xlim=(-4.2, 4.2), ylim=(-4.2, 4.2), aspect="equal", title=title)
     ax.axis("off")
-    if label:
-        ax.set_title(label, fontsize=9)
-    return matplotlib.cm.ScalarMappable(norm=norm, cmap=colours)
+    ax.figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.7, label=label)
 
 
-def plot_bullseye(site_values: np.ndarray, path: Path, title: str = "activation time (ms)") -> Path:
+def plot_bullseye(site_values: np.ndarray, path: Path, title: str = "activation time") -> Path:
     """Bullseye of the AHA01-AHA17 sites' values."""
     aha = np.array([site_values[SITE_NAMES.index(f"AHA{i:02d}")] for i in range(1, 18)])
-    fig, ax = plt.subplots(figsize=(4, 4))
-    mappable = bullseye(ax, aha, label=title)
-    fig.colorbar(mappable, ax=ax, shrink=0.7)
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    bullseye(ax, aha, title, cmap="jet_r")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -143,10 +143,9 @@ def endocardial_point(heart: Heart, coords: HeartCoordinates, ventricle: str, he
     if septal is not None:
         candidates &= heart.septum if septal else ~heart.septum
     idx = np.flatnonzero(candidates)
-    lv_h = coords.height[s.lv_endo]
-    scale = np.ptp(heart.frame.cylindrical(heart.positions[s.lv_endo])[0])  # mm per unit height
+    # Distances in mm: height times the LV's endocardial length, angle times its radius.
+    scale = np.ptp(heart.frame.cylindrical(heart.positions[s.lv_endo])[0])
     radius = np.median(np.linalg.norm(heart.positions[s.lv_endo] - heart.frame.centre, axis=1))
     d_height = (coords.height[idx] - height) * scale
     d_arc = np.radians(_wrap(coords.angle[idx] - angle_deg)) * radius
-    del lv_h
     return int(idx[np.argmin(d_height**2 + d_arc**2)])

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 from mpi4py import MPI
 
 from solver.config import (

@@ -147,7 +147,7 @@ def write_report(output: Path, spec, metrics: dict, summary, elapsed_s: float) -
         "<h3>By condition (MAE, ms)</h3>", table(conditions.items()),
         "<h3>All metrics</h3>", table(rows),
         "<h2>Campaign</h2>", table(stats.items()),
-        f"<p>Full evaluation report: <a href='evaluation/report.html'>evaluation/report.html</a></p>",
+        "<p>Full evaluation report: <a href='evaluation/report.html'>evaluation/report.html</a></p>",
     ]
     style = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}td{padding:2px 12px}img{max-width:100%}"
     path = output / "report.html"

@@ -6,9 +6,10 @@ several ranks per simulation it runs under an MPI launcher.  Executors:
 * ranks_per_simulation == 1: HighThroughputExecutor, one worker per core
   (local) or per allocated core (SLURM, workers started on every node of
   a block by srun);
-* ranks_per_simulation > 1: MPIExecutor (HTEX in MPI mode), which hands
-  each task a set of nodes; the task launches its ranks with ``mpiexec``
-  locally or ``srun`` inside the SLURM allocation.
+* ranks_per_simulation > 1: locally, HTEX with one worker per
+  ``ranks_per_simulation`` cores, each task starting its own ``mpiexec``;
+  on SLURM, MPIExecutor (HTEX in MPI mode), which hands each task a node of
+  the block, where the task runs Open MPI's ``mpiexec``.
 
 Failures are classified by ``retry_cost``: solver and configuration errors
 are final; lost workers or nodes, timeouts and I/O errors are retried.
@@ -119,16 +120,17 @@ def parsl_config(spec: CampaignSpec, run_dir: Path):
         provider = slurm_provider(spec)
     else:
         provider = LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1, launcher=SimpleLauncher())
-    if r.ranks_per_simulation == 1:
+    if r.ranks_per_simulation == 1 or r.executor == "local":
+        # Locally a worker per simulation slot is enough: multi-rank tasks
+        # start their own mpiexec (Parsl's MPI mode needs a batch scheduler).
         per_node = workers(spec) // (r.slurm.nodes_per_block if r.executor == "slurm" else 1)
         executor = HighThroughputExecutor(
-            label="simulations", max_workers_per_node=per_node, cores_per_worker=1,
+            label="simulations", max_workers_per_node=per_node, cores_per_worker=1e-6,
             provider=provider, heartbeat_period=5, heartbeat_threshold=30, **address,
         )
     else:
         executor = MPIExecutor(
-            label="simulations", max_workers_per_block=workers(spec),
-            mpi_launcher="srun" if r.executor == "slurm" else "mpiexec",
+            label="simulations", max_workers_per_block=workers(spec), mpi_launcher="mpiexec",
             provider=provider, heartbeat_period=5, heartbeat_threshold=30, **address,
         )
     return Config(

@@ -221,12 +221,14 @@ def _submitter(spec: CampaignSpec, layout: CampaignLayout):
         return submit
 
     app = bash_app(simulate_with_mpi)
-    resource_spec = {"num_nodes": 1, "ranks_per_node": ranks, "num_ranks": ranks}
+    # Parsl's MPI mode (SLURM) places each task on a node of the block.
+    mpi_mode = {"parsl_resource_specification": {"num_nodes": 1, "ranks_per_node": ranks, "num_ranks": ranks}} \
+        if spec.resources.executor == "slurm" else {}
 
     def submit(plan: SamplePlan):
         log = layout.log_path(plan)
         log.parent.mkdir(parents=True, exist_ok=True)
-        kwargs = {"stdout": (str(log), "a"), "stderr": (str(log), "a"), "parsl_resource_specification": resource_spec}
+        kwargs = {"stdout": (str(log), "a"), "stderr": (str(log), "a"), **mpi_mode}
         if timeout:
             kwargs["walltime"] = timeout
         return app(task_command(spec, layout.root, plan.sample_id), **kwargs)
