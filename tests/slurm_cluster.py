@@ -312,7 +312,14 @@ PartitionName={self.partition} Nodes={self.node_name} Default=YES MaxTime=INFINI
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+        # Processes that end on their own once their parent has gone (Python's
+        # multiprocessing resource tracker, a worker finishing its shutdown)
+        # get a grace period before they count as left behind.
+        deadline = time.monotonic() + 10
         leftovers = self.leftover_processes()
+        while leftovers and time.monotonic() < deadline:
+            time.sleep(0.5)
+            leftovers = self.leftover_processes()
         for pid, _ in leftovers:
             try:
                 os.kill(pid, signal.SIGKILL)
