@@ -79,19 +79,20 @@ class Evaluation:
 
     @property
     def act_abs_error(self) -> np.ndarray:
+        """|predicted - true| per sample and site; NaN where the site never activated."""
         return np.abs(self.act_pred - self.act_true)
 
     def metrics(self) -> dict[str, Any]:
         """The JSON summary; ``vm_*`` and ``apd90_*`` are None without a voltage head."""
         err = self.act_abs_error
         conditions = np.asarray(self.conditions)
-        by_condition = {c: float(err[conditions == c].mean()) for c in sorted(set(self.conditions))}
+        by_condition = {c: float(np.nanmean(err[conditions == c])) for c in sorted(set(self.conditions))}
         out: dict[str, Any] = {
             "checkpoint": self.checkpoint, "dataset": self.dataset, "split": self.split,
             "architecture": self.architecture, "samples": int(err.shape[0]),
-            "act_mae_ms": float(err.mean()),
-            "act_rmse_ms": float(np.sqrt((err**2).mean())),
-            "act_mae_ms_by_group": {g: float(err[:, cols].mean()) for g, cols in _GROUP_COLUMNS.items()},
+            "act_mae_ms": float(np.nanmean(err)),
+            "act_rmse_ms": float(np.sqrt(np.nanmean(err**2))),
+            "act_mae_ms_by_group": {g: float(np.nanmean(err[:, cols])) for g, cols in _GROUP_COLUMNS.items()},
             "act_mae_ms_by_condition": by_condition,
             "vm_rmse_mv": None, "vm_rmse_mv_by_group": None, "vm_correlation": None,
             "apd90_mae_ms": None, "apd90_traces": None,

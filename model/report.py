@@ -28,8 +28,8 @@ def scatter_figure(result: Evaluation, path: Path) -> Path:
     for group, sites in SITE_GROUPS.items():
         cols = [SITE_NAMES.index(s) for s in sites]
         ax.scatter(result.act_true[:, cols].ravel(), result.act_pred[:, cols].ravel(), s=3, alpha=0.4, label=group)
-    lo = float(min(result.act_true.min(), result.act_pred.min()))
-    hi = float(max(result.act_true.max(), result.act_pred.max()))
+    lo = float(min(np.nanmin(result.act_true), np.nanmin(result.act_pred)))
+    hi = float(max(np.nanmax(result.act_true), np.nanmax(result.act_pred)))
     ax.plot([lo, hi], [lo, hi], "k--", lw=1)
     ax.set(xlabel="true activation time (ms)", ylabel="predicted activation time (ms)",
            title=f"{result.split}: {result.act_true.shape[0]} samples")
@@ -39,9 +39,9 @@ def scatter_figure(result: Evaluation, path: Path) -> Path:
 
 def bullseye_figure(result: Evaluation, path: Path) -> Path:
     """Mean true and predicted activation per AHA segment, and the MAE per segment."""
-    true = result.act_true[:, _AHA_COLUMNS].mean(axis=0)
-    pred = result.act_pred[:, _AHA_COLUMNS].mean(axis=0)
-    error = result.act_abs_error[:, _AHA_COLUMNS].mean(axis=0)
+    true = np.nanmean(result.act_true[:, _AHA_COLUMNS], axis=0)
+    pred = np.nanmean(result.act_pred[:, _AHA_COLUMNS], axis=0)
+    error = np.nanmean(result.act_abs_error[:, _AHA_COLUMNS], axis=0)
     lo, hi = float(min(true.min(), pred.min())), float(max(true.max(), pred.max()))
     fig = Figure(figsize=(14, 4.2))
     axes = fig.subplots(1, 3)

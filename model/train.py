@@ -96,11 +96,17 @@ def train(
 
 
 def compute_loss(model: EcgiNet, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], weights: LossConfig) -> torch.Tensor:
-    """Weighted MSE on normalised targets: activation by the manifest statistics, Vm by the fixed scaling."""
+    """Weighted MSE on normalised targets: activation by the manifest statistics, Vm by the fixed scaling.
+
+    Sites that never activate (a scar core) have no activation time (NaN):
+    they are left out of the activation loss rather than poisoning it.
+    """
     loss = torch.zeros((), device=batch["ecg"].device)
     if "act" in out:
         target = (batch["act"] - model.act_mean) / model.act_std
-        loss = loss + weights.act_weight * F.mse_loss(out["act"].float(), target)
+        known = torch.isfinite(target)
+        diff = torch.where(known, out["act"].float() - torch.nan_to_num(target), torch.zeros_like(target))
+        loss = loss + weights.act_weight * (diff**2).sum() / known.sum().clamp(min=1)
     if "vm" in out:
         target = (batch["vm"] - VM_OFFSET_MV) / VM_SCALE_MV
         loss = loss + weights.vm_weight * F.mse_loss(out["vm"].float(), target)
@@ -249,14 +255,16 @@ class Trainer:
             n = batch["ecg"].shape[0]
             physical = self.model.to_physical(out)
             act_error = (physical["act"] - batch["act"]).abs()
+            known = torch.isfinite(act_error)  # sites that never activated have no error
+            act_error = torch.where(known, act_error, torch.zeros_like(act_error))
             vm_sq = ((physical["vm"] - batch["vm"]) ** 2).sum() if "vm" in physical else torch.zeros(())
             vm_count = batch["vm"].numel() if "vm" in physical else 0
             loss = compute_loss(self.model, out, batch, self.config.loss)
-            sums += torch.tensor([float(loss) * n, n, float(act_error.sum()), act_error.numel(), float(vm_sq), vm_count],
+            sums += torch.tensor([float(loss) * n, n, float(act_error.sum()), int(known.sum()), float(vm_sq), vm_count],
                                  dtype=torch.float64, device=sums.device)
         all_reduce_sum(sums, self.ctx)
         loss, n, act_abs, act_n, vm_sq, vm_n = sums.tolist()
-        return {"val_loss": loss / n, "val_act_mae_ms": act_abs / act_n,
+        return {"val_loss": loss / n, "val_act_mae_ms": act_abs / max(act_n, 1),
                 "val_vm_rmse_mv": math.sqrt(vm_sq / vm_n) if vm_n else None}
 
     def _save(self, val_loss: float) -> None:

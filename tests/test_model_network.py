@@ -89,3 +89,20 @@ def test_configuration_names_every_architecture():
     from model.config import Architecture
 
     assert typing.get_args(Architecture) == ARCHITECTURES
+
+
+def test_sites_that_never_activate_are_left_out_of_the_loss():
+    """A scar core has no activation time (NaN): the loss stays finite, ignores
+    those sites, and still trains the others."""
+    from model.config import LossConfig
+    from model.train import compute_loss
+
+    net = build_network("reference_act")
+    net.set_activation_statistics(torch.zeros(75), torch.ones(75))
+    out = {"act": torch.zeros(2, 75, requires_grad=True)}
+    act = torch.full((2, 75), 3.0)
+    act[0, :10] = float("nan")
+    loss = compute_loss(net, out, {"ecg": torch.zeros(2, 12, 500), "act": act}, LossConfig())
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(9.0)
+    loss.backward()
+    assert torch.isfinite(out["act"].grad).all() and (out["act"].grad[0, :10] == 0).all()
