@@ -2,8 +2,9 @@
 
 1. a local campaign of synthetic patients (examples/campaigns/demo.yaml),
    with its live progress line, aggregated into a data set split by anatomy;
-2. training of the activation-time network on the CPU (`ecgi train`);
-3. evaluation on the held-out anatomies (`ecgi evaluate`);
+2. training of the activation-time network, then of the voltage network,
+   on the CPU (`ecgi train`);
+3. evaluation of both on the held-out anatomies (`ecgi evaluate`);
 4. DIR/report.html: example ECGs, the evaluation's figures and tables, and
    the campaign's statistics.
 
@@ -24,7 +25,9 @@ from solver.errors import EcgiError
 
 REPO = Path(__file__).resolve().parent.parent
 CAMPAIGN = REPO / "examples" / "campaigns" / "demo.yaml"
-TRAINING = REPO / "examples" / "train" / "demo.yaml"
+#: (run directory name, training configuration): activation times, then voltages.
+TRAININGS = (("run", REPO / "examples" / "train" / "demo.yaml"),
+             ("run-vm", REPO / "examples" / "train" / "demo-vm.yaml"))
 
 
 def run_demo(output: Path, samples: int | None = None, epochs: int | None = None) -> Path:
@@ -38,21 +41,23 @@ def run_demo(output: Path, samples: int | None = None, epochs: int | None = None
     if samples is not None:
         spec.samples = samples
     _step("1/4 campaign")
-    summary = run_campaign(spec, force=True)
+    run_campaign(spec, force=True)
     dataset = spec.output_dir / "dataset"
-    run_dir = output / "run"
-    _step("2/4 training")
-    train = [*_ecgi(), "train", str(TRAINING), "--data", str(dataset), "--output", str(run_dir), "--resume"]
-    if epochs is not None:
-        train += ["--epochs", str(epochs)]
-    _check(subprocess.run(train), "training")
-    _step("3/4 evaluation")
-    evaluation = subprocess.run([*_ecgi(), "evaluate", str(run_dir / "best.pt"), str(dataset),
-                                 "--report", str(output / "evaluation"), "--json"], capture_output=True, text=True)
-    _check(evaluation, "evaluation", evaluation.stderr)
-    metrics = json.loads(evaluation.stdout)
+    metrics = {}
+    for name, config in TRAININGS:
+        _step(f"2/4 training ({config.name})")
+        train = [*_ecgi(), "train", str(config), "--data", str(dataset), "--output", str(output / name), "--resume"]
+        if epochs is not None:
+            train += ["--epochs", str(epochs)]
+        _check(subprocess.run(train), "training")
+        _step(f"3/4 evaluation ({config.name})")
+        evaluation = subprocess.run([*_ecgi(), "evaluate", str(output / name / "best.pt"), str(dataset),
+                                     "--report", str(output / f"evaluation-{name}"), "--json"],
+                                    capture_output=True, text=True)
+        _check(evaluation, "evaluation", evaluation.stderr)
+        metrics[name] = json.loads(evaluation.stdout)
     _step("4/4 report")
-    report = write_report(output, spec, metrics, summary, time.time() - start)
+    report = write_report(output, spec, metrics["run"], metrics["run-vm"], time.time() - start)
     print(f"\nreport: {report}", flush=True)
     return report
 
@@ -118,42 +123,48 @@ def example_ecgs(spec, output: Path, count: int = 3) -> list[tuple[str, Path]]:
     return figures
 
 
-def write_report(output: Path, spec, metrics: dict, summary, elapsed_s: float) -> Path:
+def write_report(output: Path, spec, act: dict, vm: dict, elapsed_s: float) -> Path:
+    """DIR/report.html from the two evaluations and the campaign's records."""
     stats = campaign_statistics(spec)
     ecgs = example_ecgs(spec, output)
-    evaluation_dir = output / "evaluation"
-    rows = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None]
-    groups = metrics.get("act_mae_ms_by_group", {})
-    conditions = metrics.get("act_mae_ms_by_condition", {})
 
     def table(pairs) -> str:
         return "<table>" + "".join(f"<tr><td>{html.escape(str(k))}</td><td>{_fmt(v)}</td></tr>" for k, v in pairs) + "</table>"
 
+    def numbers(metrics: dict) -> list:
+        return [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+
     body = [
         "<h1>ecgi demo</h1>",
-        f"<p>Synthetic patients simulated, aggregated, learnt and evaluated on this machine in {elapsed_s / 60:.1f} minutes. "
-        f"Activation-time error on held-out anatomies: <b>{_fmt(metrics.get('act_mae_ms'))} ms</b> (mean absolute, 75 sites).</p>",
+        f"<p>{stats['done']} synthetic patients simulated, aggregated, learnt and evaluated on this machine in "
+        f"{elapsed_s / 60:.1f} minutes. On {act.get('samples')} test patients of anatomies never seen in training: "
+        f"activation-time error <b>{_fmt(act.get('act_mae_ms'))} ms</b> (mean absolute over the 75 sites), "
+        f"transmembrane-voltage error <b>{_fmt(vm.get('vm_rmse_mv'))} mV</b> (RMS).</p>",
         "<h2>Example ECGs</h2>",
         *[f'<h3>{html.escape(c)}</h3><img src="{html.escape(p.name)}" alt="ECG {html.escape(c)}">' for c, p in ecgs],
         "<h2>Activation time: true vs predicted</h2>",
-        '<img src="evaluation/scatter.png" alt="scatter">',
+        '<img src="evaluation-run/scatter.png" alt="scatter">',
         "<h2>AHA bullseyes: true, predicted, error</h2>",
-        '<img src="evaluation/bullseye.png" alt="bullseyes">',
-        *(['<h2>Voltage traces</h2><img src="evaluation/traces.png" alt="traces">']
-          if (evaluation_dir / "traces.png").exists() else []),
+        '<img src="evaluation-run/bullseye.png" alt="bullseyes">',
+        "<h2>Voltage traces: true and predicted</h2>",
+        '<img src="evaluation-run-vm/traces.png" alt="voltage traces">',
         "<h2>Error by site group and by condition</h2>",
-        '<img src="evaluation/errors.png" alt="errors">',
-        "<h3>By site group (MAE, ms)</h3>", table(groups.items()),
-        "<h3>By condition (MAE, ms)</h3>", table(conditions.items()),
-        "<h3>All metrics</h3>", table(rows),
+        '<img src="evaluation-run/errors.png" alt="errors">',
+        "<h3>Activation time, by site group (MAE, ms)</h3>", table(act.get("act_mae_ms_by_group", {}).items()),
+        "<h3>Activation time, by condition (MAE, ms)</h3>", table(act.get("act_mae_ms_by_condition", {}).items()),
+        "<h3>Voltage, by site group (RMSE, mV)</h3>", table((vm.get("vm_rmse_mv_by_group") or {}).items()),
+        "<h3>Activation-time network</h3>", table(numbers(act)),
+        "<h3>Voltage network</h3>", table(numbers(vm)),
         "<h2>Campaign</h2>", table(stats.items()),
-        "<p>Full evaluation report: <a href='evaluation/report.html'>evaluation/report.html</a></p>",
+        "<p>Full evaluation reports: <a href='evaluation-run/report.html'>activation</a>, "
+        "<a href='evaluation-run-vm/report.html'>voltage</a></p>",
     ]
     style = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}td{padding:2px 12px}img{max-width:100%}"
     path = output / "report.html"
     path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>ecgi demo</title><style>{style}</style>"
                     f"</head><body>{''.join(body)}</body></html>\n")
-    (output / "summary.json").write_text(json.dumps({"campaign": stats, "metrics": metrics, "elapsed_s": elapsed_s}, indent=1))
+    (output / "summary.json").write_text(json.dumps(
+        {"campaign": stats, "activation": act, "voltage": vm, "elapsed_s": elapsed_s}, indent=1))
     return path
 
 
