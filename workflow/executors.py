@@ -125,7 +125,7 @@ def parsl_config(spec: CampaignSpec, run_dir: Path):
         # start their own mpiexec (Parsl's MPI mode needs a batch scheduler).
         per_node = workers(spec) // (r.slurm.nodes_per_block if r.executor == "slurm" else 1)
         executor = HighThroughputExecutor(
-            label="simulations", max_workers_per_node=per_node, cores_per_worker=1e-6,
+            label="simulations", max_workers_per_node=per_node, cores_per_worker=1e-6, prefetch_capacity=per_node,
             provider=provider, heartbeat_period=5, heartbeat_threshold=30, **address,
         )
     else:
