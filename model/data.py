@@ -8,7 +8,6 @@ Validation opens each shard briefly and closes it before any worker starts.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from solver.errors import ConfigError
+from solver.files import sha256_file
 from solver.sites import LEAD_NAMES, SITE_NAMES
 
 SPLITS = ("train", "validation", "test")
@@ -110,14 +110,6 @@ def _validate_shard(entry: ShardEntry, manifest: Manifest, check_sha256: bool) -
                     raise ConfigError(f"{path}: dataset {name!r} has shape {f[name].shape}, expected {shape}")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read as HDF5 ({exc})") from None
-
-
-def sha256_file(path: Path, block: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(block), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def scale_ecg(ecg: np.ndarray, scaling: InputScaling, mean: np.ndarray, std: np.ndarray) -> np.ndarray:

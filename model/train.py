@@ -37,12 +37,31 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from solver.errors import ConfigError
+from solver.files import write_text_atomic
 from solver.typedconfig import to_mapping
 
-from .checkpoint import load_checkpoint, publish_copy, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (
+    load_checkpoint,
+    publish_copy,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from .config import LossConfig, TrainConfig
-from .data import Manifest, ShardDataset, StridedSampler, load_manifest, validate_dataset
-from .distributed import DistContext, all_gather_objects, all_reduce_sum, close_distributed, init_distributed
+from .data import (
+    Manifest,
+    ShardDataset,
+    StridedSampler,
+    load_manifest,
+    validate_dataset,
+)
+from .distributed import (
+    DistContext,
+    all_gather_objects,
+    all_reduce_sum,
+    close_distributed,
+    init_distributed,
+)
 from .network import VM_OFFSET_MV, VM_SCALE_MV, EcgiNet, build_network
 
 LAST, BEST = "last.pt", "best.pt"
@@ -144,7 +163,7 @@ class Trainer:
         self._build_data()
         if ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
-            _write_atomic(run_dir / "config.yaml", yaml.safe_dump(to_mapping(config), sort_keys=False))
+            write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(to_mapping(config), sort_keys=False))
         self.tensorboard = _tensorboard(run_dir) if config.tensorboard and ctx.is_main else None
 
     def _wrap(self, model: EcgiNet) -> torch.nn.Module:
@@ -345,15 +364,11 @@ def _tensorboard(run_dir: Path):
 
 
 def _write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    _write_atomic(run_dir / "metrics.json", json.dumps(history, indent=1))
+    write_text_atomic(run_dir / "metrics.json", json.dumps(history, indent=1))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(history[0]))
     writer.writeheader()
     writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in history)
-    _write_atomic(run_dir / "metrics.csv", buffer.getvalue())
+    write_text_atomic(run_dir / "metrics.csv", buffer.getvalue())
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)

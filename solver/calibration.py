@@ -23,10 +23,20 @@ import numpy as np
 from mpi4py import MPI
 
 from .config import (
-    AnatomyConfig, BoxRegion, ConductivityConfig, IonicConfig, MembraneConfig, OutputConfig,
-    SimulationConfig, SlabAnatomy, StimulusConfig, TimeConfig, TissueConductivity,
+    AnatomyConfig,
+    BoxRegion,
+    ConductivityConfig,
+    IonicConfig,
+    MembraneConfig,
+    OutputConfig,
+    SimulationConfig,
+    SlabAnatomy,
+    StimulusConfig,
+    TimeConfig,
+    TissueConductivity,
 )
 from .errors import ConfigError
+from .files import write_text_atomic
 
 CACHE_VERSION = 1
 
@@ -160,7 +170,7 @@ def calibrate(targets: VelocityTargets, dx: float, dt: float, ionic: IonicConfig
     if use_cache:
         cache = _read_cache(path)  # another process may have added entries meanwhile
         cache[key] = asdict(calibration)
-        _write_cache(path, cache)
+        write_text_atomic(path, json.dumps(cache, indent=1, sort_keys=True))
     return calibration
 
 
@@ -188,11 +198,6 @@ def _read_cache(path: Path) -> dict:
         return {}
 
 
-def _write_cache(path: Path, cache: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
-    os.replace(tmp, path)
 
 
 def scaled_conductivity(base: ConductivityConfig, calibration: Calibration) -> ConductivityConfig:

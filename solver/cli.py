@@ -110,7 +110,12 @@ def run_simulate(args: argparse.Namespace) -> int:
 def run_niederer(args: argparse.Namespace) -> int:
     from mpi4py import MPI
 
-    from .niederer import activation_at_points, calibrated_niederer_config, niederer_config, points_mm
+    from .niederer import (
+        activation_at_points,
+        calibrated_niederer_config,
+        niederer_config,
+        points_mm,
+    )
     from .simulation import Simulation
 
     config = niederer_config(args.dx, args.dt, args.diffusion)

@@ -25,8 +25,15 @@ from scipy import ndimage
 
 from .anatomy import VoxelAnatomy
 from .biventricle import (
-    LV_CAVITY, OUTSIDE, RV_CAVITY, TISSUE, BiventricleShape, SurfaceLabels, keep_largest_component,
-    regions, surface_labels,
+    LV_CAVITY,
+    OUTSIDE,
+    RV_CAVITY,
+    TISSUE,
+    BiventricleShape,
+    SurfaceLabels,
+    keep_largest_component,
+    regions,
+    surface_labels,
 )
 from .errors import ConfigError
 from .fibres import FibreAngles, ldrb_fibres
@@ -129,9 +136,7 @@ def build_heart(config: HeartConfig, comm: MPI.Comm = MPI.COMM_WORLD, code: np.n
     dx = config.dx_mm
     if code is None:
         if config.anatomy_file is not None:
-            from .user_anatomy import load_labelled_anatomy
-
-            from .user_anatomy import SurfaceTags
+            from .user_anatomy import SurfaceTags, load_labelled_anatomy
 
             tags = SurfaceTags(*config.anatomy_surface_tags) if config.anatomy_surface_tags else None
             code, origin = load_labelled_anatomy(config.anatomy_file, dx, scale=config.anatomy_scale, surface_tags=tags)

@@ -13,8 +13,17 @@ import itertools
 import numpy as np
 
 from .config import (
-    AnatomyConfig, BoxRegion, ConductivityConfig, IonicConfig, MembraneConfig, OutputConfig,
-    SimulationConfig, SlabAnatomy, StimulusConfig, TimeConfig, TissueConductivity,
+    AnatomyConfig,
+    BoxRegion,
+    ConductivityConfig,
+    IonicConfig,
+    MembraneConfig,
+    OutputConfig,
+    SimulationConfig,
+    SlabAnatomy,
+    StimulusConfig,
+    TimeConfig,
+    TissueConductivity,
 )
 from .simulation import SimulationResult
 

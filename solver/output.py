@@ -19,14 +19,11 @@ import h5py
 import numpy as np
 import yaml
 
+from .files import temporary_path
 from .simulation import SimulationResult
 
 FORMAT = "ecgi-simulation"
 FORMAT_VERSION = 1
-
-
-def temporary_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
 def write_simulation(

@@ -17,18 +17,31 @@ import numpy as np
 import yaml
 from mpi4py import MPI
 
-from .config import (
-    AnatomyConfig, ConductivityConfig, IonicConfig, MembraneConfig, OutputConfig, SimulationConfig,
-    SphereRegion, StimulusConfig, TimeConfig, TissueConductivity,
-)
 from .calibration import VelocityTargets, calibrate_shared, scaled_conductivity
+from .config import (
+    AnatomyConfig,
+    ConductivityConfig,
+    IonicConfig,
+    MembraneConfig,
+    OutputConfig,
+    SimulationConfig,
+    SphereRegion,
+    StimulusConfig,
+    TimeConfig,
+    TissueConductivity,
+)
 from .ecg import PseudoECG, TorsoConfig, heart_to_torso, lead_field
 from .errors import ConfigError
 from .heart import Heart, HeartConfig, build_heart
-from .segments import HeartCoordinates, endocardial_point, heart_coordinates, place_sites
+from .segments import (
+    HeartCoordinates,
+    endocardial_point,
+    heart_coordinates,
+    place_sites,
+)
 from .simulation import Simulation, SimulationResult
-from .typedconfig import from_mapping, to_mapping
 from .sites import ELECTRODE_NAMES, SITE_NAMES
+from .typedconfig import from_mapping, to_mapping
 
 Condition = Literal["normal", "lbbb", "rbbb"]
 

@@ -16,9 +16,10 @@ from bench.aggregation_throughput import synthetic_vm, write_synthetic_sample
 from solver.errors import ConfigError
 from solver.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES
 from workflow import dataset_cli
+from solver.files import sha256_file
 from workflow.dataset import (
     SPLITS, Manifest, RunningMoments, assign_splits, build_dataset, find_sample_files, fit_length,
-    sha256_file, split_counts, verify_dataset,
+    split_counts, verify_dataset,
 )
 from workflow.llnl import activation_times, find_pairs, import_llnl
 

@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 
 from solver.errors import ConfigError
+from solver.files import sha256_file, write_text_atomic
 from solver.sites import LEAD_NAMES, SITE_NAMES
 
 FORMAT = "ecgi-dataset"
@@ -322,7 +323,7 @@ def write_dataset(
         samples_per_step=samples_per_trace,
         report=report,
     )
-    _atomic_write_text(output_dir / MANIFEST_NAME, manifest.to_json())
+    write_text_atomic(output_dir / MANIFEST_NAME, manifest.to_json())
     return manifest
 
 
@@ -566,22 +567,6 @@ def train_statistics(shards: Sequence[Path]) -> dict[str, list[float]]:
     return out
 
 
-def sha256_file(path: Path, block: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(block), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def verify_dataset(directory: str | Path) -> Manifest:

@@ -24,6 +24,8 @@ from typing import Any, Optional
 
 import h5py
 
+from solver.files import write_text_atomic
+
 from .sampling import SamplePlan
 
 #: Failure kinds; only these are retried.
@@ -122,10 +124,7 @@ class CampaignLayout:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True, default=str))
 
 
 def driver_alive(layout: CampaignLayout) -> Optional[dict]:

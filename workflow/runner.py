@@ -23,6 +23,7 @@ from typing import Optional, TextIO
 import yaml
 
 from solver.errors import ConfigError
+from solver.files import write_text_atomic
 
 from .executors import classify_failure, parsl_config, task_command
 from .layout import CampaignLayout, SampleRecord, driver_alive, write_json_atomic
@@ -67,10 +68,7 @@ def freeze_spec(spec: CampaignSpec, layout: CampaignLayout, force: bool) -> None
             )
         if not changes:
             return
-    layout.root.mkdir(parents=True, exist_ok=True)
-    tmp = layout.spec_path.with_name(".spec.yaml.tmp")
-    tmp.write_text(yaml.safe_dump(new, sort_keys=False))
-    os.replace(tmp, layout.spec_path)
+    write_text_atomic(layout.spec_path, yaml.safe_dump(new, sort_keys=False))
 
 
 def load_frozen_spec(campaign_dir: Path) -> CampaignSpec:
