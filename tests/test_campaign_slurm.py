@@ -69,3 +69,15 @@ def test_scancel_of_the_block_then_resume_finishes_the_campaign(slurm_cluster, t
     run_ecgi("campaign", "resume", directory, env=env, timeout=600)
     status = campaign_status(directory, env)
     assert (status["done"], status["failed"], status["pending"]) == (8, 0, 0)
+
+
+def test_two_rank_simulations_run_under_parsl_mpi_executor(slurm_cluster, tmp_path):
+    """Multi-rank samples on SLURM: MPIExecutor hands each task a node, where
+    Open MPI's mpiexec starts its ranks inside the block's allocation."""
+    path = slurm_spec(tmp_path, slurm_cluster, samples=2, ranks=2)
+    env = {**slurm_cluster.env}
+    run_ecgi("campaign", "run", path, env=env, timeout=600)
+    directory = tmp_path / "campaign"
+    assert campaign_status(directory, env)["done"] == 2
+    ranks = {json.loads(p.read_text())["ranks"] for p in (directory / "records").rglob("*.json")}
+    assert ranks == {2}
