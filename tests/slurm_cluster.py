@@ -339,11 +339,14 @@ PartitionName={self.partition} Nodes={self.node_name} Default=YES MaxTime=INFINI
         SLURM_CONF in jobs' environment)."""
         needles = (f"{MARKER}={self.root}\0".encode(), f"SLURM_CONF={self.conf}\0".encode())
         skip = {os.getpid(), *_ancestors()}
+        daemons = {proc.pid for proc in self.procs.values()}
         found = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit() or int(entry.name) in skip:
                 continue
             pid = int(entry.name)
+            if _parent(pid) == os.getpid() and pid not in daemons:
+                continue  # this process's own helpers (e.g. multiprocessing's resource tracker)
             environ = _pid_environ(pid)
             if any(n in environ for n in needles) and _pid_alive(pid):
                 found.append((pid, _pid_cmdline(pid)))
@@ -451,6 +454,13 @@ PartitionName={self.partition} Nodes={self.node_name} Default=YES MaxTime=INFINI
                 lines = [f"<{e}>"]
             parts.append(f"----- {path} -----\n" + "\n".join(lines))
         return f"(slurm.conf: {self.conf})\n" + "\n".join(parts)
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
 
 
 def _ancestors() -> list[int]:
