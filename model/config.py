@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from solver.errors import ConfigError
-from solver.typedconfig import from_mapping, load_yaml
+from solver.typedconfig import from_mapping, load_file
 
 Architecture = Literal["reference_act", "reference_vm", "multitask", "consistent"]
 
@@ -150,8 +150,4 @@ def config_from_dict(data: dict | None) -> TrainConfig:
 
 def load_train_config(path: str | Path) -> TrainConfig:
     """Read and validate a training configuration file."""
-    data = load_yaml(path)
-    try:
-        return config_from_dict(data)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return load_file(path, config_from_dict)

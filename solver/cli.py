@@ -81,22 +81,19 @@ def run_simulate(args: argparse.Namespace) -> int:
     from mpi4py import MPI
 
     from .config import config_from_dict
-    from .errors import ConfigError
     from .output import write_simulation
     from .patient import PatientSimulation, load_patient_config, write_sample
     from .simulation import Simulation
-    from .typedconfig import load_yaml
+    from .typedconfig import load_file
 
-    data = load_yaml(args.config)
-    is_patient = isinstance(data, dict) and set(data) == {"patient"}
-    try:
-        if is_patient:
-            runner = PatientSimulation(load_patient_config(data["patient"]), MPI.COMM_WORLD)
-            simulation = runner.simulation
-        else:
-            runner = simulation = Simulation(config_from_dict(data), MPI.COMM_WORLD)
-    except ConfigError as exc:
-        raise ConfigError(f"{args.config}: {exc}") from None
+    def build(data):
+        if isinstance(data, dict) and set(data) == {"patient"}:
+            return PatientSimulation(load_patient_config(data["patient"]), MPI.COMM_WORLD)
+        return Simulation(config_from_dict(data), MPI.COMM_WORLD)
+
+    runner = load_file(args.config, build)
+    is_patient = isinstance(runner, PatientSimulation)
+    simulation = runner.simulation if is_patient else runner
     simulation.progress = _progress_printer(args.quiet)
     outcome = runner.run()
     if outcome is None:  # not rank 0

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from .errors import ConfigError
-from .typedconfig import from_mapping, load_yaml, to_mapping
+from .typedconfig import from_mapping, load_file, to_mapping
 
 Vector3 = tuple[float, float, float]
 
@@ -250,11 +250,7 @@ def _is_multiple(value: float, step: float) -> bool:
 
 def load_config(path: str | Path) -> SimulationConfig:
     """Read and validate a simulation configuration file."""
-    data = load_yaml(path)
-    try:
-        return config_from_dict(data)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return load_file(path, config_from_dict)
 
 
 def config_from_dict(data: object) -> SimulationConfig:

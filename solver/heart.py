@@ -106,24 +106,26 @@ class Heart:
     angle_deg: np.ndarray  #: circumferential angle about the LV axis
     septum: np.ndarray  #: mask: wall between the two cavities
     lv_side: np.ndarray  #: mask: nearer the LV cavity than the RV cavity
-    lv_cavity_centroid: np.ndarray
-    rv_cavity_centroid: np.ndarray
 
     @property
     def positions(self) -> np.ndarray:
         return self.anatomy.position(self.numbering.ijk)
 
 
-def lv_frame(code: np.ndarray, origin: np.ndarray, dx: float, apex_point: np.ndarray) -> LVFrame:
-    """The LV axis from the cavity's principal direction, oriented away from the apex."""
+def cavity_axis(code: np.ndarray, origin: np.ndarray, dx: float) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid of the LV cavity and its principal direction (sign arbitrary)."""
     lv = origin + dx * np.argwhere(code == LV_CAVITY)
-    rv = origin + dx * np.argwhere(code == RV_CAVITY)
     centre = lv.mean(axis=0)
     _, _, vt = np.linalg.svd(lv - centre, full_matrices=False)
-    axis = vt[0]
+    return centre, vt[0]
+
+
+def lv_frame(code: np.ndarray, origin: np.ndarray, dx: float, centre: np.ndarray, axis: np.ndarray,
+             apex_point: np.ndarray) -> LVFrame:
+    """The LV frame around the cavity axis, oriented away from the apex."""
     if (centre - apex_point) @ axis < 0:
         axis = -axis
-    towards_rv = rv.mean(axis=0) - centre
+    towards_rv = (origin + dx * np.argwhere(code == RV_CAVITY)).mean(axis=0) - centre
     septal = towards_rv - (towards_rv @ axis) * axis
     septal /= np.linalg.norm(septal)
     anterior = np.cross(axis, septal)
@@ -163,9 +165,12 @@ def build_heart(config: HeartConfig, comm: MPI.Comm = MPI.COMM_WORLD, code: np.n
     placeholder = VoxelAnatomy(dx, origin, tissue, np.zeros(shape + (3,)), np.full(shape, EPI, np.int8), np.ones(shape))
     positions = placeholder.position(numbering.ijk)
 
-    # Apex: the epicardial voxels farthest from the base, along the LV axis guess.
-    rough_axis = _rough_long_axis(code, origin, dx, positions, surfaces)
-    height = positions @ rough_axis
+    # Apex: the epicardial voxels farthest from the base along the LV cavity's
+    # axis (turned to point at the base voxels).
+    centre, axis = cavity_axis(code, origin, dx)
+    if surfaces.base.any() and (positions[surfaces.base].mean(axis=0) - centre) @ axis < 0:
+        axis = -axis
+    height = positions @ axis
     epi_height = height[surfaces.epi]
     apex = surfaces.epi & (height <= epi_height.min() + 1.5 * dx)
     apex_point = positions[apex].mean(axis=0)
@@ -191,15 +196,13 @@ def build_heart(config: HeartConfig, comm: MPI.Comm = MPI.COMM_WORLD, code: np.n
     cell_type[index] = types
 
     anatomy = VoxelAnatomy(dx, origin, tissue, fibres, cell_type, np.ones(shape))
-    frame = lv_frame(code, origin, dx, apex_point)
+    frame = lv_frame(code, origin, dx, centre, axis, apex_point)
     _, angle = frame.cylindrical(positions)
     to_lv, to_rv = cavity_distances(code, dx, numbering)
     septum = to_lv + to_rv <= config.max_septal_thickness_mm + 2 * dx
     return Heart(
         anatomy=anatomy, numbering=numbering, surfaces=surfaces, transmural=phi_epi, apicobasal=psi,
         phi_lv=phi_lv, phi_rv=phi_rv, frame=frame, angle_deg=angle, septum=septum, lv_side=to_lv <= to_rv,
-        lv_cavity_centroid=origin + dx * np.argwhere(code == LV_CAVITY).mean(axis=0),
-        rv_cavity_centroid=origin + dx * np.argwhere(code == RV_CAVITY).mean(axis=0),
     )
 
 
@@ -212,14 +215,3 @@ def cavity_distances(code: np.ndarray, dx: float, numbering: TissueNumbering) ->
     to_rv = ndimage.distance_transform_edt(code != RV_CAVITY, sampling=dx)[index]
     return to_lv, to_rv
 
-
-def _rough_long_axis(code, origin, dx, positions, surfaces) -> np.ndarray:
-    """Base-pointing LV axis guess: principal direction of the LV cavity,
-    oriented towards the base voxels."""
-    lv = origin + dx * np.argwhere(code == LV_CAVITY)
-    centre = lv.mean(axis=0)
-    _, _, vt = np.linalg.svd(lv - centre, full_matrices=False)
-    axis = vt[0]
-    if surfaces.base.any() and (positions[surfaces.base].mean(axis=0) - centre) @ axis < 0:
-        axis = -axis
-    return axis

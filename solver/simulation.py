@@ -66,7 +66,6 @@ class Simulation:
         config: SimulationConfig,
         comm: MPI.Comm = MPI.COMM_WORLD,
         anatomy: Optional[VoxelAnatomy] = None,
-        sigma_override=None,
     ):
         self.config = config
         self.comm = comm
@@ -82,7 +81,7 @@ class Simulation:
 
         self.model = create_model(config.ionic.model, config.ionic.parameters)
         chi_cm = config.membrane.surface_to_volume_per_mm * config.membrane.capacitance_uF_per_mm2
-        self.sigma = sigma_override or config.conductivity.monodomain()
+        self.sigma = config.conductivity.monodomain()
         self.operator = assemble_diffusion_operator(self.anatomy, self.numbering, self.sigma, chi_cm, comm)
         dt = config.time.dt_ms
         self.diffusion = make_diffusion_stepper(

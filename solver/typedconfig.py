@@ -13,7 +13,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, Mapping, TypeVar, Union
+from typing import Any, Callable, Literal, Mapping, TypeVar, Union
 
 import yaml
 
@@ -31,6 +31,15 @@ def load_yaml(path: str | Path) -> Any:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
+def load_file(path: str | Path, convert: Callable[[Any], T]) -> T:
+    """Parse a YAML file and ``convert`` it; a ConfigError names the file."""
+    data = load_yaml(path)
+    try:
+        return convert(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def from_mapping(cls: type[T], data: Any, where: str = "") -> T:

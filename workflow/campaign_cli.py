@@ -55,8 +55,9 @@ def add_commands(commands) -> None:
 
 def run_plan(args: argparse.Namespace) -> int:
     import tempfile
+    from dataclasses import asdict
 
-    from .cost import as_dict, estimate, measure
+    from .cost import estimate, measure
     from .executors import render_slurm_script, workers
     from .spec import load_spec
 
@@ -77,7 +78,7 @@ def run_plan(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             report["slurm_script"] = render_slurm_script(spec, Path(tmp))
     if not args.no_measure:
-        report["estimate"] = as_dict(estimate(spec, measure(Path(args.spec).resolve())))
+        report["estimate"] = asdict(estimate(spec, measure(Path(args.spec).resolve())))
     if args.json:
         print(json.dumps(report, indent=None))
         return 0

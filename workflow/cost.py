@@ -17,14 +17,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .executors import workers
 from .parameters import apply_parameters
-from .sampling import plan_samples
+from .sampling import SamplePlan, plan_samples
 from .spec import CampaignSpec
 
 PARALLEL_EFFICIENCY = 0.9
@@ -59,19 +59,19 @@ def measure(spec_path: Path, probe_ms: float = 10.0) -> CostModel:
     return CostModel(**json.loads(out.strip().splitlines()[-1]))
 
 
-def geometry_voxels(spec: CampaignSpec) -> dict[int, int]:
+def geometry_voxels(spec: CampaignSpec, plans: list[SamplePlan]) -> dict[int, int]:
     """Tissue voxel count of every anatomy of the plan."""
     from solver.biventricle import TISSUE, BiventricleShape, regions
     from solver.typedconfig import from_mapping
 
     counts: dict[int, int] = {}
-    for plan in plan_samples(spec):
+    for plan in plans:
         if plan.geometry_index in counts:
             continue
         if spec.geometry.files:
             counts[plan.geometry_index] = -1  # counted by the measurement run
             continue
-        config = apply_parameters({}, {k: v for k, v in plan.values.items()}, np.random.default_rng(0), spec.solver.ionic_model)
+        config = apply_parameters({}, plan.values, np.random.default_rng(0), spec.solver.ionic_model)
         shape = from_mapping(BiventricleShape, config.get("heart", {}).get("shape", {}))
         code, _ = regions(shape, spec.solver.dx_mm)
         counts[plan.geometry_index] = int((code == TISSUE).sum())
@@ -80,9 +80,10 @@ def geometry_voxels(spec: CampaignSpec) -> dict[int, int]:
 
 def estimate(spec: CampaignSpec, model: CostModel) -> CostEstimate:
     steps = spec.solver.duration_ms / spec.solver.dt_ms
-    voxels = geometry_voxels(spec)
+    plans = plan_samples(spec)
+    voxels = geometry_voxels(spec, plans)
     per_sample = []
-    for plan in plan_samples(spec):
+    for plan in plans:
         n = voxels[plan.geometry_index]
         n = model.measured_voxels if n < 0 else n
         per_sample.append(model.setup_s + n * steps / model.node_steps_per_s)
@@ -119,6 +120,3 @@ def measure_here(spec: CampaignSpec, probe_ms: float) -> CostModel:
     return CostModel(setup_s=setup, node_steps_per_s=result.provenance["node_steps_per_s"],
                      measured_voxels=result.provenance["tissue_voxels"], measured_ms=probe_ms)
 
-
-def as_dict(estimate_: CostEstimate) -> dict:
-    return asdict(estimate_)

@@ -21,15 +21,13 @@ import shlex
 import sys
 from pathlib import Path
 
+from .layout import FINAL_KINDS
 from .spec import CampaignSpec
-
-#: Exit statuses of ``ecgi campaign task`` (workflow.task) that are final.
-FINAL_EXIT = {3: "solver_error", 4: "config_error"}
-EXIT_KINDS = {**FINAL_EXIT, 5: "io_error", 137: "killed", 143: "killed", -9: "killed", -15: "killed"}
+from .task import EXIT_KINDS
 
 
 def classify_failure(exc: BaseException) -> str:
-    """The failure kind of a task exception (see workflow.layout.RETRYABLE)."""
+    """The failure kind of a task exception (see workflow.layout.FINAL_KINDS)."""
     from parsl.app.errors import AppTimeout, BashExitFailure
 
     from .apps import TaskFailed
@@ -48,7 +46,7 @@ def classify_failure(exc: BaseException) -> str:
 
 def retry_cost(exc: BaseException, task_record) -> float:
     """Parsl retry handler: final failures exhaust the retry budget at once."""
-    return 1e9 if classify_failure(exc) in FINAL_EXIT.values() else 1.0
+    return 1e9 if classify_failure(exc) in FINAL_KINDS else 1.0
 
 
 def task_command(spec: CampaignSpec, campaign_dir: Path, sample_id: str) -> str:

@@ -28,8 +28,9 @@ from solver.files import write_text_atomic
 
 from .sampling import SamplePlan
 
-#: Failure kinds; only these are retried.
-RETRYABLE = ("node_lost", "timeout", "io_error", "killed", "unknown")
+#: Failure kinds that rerunning cannot fix; every other kind (node_lost,
+#: timeout, io_error, killed, unknown) is retried.
+FINAL_KINDS = ("solver_error", "config_error")
 
 
 @dataclass
@@ -54,7 +55,7 @@ class SampleRecord:
 
     @property
     def retryable(self) -> bool:
-        return self.state == "failed" and self.error_kind in RETRYABLE
+        return self.state == "failed" and self.error_kind not in FINAL_KINDS
 
 
 class CampaignLayout:

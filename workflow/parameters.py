@@ -61,10 +61,12 @@ def _set(path: str) -> Apply:
 
 def _scale_shape(keys: tuple[str, ...], axes: tuple[int, ...]) -> Apply:
     def apply(config: dict, value, rng) -> None:
+        from solver.biventricle import BiventricleShape
+
         shape = config.setdefault("heart", {}).setdefault("shape", {})
-        defaults = {"lv_radii_mm": [22.0, 22.0, 45.0], "rv_radii_mm": [32.0, 23.0, 43.0], "rv_centre_mm": [10.0, 0.0, 0.0]}
+        defaults = BiventricleShape()
         for key in keys:
-            vec = list(shape.get(key, defaults[key]))
+            vec = list(shape.get(key, getattr(defaults, key)))
             for a in axes:
                 vec[a] *= value
             shape[key] = vec

@@ -138,6 +138,11 @@ def claim_driver(layout: CampaignLayout) -> None:
             f"another driver (pid {other.get('pid')} on {other.get('host')}) is running this campaign; "
             "wait for it or stop it first"
         )
+    beat(layout)
+
+
+def beat(layout: CampaignLayout) -> None:
+    """Mark this process as the campaign's live driver (see layout.driver_alive)."""
     write_json_atomic(layout.driver_path, {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time()})
 
 
@@ -192,7 +197,7 @@ def _execute(spec: CampaignSpec, layout: CampaignLayout, todo: list[SamplePlan],
             now = time.time()
             if now - last_beat > 10:
                 last_beat = now
-                write_json_atomic(layout.driver_path, {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": now})
+                beat(layout)
             if progress.due():
                 progress.update(done_before + summary.done, _count_running(layout, pending.values()), len(summary.failed))
         progress.update(done_before + summary.done, 0, len(summary.failed), force=True)

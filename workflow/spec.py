@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 from solver.errors import ConfigError
-from solver.typedconfig import from_mapping, load_yaml, to_mapping
+from solver.typedconfig import from_mapping, load_file, to_mapping
 
 
 @dataclass
@@ -220,8 +220,4 @@ def spec_from_dict(data: Any, base_dir: Path | None = None) -> CampaignSpec:
 def load_spec(path: str | Path) -> CampaignSpec:
     """Read and validate a campaign spec; relative output_dir is taken from
     the current directory (where the user launched the command)."""
-    data = load_yaml(path)
-    try:
-        return spec_from_dict(data, Path.cwd())
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
+    return load_file(path, lambda data: spec_from_dict(data, Path.cwd()))

@@ -14,8 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-from mpi4py import MPI
-
 from solver import __version__
 from solver.errors import ConfigError, SolverError
 
@@ -24,9 +22,17 @@ from .sampling import plan_samples
 from .spec import load_spec
 
 EXIT_OK, EXIT_SOLVER_ERROR, EXIT_CONFIG_ERROR, EXIT_IO_ERROR = 0, 3, 4, 5
+#: Failure kind of each non-zero exit status; a process killed by a signal
+#: shows as 128 + signal from a shell, or as minus the signal.
+EXIT_KINDS = {EXIT_SOLVER_ERROR: "solver_error", EXIT_CONFIG_ERROR: "config_error", EXIT_IO_ERROR: "io_error",
+              137: "killed", 143: "killed", -9: "killed", -15: "killed"}
 
 
 def run_task(campaign_dir: Path, sample_id: str) -> int:
+    # MPI is imported here, not at module level: the driver imports this
+    # module for its exit statuses and must not initialise MPI.
+    from mpi4py import MPI
+
     from solver.patient import PatientSimulation, write_sample
 
     from .patients import patient_config
