@@ -57,7 +57,7 @@ def write_synthetic_sample(
 ) -> Path:
     """A sample file as ``ecgi simulate`` writes it for a patient, from made-up traces."""
     from solver.config import config_from_dict
-    from solver.ecg import twelve_leads
+    from solver.leads import twelve_leads
     from solver.output import write_simulation
     from solver.patient import PatientConfig, patient_attributes
     from solver.simulation import SimulationResult

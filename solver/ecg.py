@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from mpi4py import MPI
 
+from .leads import twelve_leads
 from .sites import ELECTRODE_NAMES, LEAD_NAMES
 
 Vector3 = tuple[float, float, float]
@@ -92,22 +93,6 @@ def lead_field(positions_torso: np.ndarray, electrodes: np.ndarray, dx: float, s
     """(n_electrodes, n_voxels) weights h^3 / (4 pi sigma_b r): mV per uA/mm^3."""
     r = np.linalg.norm(positions_torso[None, :, :] - electrodes[:, None, :], axis=-1)
     return dx**3 / (4 * np.pi * sigma_b * np.maximum(r, 0.5 * dx))
-
-
-def twelve_leads(electrodes: np.ndarray) -> np.ndarray:
-    """(T, 12) leads I..V6 from (T, 10) potentials in ELECTRODE_NAMES order."""
-    e = {name: electrodes[:, i] for i, name in enumerate(ELECTRODE_NAMES)}
-    wct = (e["RA"] + e["LA"] + e["LL"]) / 3.0
-    leads = {
-        "I": e["LA"] - e["RA"],
-        "II": e["LL"] - e["RA"],
-        "III": e["LL"] - e["LA"],
-        "aVR": 1.5 * (e["RA"] - wct),
-        "aVL": 1.5 * (e["LA"] - wct),
-        "aVF": 1.5 * (e["LL"] - wct),
-        **{f"V{k}": e[f"V{k}"] - wct for k in range(1, 7)},
-    }
-    return np.stack([leads[name] for name in LEAD_NAMES], axis=1)
 
 
 class PseudoECG:

@@ -7,7 +7,7 @@ import pytest
 import yaml
 from mpi4py import MPI
 
-from solver.ecg import twelve_leads
+from solver.leads import twelve_leads
 from solver.ecg_measures import qrs_duration
 from solver.patient import PatientSimulation, load_patient_config
 from solver.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES

@@ -51,7 +51,7 @@ class LlnlPair:
     parameters: Mapping[str, float] = field(default_factory=dict)
 
     def read(self) -> SampleArrays:
-        from solver.ecg import twelve_leads
+        from solver.leads import twelve_leads
 
         electrodes = np.load(self.ecg_path).astype(np.float64)
         vm = np.load(self.vm_path)
