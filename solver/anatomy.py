@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import h5py
 import numpy as np
@@ -28,6 +29,9 @@ class VoxelAnatomy:
     #: Multiplies both conductivities per voxel (1: normal tissue); a scar
     #: border zone or a fast subendocardial layer changes it.
     conductivity_scale: np.ndarray  #: float64 (nx, ny, nz)
+    #: Multiplies the action potential duration per voxel (repolarisation
+    #: heterogeneity of models with a continuous APD parameter); None: uniform.
+    apd_scale: Optional[np.ndarray] = None  #: float64 (nx, ny, nz)
 
     def __post_init__(self) -> None:
         shape = self.tissue.shape
@@ -37,8 +41,9 @@ class VoxelAnatomy:
             ("fibres", self.fibres, (3,)),
             ("cell_type", self.cell_type, ()),
             ("conductivity_scale", self.conductivity_scale, ()),
+            ("apd_scale", self.apd_scale, ()),
         ):
-            if arr.shape != shape + tail:
+            if arr is not None and arr.shape != shape + tail:
                 raise ConfigError(f"anatomy: {name} has shape {arr.shape}, expected {shape + tail}")
         if not self.tissue.any():
             raise ConfigError("anatomy: the tissue mask is empty; nothing to simulate")

@@ -29,11 +29,11 @@ OUTSIDE, TISSUE, LV_CAVITY, RV_CAVITY = 0, 1, 2, 3
 
 @dataclass
 class BiventricleShape:
-    lv_radii_mm: Vector3 = (22.0, 22.0, 45.0)
-    lv_wall_mm: float = 5.0
-    rv_centre_mm: Vector3 = (10.0, 0.0, 0.0)
-    rv_radii_mm: Vector3 = (32.0, 23.0, 43.0)
-    rv_wall_mm: float = 4.0
+    lv_radii_mm: Vector3 = (25.0, 25.0, 48.0)
+    lv_wall_mm: float = 9.0
+    rv_centre_mm: Vector3 = (12.0, 0.0, 0.0)
+    rv_radii_mm: Vector3 = (34.0, 24.0, 45.0)
+    rv_wall_mm: float = 4.5
     base_z_mm: float = 10.0
 
     def validate(self) -> None:

@@ -1,40 +1,50 @@
-"""Torso electrodes, the pseudo-ECG, and the 12 standard leads.
+"""The heart in the torso, the electrodes, and the ECG at every output step.
 
 The heart sits in a right-handed torso frame (mm; x to the patient's right,
-y anterior, z superior: RAS) with its centre at the origin.  Its own frame (LV long axis z
-from apex to base, septum +x, anterior +y; see solver.heart) is rotated so
-that the long axis points from the apex up, to the right and backwards, as
-in a normal chest: the apex lies left, anterior and inferior.  ``TorsoConfig``
-adds a per-patient rotation (degrees about the torso x, y, z axes) on top.
+y anterior, z superior: RAS) with its centre at the origin.  Its own frame
+(LV long axis z from apex to base, septum +x, anterior +y; see solver.heart)
+is rotated so that the long axis points from the apex up, to the right and
+backwards, as in a normal chest: the apex lies left, anterior and inferior.
+``TorsoConfig`` adds a per-patient rotation and shift on top.
 
-Pseudo-ECG in an infinite homogeneous volume conductor of conductivity
-sigma_b (S/m):
+Source model.  Each tissue voxel is a current source
+I_m = div(sigma_i grad Vm) (uA/mm^3), taken from the monodomain operator as
+chi Cm (sigma_i / sigma_m) A_source Vm.  A_source is the operator of ordinary
+myocardium: the fast subendocardial layer conducts fast because of the
+Purkinje fibres it stands for, whose mass is negligible, so its raised
+conductivity speeds the activation but is not part of the ECG's source
+(otherwise a 1-2 voxel sheet of eight-fold conductivity would be the largest
+dipole of the heart).  Scar keeps its reduced conductivity in both.
 
-    phi_e(x_e, t) = 1 / (4 pi sigma_b) * sum_voxels I_m(x, t) / |x - x_e| * h^3
-
-with I_m = div(sigma_i grad Vm) (uA/mm^3), obtained from the diffusion
-operator's output A Vm (mV/ms) as chi Cm (sigma_i / sigma_m) A Vm.  One
-precomputed electrodes-by-voxels matrix per rank turns each output step
-into a small matrix-vector product; ranks' sums are added at the end.
+Electrode potentials are phi_e = sum_v Z_e(x_v) I_m(x_v) h^3 with the lead
+fields Z_e of ``solver.torso`` (bounded torso, by reciprocity; default) or of
+an infinite homogeneous medium, Z_e = 1 / (4 pi sigma |x - x_e|).  Since
+both the lead fields and A_source are fixed, they are combined once into
+one electrodes-by-voxels matrix W = h^3 chi Cm (sigma_i/sigma_m) Z A_source
+per rank, and each output step costs one small product W Vm; ranks' sums
+are added at the end.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
-from mpi4py import MPI
 
 from .leads import twelve_leads
 from .sites import ELECTRODE_NAMES, LEAD_NAMES
+from .torso import GROUND, TorsoGeometry
 
 Vector3 = tuple[float, float, float]
 
-#: Standard placement relative to the heart centre (mm, torso frame).
+#: Nominal placement (mm, torso frame, from the heart centre).  In the
+#: bounded torso each electrode moves to the nearest skin point: the limb
+#: electrodes to where the arms and the left leg join the torso.
 DEFAULT_ELECTRODES: dict[str, Vector3] = {
-    "RA": (300.0, 0.0, 250.0),  # right arm
-    "LA": (-300.0, 0.0, 250.0),  # left arm
-    "LL": (-100.0, 0.0, -500.0),  # left leg
-    "RL": (100.0, 0.0, -500.0),  # right leg (ground)
+    "RA": (170.0, -10.0, 230.0),  # right arm (shoulder)
+    "LA": (-170.0, -10.0, 230.0),  # left arm (shoulder)
+    "LL": (-100.0, -10.0, -400.0),  # left leg (hip)
+    "RL": (100.0, -10.0, -400.0),  # right leg (ground)
     "V1": (30.0, 110.0, 40.0),  # 4th intercostal space, right sternal border
     "V2": (-30.0, 110.0, 40.0),  # 4th intercostal space, left sternal border
     "V3": (-65.0, 105.0, 15.0),  # between V2 and V4
@@ -46,8 +56,10 @@ DEFAULT_ELECTRODES: dict[str, Vector3] = {
 #: Heart long axis (apex to base: right, posterior, superior) and septal
 #: axis (LV towards RV: right and anterior) in the torso frame; the heart's
 #: anterior axis, base x septal, then faces left, anterior and superior.
-_BASE_DIRECTION = np.array([0.55, -0.45, 0.70])
-_SEPTAL_DIRECTION = np.array([0.6, 0.75, 0.1])
+#: The long axis lies about 65 degrees below the horizontal in the frontal
+#: plane and tilts 25 degrees forward (apex anterior).
+_BASE_DIRECTION = np.array([0.35, -0.45, 0.82])
+_SEPTAL_DIRECTION = np.array([0.55, 0.75, 0.25])
 
 
 @dataclass
@@ -56,7 +68,10 @@ class TorsoConfig:
     rotation_deg: Vector3 = (0.0, 0.0, 0.0)
     #: Shift of the heart centre in the torso (mm).
     offset_mm: Vector3 = (0.0, 0.0, 0.0)
-    conductivity_S_per_m: float = 0.2
+    #: "torso": bounded volume conductor (lead fields by reciprocity);
+    #: "infinite": the pseudo-ECG of an infinite homogeneous medium.
+    volume_conductor: Literal["torso", "infinite"] = "torso"
+    body: TorsoGeometry = field(default_factory=TorsoGeometry)
     electrodes: dict[str, Vector3] = field(default_factory=lambda: dict(DEFAULT_ELECTRODES))
 
     def validate(self) -> None:
@@ -65,8 +80,6 @@ class TorsoConfig:
         missing = [e for e in ELECTRODE_NAMES if e not in self.electrodes]
         if missing:
             raise ConfigError(f"electrodes: missing {', '.join(missing)}")
-        if not self.conductivity_S_per_m > 0:
-            raise ConfigError("conductivity_S_per_m must be positive")
 
 
 def _rotation_xyz(angles_deg) -> np.ndarray:
@@ -89,27 +102,62 @@ def heart_to_torso(torso: TorsoConfig, centre: np.ndarray, long_axis: np.ndarray
     return lambda points: (np.asarray(points) - centre) @ rotation.T + offset
 
 
-def lead_field(positions_torso: np.ndarray, electrodes: np.ndarray, dx: float, sigma_b: float) -> np.ndarray:
-    """(n_electrodes, n_voxels) weights h^3 / (4 pi sigma_b r): mV per uA/mm^3."""
-    r = np.linalg.norm(positions_torso[None, :, :] - electrodes[:, None, :], axis=-1)
-    return dx**3 / (4 * np.pi * sigma_b * np.maximum(r, 0.5 * dx))
+def infinite_medium_fields(points: np.ndarray, electrodes: np.ndarray, sigma: float, dx: float) -> np.ndarray:
+    """(n_electrodes, n_points) Z = 1 / (4 pi sigma r) in mV per uA, with r
+    kept above half a voxel."""
+    r = np.linalg.norm(points[None, :, :] - electrodes[:, None, :], axis=-1)
+    return 1.0 / (4 * np.pi * sigma * np.maximum(r, 0.5 * dx))
 
 
-class PseudoECG:
-    """Step observer: electrode potentials at every output sample."""
+def electrode_lead_fields(torso: TorsoConfig, points: np.ndarray, dx: float, comm) -> np.ndarray:
+    """(10, n_points) lead fields Z_e (mV per uA) in ELECTRODE_NAMES order at
+    torso-frame points, relative to the ground electrode (RL) in the bounded
+    torso and to infinity in the infinite medium."""
+    electrodes = {name: np.asarray(torso.electrodes[name], float) for name in ELECTRODE_NAMES}
+    if torso.volume_conductor == "infinite":
+        return infinite_medium_fields(points, np.array(list(electrodes.values())), torso.body.conductivity_S_per_m, dx)
+    from .torso import lead_fields, sample_fields
 
-    def __init__(self, weights_local: np.ndarray, source_scale: float, n_samples: int):
+    grid, fields = lead_fields(torso.body, electrodes, comm)
+    return sample_fields(grid, fields, ELECTRODE_NAMES, points)
+
+
+def source_weights(source_operator, lead_fields_local: np.ndarray, scale: float) -> np.ndarray:
+    """W = scale * Z A_source, rows per electrode, over this rank's voxels.
+
+    ``source_operator`` is the distributed PETSc matrix A_source; row e of W
+    is scale * A_source^T z_e, one transposed product per electrode."""
+    z, w = source_operator.createVecs()
+    rows = []
+    for values in lead_fields_local:
+        z.getArray()[:] = values
+        source_operator.multTranspose(z, w)
+        rows.append(w.getArray().copy() * scale)
+    z.destroy()
+    w.destroy()
+    return np.array(rows).reshape(len(lead_fields_local), -1)
+
+
+class ECGRecorder:
+    """Step observer: electrode potentials W Vm at every output sample."""
+
+    def __init__(self, weights_local: np.ndarray, n_samples: int, reference: str):
         self.weights = weights_local  # (10, n_local)
-        self.source_scale = source_scale  # chi Cm sigma_i / sigma_m
+        self.reference = reference
         self.potentials = np.zeros((n_samples, weights_local.shape[0]))
 
     def record(self, sample: int, vm: np.ndarray, diffusion_rate: np.ndarray) -> None:
-        self.potentials[sample] = self.weights @ diffusion_rate * self.source_scale
+        self.potentials[sample] = self.weights @ vm
 
-    def gather(self, comm: MPI.Comm, n_recorded: int) -> dict:
-        total = comm.allreduce(self.potentials[:n_recorded], op=MPI.SUM)
+    def gather(self, comm, n_recorded: int) -> dict:
+        total = comm.allreduce(self.potentials[:n_recorded])  # the default op sums
         leads = twelve_leads(total)
         return {
-            "electrodes": (total.astype(np.float32), {"units": "mV", "names": list(ELECTRODE_NAMES)}),
+            "electrodes": (total.astype(np.float32), {"units": "mV", "names": list(ELECTRODE_NAMES),
+                                                      "reference": self.reference}),
             "leads": (leads.astype(np.float32), {"units": "mV", "names": list(LEAD_NAMES)}),
         }
+
+
+def reference_of(torso: TorsoConfig) -> str:
+    return GROUND if torso.volume_conductor == "torso" else "infinity"

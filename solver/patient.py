@@ -10,7 +10,7 @@ pseudo-ECG as an observer, runs it and returns the sample.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, Optional
 
 import numpy as np
@@ -30,7 +30,8 @@ from .config import (
     TimeConfig,
     TissueConductivity,
 )
-from .ecg import PseudoECG, TorsoConfig, heart_to_torso, lead_field
+from .conduction import assemble_diffusion_operator
+from .ecg import ECGRecorder, TorsoConfig, electrode_lead_fields, heart_to_torso, reference_of, source_weights
 from .errors import ConfigError
 from .heart import Heart, HeartConfig, build_heart
 from .segments import (
@@ -68,13 +69,16 @@ class RootSite:
 def durrer_roots() -> list[RootSite]:
     """The early activation sites of the isolated human heart (Durrer 1970):
     three LV areas excited 0-5 ms after the onset, a posterior LV site soon
-    after, and the RV septum near the insertion of the moderator band."""
+    after, the RV septum where the right bundle enters the moderator band,
+    and the RV free wall at the insertion of the anterior papillary muscle,
+    which the moderator band reaches a few milliseconds later."""
     return [
         RootSite("lv_mid_septal", "lv", 0.50, 0.0, onset_ms=0.0),
         RootSite("lv_anterior_paraseptal", "lv", 0.70, 60.0, onset_ms=2.0),
         RootSite("lv_posterior_paraseptal", "lv", 0.35, -60.0, onset_ms=4.0),
         RootSite("lv_posterior", "lv", 0.55, -120.0, onset_ms=8.0),
         RootSite("rv_septal_moderator_band", "rv", 0.35, 20.0, onset_ms=5.0, septal=True),
+        RootSite("rv_anterior_papillary", "rv", 0.40, 0.0, onset_ms=8.0, septal=False),
     ]
 
 
@@ -106,6 +110,39 @@ class ActivationConfig:
     stimulus_duration_ms: float = 2.0
 
 
+@dataclass
+class RepolarisationConfig:
+    """Spatial gradients of the action potential duration (APD).
+
+    Two gradients make the T wave of a normal heart concordant with its QRS:
+    transmurally the endocardium, activated first, repolarises last (longer
+    APD; the activation-recovery inverse relation, Franz et al. 1987), and
+    along the long axis apical myocardium has a shorter APD than basal
+    myocardium (more I_Ks and I_to at the apex; Szentadrassy et al. 2005).
+    TT06 carries the transmural gradient in its endo, mid and epi cell
+    types; Mitchell–Schaeffer, which has one cell type, gets both as APD
+    multipliers (through tau_close):
+
+        APD scale = 1 + transmural (0.5 - phi_epi) + apicobasal (psi - 0.5)
+
+    with phi_epi 0 at the endocardium and 1 at the epicardium, psi 0 at the
+    apex and 1 at the base.
+    """
+
+    #: Endocardial APD minus epicardial APD, as a fraction of the mean APD.
+    transmural_apd_fraction: float = 0.12
+    #: Basal APD minus apical APD, as a fraction of the mean APD.
+    apicobasal_apd_fraction: float = 0.10
+
+    def validate(self) -> None:
+        for name in ("transmural_apd_fraction", "apicobasal_apd_fraction"):
+            if not -0.5 < getattr(self, name) < 0.5:
+                raise ConfigError(f"repolarisation.{name} must be within (-0.5, 0.5), got {getattr(self, name)}")
+
+    def apd_scale(self, transmural: np.ndarray, apicobasal: np.ndarray) -> np.ndarray:
+        return 1.0 + self.transmural_apd_fraction * (0.5 - transmural) + self.apicobasal_apd_fraction * (apicobasal - 0.5)
+
+
 def default_conductivity() -> ConductivityConfig:
     """Myocardial conductivities (S/m) of the Niederer benchmark."""
     return ConductivityConfig(
@@ -119,6 +156,7 @@ class PatientConfig:
     geometry_id: str = "default"
     heart: HeartConfig = field(default_factory=HeartConfig)
     activation: ActivationConfig = field(default_factory=ActivationConfig)
+    repolarisation: RepolarisationConfig = field(default_factory=RepolarisationConfig)
     conductivity: ConductivityConfig = field(default_factory=default_conductivity)
     ionic: IonicConfig = field(default_factory=lambda: IonicConfig(model="tt06"))
     membrane: MembraneConfig = field(default_factory=MembraneConfig)
@@ -160,8 +198,6 @@ class PatientConfig:
 
 def calibrated(config: PatientConfig, comm: MPI.Comm) -> PatientConfig:
     """The configuration with conductivities calibrated for its grid and model."""
-    from dataclasses import replace
-
     cal = calibrate_shared(comm, config.calibration, config.heart.dx_mm, config.time.dt_ms,
                            config.ionic, config.membrane)
     heart = config.heart
@@ -170,32 +206,46 @@ def calibrated(config: PatientConfig, comm: MPI.Comm) -> PatientConfig:
     return replace(config, heart=heart, conductivity=scaled_conductivity(config.conductivity, cal), calibration=None)
 
 
-def apply_structure(heart: Heart, config: PatientConfig, coords: HeartCoordinates) -> None:
-    """Fast endocardial layer (minus blocked ventricles) and scar, in place."""
+def apply_scar(heart: Heart, config: PatientConfig, coords: HeartCoordinates) -> None:
+    """Scar core (conductivity 0) and border zone (reduced), in place."""
+    scar = config.activation.scar
+    if scar is None:
+        return
     scale = heart.anatomy.conductivity_scale
     index = tuple(heart.numbering.ijk.T)
+    centre = scar_centre(heart, coords, scar.aha_segment)
+    r = np.linalg.norm(heart.positions - centre, axis=1)
+    values = scale[index]
+    values[r <= scar.core_radius_mm + scar.border_zone_mm] *= scar.border_conductivity_scale
+    values[r <= scar.core_radius_mm] = 0.0
+    scale[index] = values
+
+
+def fast_layer_mask(heart: Heart, config: PatientConfig, coords: HeartCoordinates) -> np.ndarray:
+    """Tissue voxels (natural order) of the fast subendocardial layer, minus
+    the ventricle a bundle branch block disconnects."""
     hc = config.heart
-    if hc.fast_layer_mm > 0 and hc.fast_layer_conductivity_factor != 1.0:
-        depth = _endocardial_depth(heart)
-        below = coords.height <= hc.fast_layer_max_height
-        lv_layer = (depth["lv"] <= hc.fast_layer_mm) & below
-        rv_layer = (depth["rv"] <= hc.fast_layer_mm) & below & ~lv_layer
-        layer = np.zeros(len(lv_layer), bool)
-        if config.activation.condition != "lbbb":
-            layer |= lv_layer
-        if config.activation.condition != "rbbb":
-            layer |= rv_layer
-        values = scale[index]
-        values[layer] *= hc.fast_layer_conductivity_factor
-        scale[index] = values
-    scar = config.activation.scar
-    if scar is not None:
-        centre = scar_centre(heart, coords, scar.aha_segment)
-        r = np.linalg.norm(heart.positions - centre, axis=1)
-        values = scale[index]
-        values[r <= scar.core_radius_mm + scar.border_zone_mm] *= scar.border_conductivity_scale
-        values[r <= scar.core_radius_mm] = 0.0
-        scale[index] = values
+    layer = np.zeros(heart.numbering.n, bool)
+    if hc.fast_layer_mm <= 0 or hc.fast_layer_conductivity_factor == 1.0:
+        return layer
+    depth = _endocardial_depth(heart)
+    below = coords.height <= hc.fast_layer_max_height
+    lv_layer = (depth["lv"] <= hc.fast_layer_mm) & below
+    rv_layer = (depth["rv"] <= hc.fast_layer_mm) & below & ~lv_layer
+    if config.activation.condition != "lbbb":
+        layer |= lv_layer
+    if config.activation.condition != "rbbb":
+        layer |= rv_layer
+    return layer
+
+
+def apply_fast_layer(heart: Heart, config: PatientConfig, layer: np.ndarray) -> None:
+    """Raise the conductivity of the fast layer's voxels, in place."""
+    scale = heart.anatomy.conductivity_scale
+    index = tuple(heart.numbering.ijk.T)
+    values = scale[index]
+    values[layer] *= config.heart.fast_layer_conductivity_factor
+    scale[index] = values
 
 
 def _endocardial_depth(heart: Heart) -> dict[str, np.ndarray]:
@@ -246,7 +296,13 @@ class PatientSimulation:
         self.comm = comm
         self.heart = build_heart(config.heart, comm)
         self.coords = heart_coordinates(self.heart)
-        apply_structure(self.heart, config, self.coords)
+        apply_scar(self.heart, config, self.coords)
+        # The ECG's sources see ordinary myocardium (see solver.ecg): keep
+        # the conductivity before the fast layer is raised.
+        self.source_conductivity_scale = self.heart.anatomy.conductivity_scale.copy()
+        apply_fast_layer(self.heart, config, fast_layer_mask(self.heart, config, self.coords))
+        if config.ionic.model == "mitchell_schaeffer":
+            self._apply_apd_gradient()
         self.site_natural = place_sites(self.heart, self.coords)
         positions = self.heart.positions
         probes = {name: tuple(map(float, positions[i])) for name, i in zip(SITE_NAMES, self.site_natural)}
@@ -264,6 +320,12 @@ class PatientSimulation:
         self.simulation = Simulation(sim_config, comm, anatomy=self.heart.anatomy)
         self._add_ecg()
 
+    def _apply_apd_gradient(self) -> None:
+        heart = self.heart
+        scale = np.ones(heart.anatomy.shape)
+        scale[tuple(heart.numbering.ijk.T)] = self.config.repolarisation.apd_scale(heart.transmural, heart.apicobasal)
+        heart.anatomy.apd_scale = scale
+
     def _root_stimulus(self, root: RootSite) -> StimulusConfig:
         act = self.config.activation
         voxel = endocardial_point(self.heart, self.coords, root.ventricle, root.height, root.angle_deg, root.septal)
@@ -277,13 +339,15 @@ class PatientSimulation:
     def _add_ecg(self) -> None:
         sim, heart, cfg = self.simulation, self.heart, self.config
         to_torso = heart_to_torso(cfg.torso, heart.frame.centre, heart.frame.long_axis, heart.frame.septal_axis)
-        local_positions = to_torso(heart.positions[sim.owned])
-        electrodes = np.array([cfg.torso.electrodes[name] for name in ELECTRODE_NAMES])
-        weights = lead_field(local_positions, electrodes, heart.anatomy.dx, cfg.torso.conductivity_S_per_m)
+        h = heart.anatomy.dx
+        z = electrode_lead_fields(cfg.torso, to_torso(heart.positions[sim.owned]), h, self.comm)
         chi_cm = cfg.membrane.surface_to_volume_per_mm * cfg.membrane.capacitance_uF_per_mm2
         sigma_i = cfg.conductivity.intracellular.longitudinal
-        sigma_m = cfg.conductivity.monodomain().longitudinal
-        sim.observers.append(PseudoECG(weights, chi_cm * sigma_i / sigma_m, sim.n_samples))
+        ordinary = replace(heart.anatomy, conductivity_scale=self.source_conductivity_scale)
+        source = assemble_diffusion_operator(ordinary, sim.numbering, sim.sigma, chi_cm, self.comm)
+        weights = source_weights(source.matrix, z, h**3 * chi_cm * sigma_i / sim.sigma.longitudinal)
+        source.matrix.destroy()
+        sim.observers.append(ECGRecorder(weights, sim.n_samples, reference_of(cfg.torso)))
 
     def run(self) -> Optional[Sample]:
         result = self.simulation.run()

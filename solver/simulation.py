@@ -80,6 +80,8 @@ class Simulation:
         self.cell_type = self.anatomy.cell_type[tuple(owned_ijk.T)].astype(np.int8)
 
         self.model = create_model(config.ionic.model, config.ionic.parameters)
+        if self.anatomy.apd_scale is not None:
+            self.model.set_apd_scale(self.anatomy.apd_scale[tuple(owned_ijk.T)])
         chi_cm = config.membrane.surface_to_volume_per_mm * config.membrane.capacitance_uF_per_mm2
         self.sigma = config.conductivity.monodomain()
         self.operator = assemble_diffusion_operator(self.anatomy, self.numbering, self.sigma, chi_cm, comm)

@@ -56,6 +56,15 @@ class IonicModel(ABC):
         """Parameters in declaration order, as the float64 array the kernel takes."""
         return self._vector
 
+    def set_apd_scale(self, scale: np.ndarray) -> None:
+        """Per-cell multiplier of the action potential duration.
+
+        Models whose heterogeneity comes from discrete cell types (TT06 endo,
+        mid, epi) have no continuous APD parameter and accept only 1."""
+        if not np.allclose(scale, 1.0):
+            raise ValueError(f"ionic model {self.name!r} has no continuous APD gradient; "
+                             "its heterogeneity comes from the cell types")
+
     @property
     def n_states(self) -> int:
         return len(self.state_names)
