@@ -23,7 +23,17 @@ from .files import temporary_path
 from .simulation import SimulationResult
 
 FORMAT = "ecgi-simulation"
-FORMAT_VERSION = 1
+#: 1: infinite-medium pseudo-ECG with the fast layer as a source;
+#: 2: bounded-torso lead fields, sources of ordinary myocardium, physiological
+#:    anatomy and APD gradients.  Files of different versions are never mixed.
+FORMAT_VERSION = 2
+
+
+def format_mismatch(path: Path, version) -> str:
+    """The message refusing a sample file of another format version."""
+    return (f"{path} is a sample file of format version {version}, and this ecgi writes version "
+            f"{FORMAT_VERSION} (different ECG model): samples of both cannot be mixed; start a new "
+            f"campaign directory, or build data sets from old campaigns with the ecgi that wrote them")
 
 
 def write_simulation(

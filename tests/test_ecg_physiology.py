@@ -154,3 +154,25 @@ def test_uniform_membrane_gives_discordant_t_waves():
 def test_normal_t_waves_are_concordant_with_tt06_cell_types():
     _, m = simulate("normal", model="tt06", dt=0.05, duration=450.0)
     assert all(t_wave_concordant(m).values()), t_wave_concordant(m)
+
+
+def test_a_campaign_of_older_samples_is_refused_not_mixed(tmp_path):
+    import h5py
+
+    from solver.errors import ConfigError
+    from tests.test_campaign_local import spec
+    from workflow.layout import CampaignLayout
+    from workflow.runner import refuse_other_sample_format
+    from workflow.sampling import plan_samples
+    from workflow.spec import load_spec
+
+    campaign = load_spec(spec(tmp_path))
+    layout = CampaignLayout(tmp_path / "campaign")
+    plans = plan_samples(campaign)
+    refuse_other_sample_format(layout, plans)  # an empty campaign is fine
+    path = layout.sample_path(plans[1])
+    path.parent.mkdir(parents=True)
+    with h5py.File(path, "w") as f:
+        f.attrs.update(format="ecgi-simulation", format_version=1, complete=True)
+    with pytest.raises(ConfigError, match="format version 1.*cannot be mixed; start a new campaign directory"):
+        refuse_other_sample_format(layout, plans)

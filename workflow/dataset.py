@@ -243,6 +243,10 @@ def _read_sample_file(path: Path, sample_id: str) -> SampleFile:
 
 
 def _sample_file_metadata(f: h5py.File, path: Path, sample_id: str) -> SampleFile:
+    from solver.output import FORMAT_VERSION, format_mismatch
+
+    if f.attrs.get("format_version") != FORMAT_VERSION:
+        raise ConfigError(format_mismatch(path, f.attrs.get("format_version")))
     missing = [name for name in (*_SAMPLE_DATASETS, "act_sites") if name not in f]
     if missing:
         raise _Refused(f"not a patient sample file (no {', '.join(missing)}; a plain simulation?)")

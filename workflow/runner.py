@@ -81,6 +81,7 @@ def load_frozen_spec(campaign_dir: Path) -> CampaignSpec:
 def samples_to_run(spec: CampaignSpec, layout: CampaignLayout, retry_failed: bool = False, full_check: bool = False):
     """(plan, done plans, to-do plans, permanently failed plans)."""
     plans = plan_samples(spec)
+    refuse_other_sample_format(layout, plans)
     done, todo, final = [], [], []
     for plan in plans:
         record = layout.read_record(plan)
@@ -91,6 +92,27 @@ def samples_to_run(spec: CampaignSpec, layout: CampaignLayout, retry_failed: boo
         else:
             todo.append(plan)
     return plans, done, todo, final
+
+
+def refuse_other_sample_format(layout: CampaignLayout, plans) -> None:
+    """A campaign holds samples of one format version: refuse to add new
+    samples to a directory an older ecgi filled (its first sample decides)."""
+    import h5py
+
+    from solver.output import FORMAT_VERSION, format_mismatch
+
+    for plan in plans:
+        path = layout.sample_path(plan)
+        if not path.is_file():
+            continue
+        try:
+            with h5py.File(path, "r") as f:
+                version = f.attrs.get("format_version")
+        except OSError:
+            continue  # an unreadable file is recomputed anyway
+        if version != FORMAT_VERSION:
+            raise ConfigError(format_mismatch(path, version))
+        return
 
 
 def _same_parameters(record: Optional[SampleRecord], plan: SamplePlan) -> bool:
