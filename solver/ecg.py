@@ -56,10 +56,11 @@ DEFAULT_ELECTRODES: dict[str, Vector3] = {
 #: Heart long axis (apex to base: right, posterior, superior) and septal
 #: axis (LV towards RV: right and anterior) in the torso frame; the heart's
 #: anterior axis, base x septal, then faces left, anterior and superior.
-#: The long axis lies about 65 degrees below the horizontal in the frontal
-#: plane and tilts 25 degrees forward (apex anterior).
-_BASE_DIRECTION = np.array([0.35, -0.45, 0.82])
-_SEPTAL_DIRECTION = np.array([0.55, 0.75, 0.25])
+#: The long axis lies 60 degrees below the horizontal in the frontal plane
+#: (the anatomical axis of a normal adult heart) and tilts 25 degrees
+#: forward (apex anterior).
+_BASE_DIRECTION = np.array([0.45, -0.45, 0.77])
+_SEPTAL_DIRECTION = np.array([0.58, 0.75, 0.18])
 
 
 @dataclass

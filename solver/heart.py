@@ -65,7 +65,7 @@ class HeartConfig:
     mid_fraction: float = 0.3
     mid_fraction_apex: float = 0.0
     #: Fast subendocardial layer standing in for the Purkinje network.
-    fast_layer_mm: float = 2.0
+    fast_layer_mm: float = 1.5
     fast_layer_conductivity_factor: float = 8.0
     #: The layer covers the endocardium up to this normalised height (0 apex,
     #: 1 base), as the conduction system does.

@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 from .sites import LEAD_NAMES, SITE_NAMES  # noqa: E402
 
 #: Standard 4 x 3 layout: columns I-III, aVR-aVF, V1-V3, V4-V6.
-_LAYOUT = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
+ECG_LAYOUT = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
 
 
 def plot_ecg(leads: np.ndarray, dt_ms: float, path: Path, title: str = "") -> Path:
@@ -25,7 +25,7 @@ def plot_ecg(leads: np.ndarray, dt_ms: float, path: Path, title: str = "") -> Pa
     t = np.arange(len(leads)) * dt_ms
     limit = np.abs(leads).max() * 1.1 or 1.0
     fig, axes = plt.subplots(3, 4, figsize=(12, 6), sharex=True, sharey=True)
-    for r, row in enumerate(_LAYOUT):
+    for r, row in enumerate(ECG_LAYOUT):
         for c, name in enumerate(row):
             ax = axes[r, c]
             ax.plot(t, leads[:, LEAD_NAMES.index(name)], color="black", linewidth=0.8)

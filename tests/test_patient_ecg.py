@@ -86,7 +86,7 @@ def test_scar_core_never_activates_and_border_conducts_slowly():
     assert config.condition_label() == "scar"
 
 
-@pytest.mark.parametrize("condition, qrs_range", [("normal", (80, 110)), ("lbbb", (120, 200)), ("rbbb", (120, 200))])
+@pytest.mark.parametrize("condition, qrs_range", [("normal", (70, 110)), ("lbbb", (120, 200)), ("rbbb", (120, 200))])
 def test_qrs_duration_of_the_default_heart(condition, qrs_range):
     """The evidence of the example patients at dx 1 mm (calibrated velocities)."""
     data = yaml.safe_load(open(f"examples/patients/{condition}.yaml"))["patient"]
