@@ -57,13 +57,9 @@ class HeartConfig:
     #: triangles of a mesh (None: 1, 2, 3).
     anatomy_surface_tags: Optional[tuple[int, int, int]] = None
     fibres: FibreAngles = field(default_factory=FibreAngles)
-    #: Transmural fractions (from the endocardium) of TT06 endo and mid cells;
-    #: the mid (M) cell layer, whose APD is the longest, thins linearly from
-    #: ``mid_fraction`` at the base to ``mid_fraction_apex`` at the apex: the
-    #: apex repolarises earlier than the base (Szentadrassy et al. 2005).
+    #: Transmural fractions (from the endocardium) of TT06 endo and mid cells.
     endo_fraction: float = 0.3
     mid_fraction: float = 0.3
-    mid_fraction_apex: float = 0.0
     #: Fast subendocardial layer standing in for the Purkinje network.
     fast_layer_mm: float = 1.5
     fast_layer_conductivity_factor: float = 8.0
@@ -76,9 +72,8 @@ class HeartConfig:
     def validate(self) -> None:
         if not self.dx_mm > 0:
             raise ConfigError(f"dx_mm must be positive, got {self.dx_mm}")
-        for mid in (self.mid_fraction, self.mid_fraction_apex):
-            if not (0 <= self.endo_fraction and 0 <= mid and self.endo_fraction + mid <= 1):
-                raise ConfigError("endo_fraction and mid_fraction(_apex) must be >= 0 and sum to at most 1")
+        if not (0 <= self.endo_fraction and 0 <= self.mid_fraction and self.endo_fraction + self.mid_fraction <= 1):
+            raise ConfigError("endo_fraction and mid_fraction must be >= 0 and sum to at most 1")
         if self.fast_layer_mm < 0 or self.fast_layer_conductivity_factor <= 0:
             raise ConfigError("fast_layer_mm must be >= 0 and fast_layer_conductivity_factor > 0")
 
@@ -196,9 +191,8 @@ def build_heart(config: HeartConfig, comm: MPI.Comm = MPI.COMM_WORLD, code: np.n
     fibres[index] = fibres_natural
 
     cell_type = np.full(shape, EPI, dtype=np.int8)
-    mid = config.mid_fraction_apex + (config.mid_fraction - config.mid_fraction_apex) * psi
     types = np.where(phi_epi < config.endo_fraction, ENDO,
-                     np.where(phi_epi < config.endo_fraction + mid, MID, EPI)).astype(np.int8)
+                     np.where(phi_epi < config.endo_fraction + config.mid_fraction, MID, EPI)).astype(np.int8)
     cell_type[index] = types
 
     anatomy = VoxelAnatomy(dx, origin, tissue, fibres, cell_type, np.ones(shape))

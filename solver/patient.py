@@ -119,9 +119,10 @@ class RepolarisationConfig:
     APD; the activation-recovery inverse relation, Franz et al. 1987), and
     along the long axis apical myocardium has a shorter APD than basal
     myocardium (more I_Ks and I_to at the apex; Szentadrassy et al. 2005).
-    TT06 carries the transmural gradient in its endo, mid and epi cell
-    types; Mitchell–Schaeffer, which has one cell type, gets both as APD
-    multipliers (through tau_close):
+    Both become APD multipliers, realised through tau_close in
+    Mitchell–Schaeffer and through g_Ks in TT06 (on top of its endo, mid and
+    epi cell types, whose single-cell APDs leave the endocardium shorter
+    than the epicardium):
 
         APD scale = 1 + transmural (0.5 - phi_epi) + apicobasal (psi - 0.5)
 
@@ -301,8 +302,7 @@ class PatientSimulation:
         # the conductivity before the fast layer is raised.
         self.source_conductivity_scale = self.heart.anatomy.conductivity_scale.copy()
         apply_fast_layer(self.heart, config, fast_layer_mask(self.heart, config, self.coords))
-        if config.ionic.model == "mitchell_schaeffer":
-            self._apply_apd_gradient()
+        self._apply_apd_gradient()
         self.site_natural = place_sites(self.heart, self.coords)
         positions = self.heart.positions
         probes = {name: tuple(map(float, positions[i])) for name, i in zip(SITE_NAMES, self.site_natural)}

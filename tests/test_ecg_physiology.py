@@ -149,8 +149,6 @@ def test_uniform_membrane_gives_discordant_t_waves():
     assert not any(t_wave_concordant(m).values())
 
 
-@pytest.mark.xfail(strict=True, reason="TT06's endo, mid and epi cell types alone leave the lateral T wave "
-                   "inverted in coupled tissue; it needs a continuous APD gradient (e.g. g_Ks) as Mitchell–Schaeffer has")
 def test_normal_t_waves_are_concordant_with_tt06_cell_types():
     _, m = simulate("normal", model="tt06", dt=0.05, duration=450.0)
     assert all(t_wave_concordant(m).values()), t_wave_concordant(m)
