@@ -65,3 +65,12 @@ def test_the_ground_electrode_reads_zero_and_reciprocity_holds():
     a, b = (tuple(skin_voxel(grid, electrodes[k])) for k in ("A", "B"))
     assert np.all(fields["RL"] == 0)
     assert fields["A"][b] == pytest.approx(fields["B"][a], rel=1e-6)
+
+
+def test_lungs_are_poor_conductors_inside_the_torso():
+    plain = voxelise(TorsoGeometry(dx_mm=10.0))
+    with_lungs = voxelise(TorsoGeometry(dx_mm=10.0, lungs=True))
+    lung = with_lungs.conductivity == 0.05
+    assert 0.05 < lung.sum() / with_lungs.inside.sum() < 0.4
+    assert np.array_equal(plain.inside, with_lungs.inside)
+    assert not lung[tuple(((np.zeros(3) - with_lungs.origin) / 10.0).round().astype(int))]  # not at the heart
