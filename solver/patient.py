@@ -10,7 +10,9 @@ pseudo-ECG as an observer, runs it and returns the sample.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal, Optional
 
 import numpy as np
@@ -287,6 +289,42 @@ class Sample:
     site_positions: np.ndarray
 
 
+#: Hearts built in this process, by anatomy.  A campaign worker runs many
+#: samples of one anatomy, and a heart's Laplace coordinates, fibres,
+#: segments and sites depend on the anatomy alone (a third of a coarse
+#: sample's cost), so they are built once per anatomy and process.
+_HEARTS: "OrderedDict[str, tuple[Heart, HeartCoordinates, np.ndarray]]" = OrderedDict()
+HEART_CACHE_SIZE = 4
+
+
+def _anatomy_key(config: HeartConfig, comm: MPI.Comm) -> str:
+    stamp = None
+    if config.anatomy_file is not None:
+        try:
+            info = Path(config.anatomy_file).stat()
+            stamp = [info.st_size, info.st_mtime_ns]
+        except OSError:
+            stamp = "missing"  # build_heart reports it
+    return json.dumps([to_mapping(config), comm.Get_size(), stamp], sort_keys=True, default=str)
+
+
+def heart_of(config: HeartConfig, comm: MPI.Comm) -> tuple[Heart, HeartCoordinates, np.ndarray]:
+    """The heart, its coordinates and its 75 site voxels, built once per
+    anatomy in this process; the heart returned has its own conductivity
+    and APD scales, which a patient changes in place."""
+    key = _anatomy_key(config, comm)
+    if key not in _HEARTS:
+        heart = build_heart(config, comm)
+        coords = heart_coordinates(heart)
+        _HEARTS[key] = (heart, coords, place_sites(heart, coords))
+        while len(_HEARTS) > HEART_CACHE_SIZE:
+            _HEARTS.popitem(last=False)
+    _HEARTS.move_to_end(key)
+    heart, coords, sites = _HEARTS[key]
+    anatomy = replace(heart.anatomy, conductivity_scale=heart.anatomy.conductivity_scale.copy(), apd_scale=None)
+    return replace(heart, anatomy=anatomy), coords, sites
+
+
 class PatientSimulation:
     """Build the heart and the monodomain problem of one patient."""
 
@@ -295,15 +333,13 @@ class PatientSimulation:
             config = calibrated(config, comm)
         self.config = config
         self.comm = comm
-        self.heart = build_heart(config.heart, comm)
-        self.coords = heart_coordinates(self.heart)
+        self.heart, self.coords, self.site_natural = heart_of(config.heart, comm)
         apply_scar(self.heart, config, self.coords)
         # The ECG's sources see ordinary myocardium (see solver.ecg): keep
         # the conductivity before the fast layer is raised.
         self.source_conductivity_scale = self.heart.anatomy.conductivity_scale.copy()
         apply_fast_layer(self.heart, config, fast_layer_mask(self.heart, config, self.coords))
         self._apply_apd_gradient()
-        self.site_natural = place_sites(self.heart, self.coords)
         positions = self.heart.positions
         probes = {name: tuple(map(float, positions[i])) for name, i in zip(SITE_NAMES, self.site_natural)}
         stimuli = [self._root_stimulus(root) for root in config.active_roots()]

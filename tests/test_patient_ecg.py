@@ -101,3 +101,18 @@ def test_blocks_without_roots_are_refused():
     with pytest.raises(Exception, match="no root site is left"):
         load_patient_config(coarse_patient(condition="lbbb", roots=[
             {"name": "lv_only", "ventricle": "lv", "height": 0.5, "angle_deg": 0}]))
+
+
+def test_samples_of_one_anatomy_reuse_its_heart_but_not_each_others_tissue():
+    """The heart is built once per anatomy and process; a scar or a block of
+    one sample must not leak into the next sample of the same anatomy."""
+    import solver.patient as patient
+
+    patient._HEARTS.clear()
+    fresh = PatientSimulation(load_patient_config(coarse_patient()), MPI.COMM_SELF)
+    expected = fresh.run().result.extra["leads"][0]
+    scarred = PatientSimulation(load_patient_config(coarse_patient(condition="lbbb", scar={"aha_segment": 5})), MPI.COMM_SELF)
+    assert scarred.heart.anatomy.conductivity_scale.min() == 0.0
+    again = PatientSimulation(load_patient_config(coarse_patient()), MPI.COMM_SELF)
+    assert len(patient._HEARTS) == 1 and again.heart.frame is fresh.heart.frame  # built once
+    np.testing.assert_array_equal(again.run().result.extra["leads"][0], expected)
