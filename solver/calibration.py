@@ -48,8 +48,8 @@ class VelocityTargets:
     Defaults: human ventricular myocardium conducts at about 0.5 m/s along
     and 0.2 m/s across fibres; the fast subendocardial layer stands in for
     the Purkinje network's spread.  With these, the default heart gives a QRS
-    of about 95 ms when normal and above 120 ms with either bundle branch
-    block (docs/verification.md).
+    of about 80 ms when normal and above 140 ms with either bundle branch
+    block (docs/patients.md).
     """
 
     longitudinal_m_per_s: float = 0.5
