@@ -10,6 +10,7 @@ dataclass may define ``validate(self)`` for checks between fields; it raises
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -22,15 +23,65 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 
+#: Largest configuration file read (bytes); configurations are a few KiB.
+MAX_YAML_BYTES = 1 << 20
+#: Most values a YAML document may hold once its aliases are expanded: a
+#: few aliases nested in each other ("billion laughs") would otherwise expand
+#: to billions of values when the document is walked.
+MAX_YAML_NODES = 100_000
+
+
 def load_yaml(path: str | Path) -> Any:
-    """Parse a YAML file, turning I/O and syntax problems into ConfigError."""
+    """Parse a YAML file, turning I/O and syntax problems into ConfigError.
+
+    Every YAML file ecgi reads goes through here: size and alias expansion
+    are bounded, and only plain values are built (``yaml.SafeLoader``)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such configuration file")
     try:
-        return yaml.safe_load(path.read_text())
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes; a configuration file is at most "
+                              f"{MAX_YAML_BYTES} bytes (is this the right file?)")
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; expected a YAML configuration") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, name: str = "<string>") -> Any:
+    """``yaml.safe_load`` with alias expansion bounded by MAX_YAML_NODES."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {})
+        if size > MAX_YAML_NODES:
+            raise ConfigError(f"{name}: the YAML document expands to {size:.3g} values (aliases nested in "
+                              f"aliases?); at most {MAX_YAML_NODES} are accepted")
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        reason = " ".join(str(exc).split())[:300]
+        raise ConfigError(f"{name}: not valid YAML: {reason}") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Number of values once every alias is copied out (shared nodes counted once per use)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 1  # a recursive alias counts once rather than looping
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    memo[id(node)] = size
+    return size
 
 
 def load_file(path: str | Path, convert: Callable[[Any], T]) -> T:
@@ -101,7 +152,10 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        number = float(value) if abs(value) < 1e308 else math.inf  # a huge int would overflow float()
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
