@@ -19,6 +19,10 @@ from solver.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 SBATCH_TEMPLATE = REPO / "slurm" / "train.sbatch"
+#: Free space checked before work: a run directory holds two checkpoints
+#: (a few MB each) and their temporary copy; a report its figures.
+RUN_FREE_BYTES = 64 << 20
+REPORT_FREE_BYTES = 8 << 20
 
 
 def add_commands(commands) -> None:
@@ -101,6 +105,9 @@ def run_train(args: argparse.Namespace) -> int:
     run_dir = Path(args.output or Path("runs") / Path(args.config).stem)
     if args.submit:
         return _submit(args, run_dir)
+    from solver.files import check_writable
+
+    check_writable(run_dir, RUN_FREE_BYTES, directory=True)
     from .train import train
 
     train(config, args.data, run_dir, resume=args.resume, epochs=args.epochs, progress=not args.quiet)
@@ -160,6 +167,10 @@ def _submit(args: argparse.Namespace, run_dir: Path) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
+    if args.report:
+        from solver.files import check_writable
+
+        check_writable(args.report, REPORT_FREE_BYTES, directory=True)
     result = evaluate(args.checkpoint, args.dataset, args.split, args.batch_size)
     metrics = result.metrics()
     if args.report:
