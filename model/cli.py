@@ -119,8 +119,9 @@ def sbatch_command(args: argparse.Namespace, run_dir: Path, script: Path) -> lis
 
     Built as a list and run without a shell, so no value is ever parsed by a shell.
     """
-    if args.nodes < 1 or args.gpus_per_node < 0 or args.tasks_per_node < 1:
-        raise ConfigError("--nodes and --tasks-per-node must be >= 1, --gpus-per-node >= 0")
+    if args.nodes < 1 or args.gpus_per_node < 0 or args.tasks_per_node < 1 or args.cpus_per_task < 1:
+        raise ConfigError("--nodes, --tasks-per-node and --cpus-per-task must be >= 1, --gpus-per-node >= 0")
+    _check_slurm_values(args, run_dir)
     tasks = args.gpus_per_node or args.tasks_per_node
     argv = ["sbatch", "--parsable", f"--job-name=ecgi-train-{run_dir.name}", f"--nodes={args.nodes}",
             f"--ntasks-per-node={tasks}", f"--cpus-per-task={args.cpus_per_task}", f"--time={args.time}",
@@ -136,6 +137,28 @@ def sbatch_command(args: argparse.Namespace, run_dir: Path, script: Path) -> lis
     if args.epochs is not None:
         argv += ["--epochs", str(args.epochs)]
     return argv
+
+
+def _check_slurm_values(args: argparse.Namespace, run_dir: Path) -> None:
+    """sbatch reads its options without a shell, but they also end up in the
+    job's environment and logs: names follow SLURM's grammar, nothing holds
+    a line break."""
+    import re
+
+    from workflow.spec import SLURM_NAME, check_script_text
+
+    for option in ("partition", "account"):
+        value = getattr(args, option)
+        if value is not None and not SLURM_NAME.fullmatch(value):
+            raise ConfigError(f"--{option} must be a SLURM name (letters, digits, '_', '.', '-'), got {value!r}")
+    if not re.fullmatch(r"([0-9]{1,3}-)?[0-9]{1,4}(:[0-9]{2}){0,2}", args.time):
+        raise ConfigError(f"--time must be [D-]HH:MM:SS (or MM), got {args.time!r}")
+    for extra in args.sbatch_arg:
+        check_script_text("--sbatch-arg", extra)
+        if not extra.startswith("--"):
+            raise ConfigError(f"--sbatch-arg takes one sbatch option such as --qos=long, got {extra!r}")
+    for name, value in (("--output", str(run_dir)), ("--data", str(args.data)), ("config", str(args.config))):
+        check_script_text(name, value)
 
 
 def _submit(args: argparse.Namespace, run_dir: Path) -> int:
