@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 SBATCH_TEMPLATE = REPO / "slurm" / "train.sbatch"
 #: Free space checked before work: a run directory holds two checkpoints
 #: (a few MB each) and their temporary copy; a report its figures.
-RUN_FREE_BYTES = 64 << 20
+RUN_FREE_BYTES = 16 << 20
 REPORT_FREE_BYTES = 8 << 20
 
 

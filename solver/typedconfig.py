@@ -53,7 +53,10 @@ def load_yaml(path: str | Path) -> Any:
 
 def parse_yaml(text: str, name: str = "<string>") -> Any:
     """``yaml.safe_load`` with alias expansion bounded by MAX_YAML_NODES."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:  # the reader refuses control characters up front
+        raise ConfigError(f"{name}: not valid YAML: {' '.join(str(exc).split())[:300]}") from None
     try:
         node = loader.get_single_node()
         if node is None:
