@@ -83,7 +83,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
-        raise ConfigError(f"{path}: not a readable ecgi checkpoint ({_load_failure(exc)}); "
+        raise ConfigError(f"{path}: not a readable checkpoint (truncated or corrupt?): {_load_failure(exc)}; "
                           "use a best.pt or last.pt written by `ecgi train`") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ConfigError(f"{path}: not an ecgi checkpoint")
@@ -105,7 +105,7 @@ def _load_failure(exc: BaseException) -> str:
         return exc.strerror or str(exc)
     first = (str(exc).splitlines() or [""])[0]
     if not first or "weights_only" in str(exc) or "Weights only load failed" in first:
-        return "truncated, corrupt or not written by ecgi"
+        return "not a weights-only torch file"
     return first.split(". ")[0][:200]
 
 

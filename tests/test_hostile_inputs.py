@@ -338,7 +338,7 @@ def test_random_bytes_checkpoint(trained, tmp_path):
     data, _ = trained
     junk = tmp_path / "junk.pt"
     junk.write_bytes(os.urandom(4096))
-    proc = expect_error("evaluate", junk, data, message="not a readable ecgi checkpoint")
+    proc = expect_error("evaluate", junk, data, message="not a readable checkpoint")
     assert "weights_only" not in proc.stderr
 
 
