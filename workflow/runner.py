@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -29,7 +30,7 @@ from solver.errors import ConfigError, RunError
 from solver.files import check_writable, write_text_atomic
 from solver.typedconfig import load_file
 
-from .executors import classify_failure, parsl_config, task_command
+from .executors import classify_failure, parsl_config, task_command, workers
 from .layout import CampaignLayout, SampleRecord, driver_alive, write_json_atomic
 from .sampling import SamplePlan, plan_samples
 from .spec import CampaignSpec, spec_from_dict
@@ -109,18 +110,19 @@ def load_frozen_spec(campaign_dir: Path) -> CampaignSpec:
 
 
 def samples_to_run(spec: CampaignSpec, layout: CampaignLayout, retry_failed: bool = False, full_check: bool = False):
-    """(plan, done plans, to-do plans, permanently failed plans)."""
+    """(plan, done plans, to-do plans, permanently failed plans); the three
+    lists are views of the plan, small however many samples it has."""
     plans = plan_samples(spec)
     done, todo, final = [], [], []
     for plan in plans:
         record = layout.read_record(plan)
         if layout.is_done(plan, record, full_check) and _same_parameters(record, plan):
-            done.append(plan)
+            done.append(plan.index)
         elif record is not None and record.state == "failed" and not record.retryable and not retry_failed:
-            final.append(plan)
+            final.append(plan.index)
         else:
-            todo.append(plan)
-    return plans, done, todo, final
+            todo.append(plan.index)
+    return plans, plans.subset(done), plans.subset(todo), plans.subset(final)
 
 
 def _same_parameters(record: Optional[SampleRecord], plan: SamplePlan) -> bool:
@@ -195,6 +197,7 @@ def run_campaign(
     layout = CampaignLayout(spec.output_dir)
     freeze_spec(spec, layout, force, resuming)
     claim_driver(layout)
+    _stop_orphans(layout)
     try:
         with _signals_as_interrupts():
             plans, done, todo, final = samples_to_run(spec, layout, retry_failed, full_check)
@@ -203,12 +206,22 @@ def run_campaign(
             start = time.time()
             if todo:
                 _execute(spec, layout, todo, summary, stream)
+            summary.wall_time_s = time.time() - start
             if build_dataset:
                 _verify_and_build(spec, layout, {p.sample_id for p in done}, summary, stream)
-            summary.wall_time_s = time.time() - start
             return summary
     finally:
         layout.driver_path.unlink(missing_ok=True)
+
+
+def _stop_orphans(layout: CampaignLayout) -> None:
+    """Workers of an earlier driver that was killed hard would go on writing
+    into the campaign beside this driver's: they are stopped first."""
+    from .processes import campaign_processes, stop_processes
+
+    orphans = stop_processes(campaign_processes(layout.root))
+    if orphans:
+        print(f"stopped {len(orphans)} process(es) left by an earlier driver of {layout.root}", file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -234,11 +247,10 @@ def _verify_and_build(spec: CampaignSpec, layout: CampaignLayout, done_before: s
                       stream) -> None:
     from .dataset import scan_sample_files, write_dataset
 
-    _, done, _, _ = samples_to_run(spec, layout)
+    plans, done, _, _ = samples_to_run(spec, layout)
     samples, skipped = scan_sample_files([layout.sample_path(p) for p in done])
     if skipped:
-        by_id = {p.sample_id: p for p in done}
-        corrupt = [by_id[s.path.stem] for s in skipped]
+        corrupt = [plans.by_id(s.path.stem) for s in skipped]
         for plan, refused in zip(corrupt, skipped):
             stream.write(f"[{spec.name}] {plan.sample_id}: {refused.reason}; recomputing it\n")
             record = layout.read_record(plan)
@@ -289,7 +301,17 @@ def _execute(spec: CampaignSpec, layout: CampaignLayout, todo: list[SamplePlan],
     done_before = summary.already_done
     try:
         submit = _submitter(spec, layout)
-        pending = {submit(plan): plan for plan in todo}
+        # Submit in a window: a million futures (and their task records in
+        # Parsl) at once would exhaust the driver's memory.
+        queue = iter(todo)
+        window = max(256, 4 * workers(spec) * (spec.resources.slurm.max_blocks if spec.resources.executor == "slurm" else 1))
+        pending: dict = {}
+
+        def refill() -> None:
+            for plan in itertools.islice(queue, max(0, window - len(pending))):
+                pending[submit(plan)] = plan
+
+        refill()
         last_beat = 0.0
         while pending:
             # Block until a task ends (no busy polling: the driver shares the
@@ -297,6 +319,7 @@ def _execute(spec: CampaignSpec, layout: CampaignLayout, todo: list[SamplePlan],
             finished, _ = concurrent.futures.wait(list(pending), timeout=2.0, return_when=concurrent.futures.FIRST_COMPLETED)
             for future in finished:
                 _settle(future, pending.pop(future), layout, summary)
+            refill()
             now = time.time()
             if now - last_beat > 10:
                 last_beat = now

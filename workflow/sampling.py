@@ -143,6 +143,9 @@ class CampaignPlan(Sequence[SamplePlan]):
             return NotImplemented
         return len(self) == len(other) and all(a == b for a, b in zip(self, other))
 
+    def subset(self, indices: Sequence[int]) -> PlanSubset:
+        return PlanSubset(self, indices)
+
     def by_id(self, sample: str) -> SamplePlan | None:
         """The row of a sample id, or None if the campaign has no such sample."""
         prefix = f"{self.spec.name}-s"
@@ -151,6 +154,28 @@ class CampaignPlan(Sequence[SamplePlan]):
             return None
         i = int(index)
         return self[i] if i < len(self) and sample_id(self.spec, i) == sample else None
+
+
+class PlanSubset(Sequence[SamplePlan]):
+    """Some rows of a plan, kept as their indices (rows are built when read)."""
+
+    def __init__(self, plan: CampaignPlan, indices: Sequence[int]) -> None:
+        self.plan = plan
+        self.indices = np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @overload
+    def __getitem__(self, i: int) -> SamplePlan: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[SamplePlan]: ...
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self.plan[int(k)] for k in self.indices[i]]
+        return self.plan[int(self.indices[i])]
 
 
 def plan_samples(spec: CampaignSpec) -> CampaignPlan:
