@@ -406,7 +406,7 @@ def _running_samples(root: Path) -> bool:
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
 def test_a_stopped_driver_leaves_no_process_behind(tmp_path, how):
-    from workflow.processes import campaign_processes
+    from workflow.processes import is_running, campaign_processes
 
     spec = campaign_spec(tmp_path, samples=2, solver={"duration_ms": 5000})
     root = tmp_path / "campaign"
@@ -419,7 +419,11 @@ def test_a_stopped_driver_leaves_no_process_behind(tmp_path, how):
         driver.wait(timeout=60)
         if how == "SIGKILL":
             assert campaign_processes(root), "workers ended with the driver; nothing left to test"
+            helpers = json.loads((root / "driver.json").read_text())["helpers"]
+            assert helpers, "the driver recorded no interchange"
             run_ecgi("campaign", "stop", root, timeout=60)
+            assert _wait_for(lambda: not any(map(is_running, helpers)), 15), "the interchange is still running"
+            assert not (root / "driver.json").exists()
         else:
             assert "Traceback" not in driver.stderr.read()
         assert _wait_for(lambda: not campaign_processes(root), 15), campaign_processes(root)

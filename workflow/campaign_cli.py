@@ -160,7 +160,7 @@ def run_stop(args: argparse.Namespace) -> int:
     import time
 
     from .layout import CampaignLayout, driver_alive
-    from .processes import campaign_processes, stop_processes
+    from .processes import campaign_processes, recorded_helpers, stop_processes
 
     directory = Path(args.directory).resolve()
     layout = CampaignLayout(directory)
@@ -179,7 +179,7 @@ def run_stop(args: argparse.Namespace) -> int:
         while time.monotonic() < deadline and driver_alive(layout) is not None:
             time.sleep(0.5)
         print(f"stopped driver {live['pid']}", file=sys.stderr)
-    stopped = stop_processes(campaign_processes(directory))
+    stopped = stop_processes(campaign_processes(directory) + recorded_helpers(layout.driver_path))
     print(f"stopped {len(stopped)} process(es) of campaign {directory.name}", file=sys.stderr)
     jobs = [str(job) for job in info.get("slurm_jobs", []) if str(job).isdigit()]
     if jobs and shutil.which("scancel"):

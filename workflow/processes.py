@@ -37,14 +37,34 @@ def campaign_processes(root: Path) -> list[int]:
     return found
 
 
+def recorded_helpers(driver_file: Path) -> list[int]:
+    """Helper processes a driver recorded in its driver.json (see
+    workflow.runner.beat) that still run as Parsl processes."""
+    import json
+
+    try:
+        pids = [int(pid) for pid in json.loads(Path(driver_file).read_text()).get("helpers", [])]
+    except (OSError, ValueError, TypeError, AttributeError):
+        return []
+    found = []
+    for pid in pids:
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if title.startswith(b"parsl") and pid != os.getpid():  # not a recycled pid
+            found.append(pid)
+    return found
+
+
 def stop_processes(pids: list[int], grace_s: float = 5.0) -> list[int]:
     """SIGTERM, then SIGKILL whatever still runs after ``grace_s``; returns the pids signalled."""
     signalled = [pid for pid in pids if _signal(pid, signal.SIGTERM)]
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(_alive(pid) for pid in signalled):
+    while time.monotonic() < deadline and any(is_running(pid) for pid in signalled):
         time.sleep(0.1)
     for pid in signalled:
-        if _alive(pid):
+        if is_running(pid):
             _signal(pid, signal.SIGKILL)
     return signalled
 
@@ -57,7 +77,7 @@ def _signal(pid: int, sig: int) -> bool:
         return False
 
 
-def _alive(pid: int) -> bool:
+def is_running(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[-1].split()[0] != "Z"  # a zombie has ended

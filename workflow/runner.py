@@ -170,13 +170,16 @@ def claim_driver(layout: CampaignLayout) -> None:
             f"another driver (pid {other.get('pid')} on {other.get('host')}) is running this campaign; "
             "wait for it or stop it first"
         )
+    _stop_orphans(layout)  # before beat() replaces the dead driver's record of them
     beat(layout)
 
 
-def beat(layout: CampaignLayout, slurm_jobs: list[str] | None = None) -> None:
-    """Mark this process as the campaign's live driver (see layout.driver_alive)."""
+def beat(layout: CampaignLayout, slurm_jobs: list[str] | None = None, helpers: list[int] | None = None) -> None:
+    """Mark this process as the campaign's live driver (see layout.driver_alive),
+    with what `ecgi campaign stop` must end if it dies: SLURM blocks and
+    helper processes (Parsl's interchange renames itself, hiding its mark)."""
     write_json_atomic(layout.driver_path, {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time(),
-                                           "slurm_jobs": slurm_jobs or []})
+                                           "slurm_jobs": slurm_jobs or [], "helpers": helpers or []})
 
 
 #: Free space a campaign directory needs before a driver starts (records,
@@ -197,7 +200,6 @@ def run_campaign(
     layout = CampaignLayout(spec.output_dir)
     freeze_spec(spec, layout, force, resuming)
     claim_driver(layout)
-    _stop_orphans(layout)
     try:
         with _signals_as_interrupts():
             plans, done, todo, final = samples_to_run(spec, layout, retry_failed, full_check)
@@ -217,9 +219,9 @@ def run_campaign(
 def _stop_orphans(layout: CampaignLayout) -> None:
     """Workers of an earlier driver that was killed hard would go on writing
     into the campaign beside this driver's: they are stopped first."""
-    from .processes import campaign_processes, stop_processes
+    from .processes import campaign_processes, recorded_helpers, stop_processes
 
-    orphans = stop_processes(campaign_processes(layout.root))
+    orphans = stop_processes(campaign_processes(layout.root) + recorded_helpers(layout.driver_path))
     if orphans:
         print(f"stopped {len(orphans)} process(es) left by an earlier driver of {layout.root}", file=sys.stderr)
 
@@ -297,6 +299,7 @@ def _execute(spec: CampaignSpec, layout: CampaignLayout, todo: list[SamplePlan],
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
         raise RunError(f"the Parsl executor did not start: {' '.join(str(exc).split())[:300]}") from exc
+    beat(layout, _slurm_jobs(dfk), _helper_pids(dfk))
     progress = Progress(summary.planned, stream, spec.name)
     done_before = summary.already_done
     try:
@@ -323,20 +326,69 @@ def _execute(spec: CampaignSpec, layout: CampaignLayout, todo: list[SamplePlan],
             now = time.time()
             if now - last_beat > 10:
                 last_beat = now
-                beat(layout, _slurm_jobs(dfk))
+                beat(layout, _slurm_jobs(dfk), _helper_pids(dfk))
+                failure = _executor_failure(dfk)
+                if failure is not None:
+                    raise RunError(f"{failure}; `ecgi campaign resume {layout.root}` continues the campaign")
             if progress.due():
                 progress.update(done_before + summary.done, _count_running(layout, pending.values()), len(summary.failed))
         progress.update(done_before + summary.done, 0, len(summary.failed), force=True)
     finally:
         progress.close()
         try:
-            dfk.cleanup()
+            # On a dead interchange Parsl's clean-up only waits: cut it short.
+            _shut_down(dfk, 10.0 if _executor_failure(dfk) else PARSL_SHUTDOWN_TIMEOUT_S)
             parsl.clear()
         finally:
             os.environ.pop(MARKER, None)
             # Whatever Parsl's clean-up left (idle pool workers, a pool whose
             # interchange is gone) goes too.
             stop_processes(campaign_processes(layout.root))
+
+
+#: How long Parsl's clean-up may take; it waits forever on a dead interchange.
+PARSL_SHUTDOWN_TIMEOUT_S = 60.0
+
+
+def _shut_down(dfk, timeout_s: float) -> None:
+    """``dfk.cleanup()`` in a thread, abandoned after ``timeout_s``: the
+    processes it would have stopped are stopped by the caller anyway."""
+    errors: list[BaseException] = []
+
+    def cleanup() -> None:
+        try:
+            dfk.cleanup()
+        except BaseException as exc:  # reported below, not as a thread traceback
+            errors.append(exc)
+
+    thread = threading.Thread(target=cleanup, name="parsl-cleanup", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        print(f"Parsl's clean-up did not finish in {timeout_s:.0f} s; stopping its processes",
+              file=sys.stderr)
+    elif errors:
+        print(f"Parsl's clean-up failed: {' '.join(str(errors[0]).split())[:300]}", file=sys.stderr)
+
+
+def _executor_failure(dfk) -> str | None:
+    """Why the executor can run nothing more, or None: its interchange
+    process ended, or Parsl marked it broken (blocks that cannot start)."""
+    for executor in dfk.executors.values():
+        interchange = getattr(executor, "interchange_proc", None)
+        if interchange is not None and interchange.poll() is not None:
+            return (f"Parsl's interchange ended unexpectedly (exit status {interchange.returncode}; "
+                    f"log in {executor.logdir}/interchange.log)")
+        if getattr(executor, "bad_state_is_set", False):
+            reason = " ".join(str(executor.executor_exception).split())[:300]
+            return f"the Parsl executor failed: {reason} (logs in {executor.logdir})"
+    return None
+
+
+def _helper_pids(dfk) -> list[int]:
+    """Processes Parsl started directly from the driver (its interchange)."""
+    procs = (getattr(executor, "interchange_proc", None) for executor in dfk.executors.values())
+    return [proc.pid for proc in procs if proc is not None and proc.poll() is None]
 
 
 def _slurm_jobs(dfk) -> list[str]:
