@@ -404,29 +404,32 @@ def _running_samples(root: Path) -> bool:
     return any(json.loads(p.read_text()).get("state") == "running" for p in (root / "records").rglob("*.json"))
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("how", ["stop-live-driver", "SIGKILL-then-stop"])
 def test_a_stopped_driver_leaves_no_process_behind(tmp_path, how):
-    from workflow.processes import is_running, campaign_processes
+    """`campaign stop` of a live driver (SIGTERM: the driver cleans up) and
+    after a hard kill (the one clean-up command of docs/cluster-guide.md)."""
+    from workflow.processes import campaign_processes, is_running
 
-    spec = campaign_spec(tmp_path, samples=2, solver={"duration_ms": 5000})
+    spec = campaign_spec(tmp_path, samples=2, solver={"duration_ms": 20000})
     root = tmp_path / "campaign"
     driver = subprocess.Popen([*ECGI, "campaign", "run", str(spec)], cwd=REPO, env=clean_env(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert _wait_for(lambda: root.is_dir() and _running_samples(root), 120), "no sample started"
         assert campaign_processes(root), "the driver's workers carry no campaign mark"
-        driver.send_signal(signal.SIGTERM if how == "SIGTERM" else signal.SIGKILL)
-        driver.wait(timeout=60)
-        if how == "SIGKILL":
+        helpers = json.loads((root / "driver.json").read_text())["helpers"]
+        assert helpers, "the driver recorded no interchange"
+        if how == "SIGKILL-then-stop":
+            driver.kill()
+            driver.wait(timeout=60)
             assert campaign_processes(root), "workers ended with the driver; nothing left to test"
-            helpers = json.loads((root / "driver.json").read_text())["helpers"]
-            assert helpers, "the driver recorded no interchange"
-            run_ecgi("campaign", "stop", root, timeout=60)
-            assert _wait_for(lambda: not any(map(is_running, helpers)), 15), "the interchange is still running"
-            assert not (root / "driver.json").exists()
-        else:
+        run_ecgi("campaign", "stop", root, timeout=120)
+        if how == "stop-live-driver":
+            assert driver.wait(timeout=60) == 130
             assert "Traceback" not in driver.stderr.read()
+        assert _wait_for(lambda: not any(map(is_running, helpers)), 15), "the interchange is still running"
         assert _wait_for(lambda: not campaign_processes(root), 15), campaign_processes(root)
+        assert not (root / "driver.json").exists()
     finally:
         if driver.poll() is None:
             driver.kill()
