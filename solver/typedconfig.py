@@ -28,7 +28,7 @@ MAX_YAML_BYTES = 1 << 20
 #: Most values a YAML document may hold once its aliases are expanded: a
 #: few aliases nested in each other ("billion laughs") would otherwise expand
 #: to billions of values when the document is walked.
-MAX_YAML_NODES = 100_000
+MAX_YAML_NODES = 1_000_000
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -130,16 +130,16 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
                 return _convert(option, value, where)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of the allowed forms ({'; '.join(errors)})")
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {_show(value)} fits none of the allowed forms ({'; '.join(errors)})")
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+            raise ConfigError(f"{where}: {_show(value)} is not one of {', '.join(map(repr, args))}")
         return value
     if dataclasses.is_dataclass(tp):
         return _convert_dataclass(tp, value, where)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {_show(value)}")
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
@@ -149,31 +149,31 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return tuple(items) if origin is tuple else items
     if origin in (dict, Mapping) or tp is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {_show(value)}")
         key_t, val_t = args if args else (Any, Any)
         return {_convert(key_t, k, where): _convert(val_t, v, f"{where}.{k}") for k, v in value.items()}
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {_show(value)}")
         number = float(value) if abs(value) < 1e308 else math.inf  # a huge int would overflow float()
         if not math.isfinite(number):
-            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+            raise ConfigError(f"{where}: expected a finite number, got {_show(value)}")
         return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {_show(value)}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            raise ConfigError(f"{where}: expected true or false, got {_show(value)}")
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {_show(value)}")
         return value
     if tp is Path:
         if not isinstance(value, (str, Path)):
-            raise ConfigError(f"{where}: expected a path, got {value!r}")
+            raise ConfigError(f"{where}: expected a path, got {_show(value)}")
         return Path(value)
     raise TypeError(f"typedconfig cannot convert to {tp!r} at {where}")
 
@@ -182,7 +182,7 @@ def _convert_dataclass(cls: type, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(value) and isinstance(value, cls):
         return value
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: expected a mapping with keys {', '.join(_field_names(cls))}, got {value!r}")
+        raise ConfigError(f"{where}: expected a mapping with keys {', '.join(_field_names(cls))}, got {_show(value)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(value) - set(fields))
@@ -204,6 +204,12 @@ def _convert_dataclass(cls: type, value: Any, where: str) -> Any:
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
     return obj
+
+
+def _show(value: Any, limit: int = 200) -> str:
+    """A value for an error message, cut short: a message must stay one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 def _field_names(cls: type) -> list[str]:

@@ -152,7 +152,7 @@ SPEC_CASES = [
      "run", "account must be a SLURM name"),
     ("qos-backticks", {"resources": {"executor": "slurm", "slurm": {"qos": "`touch pwned`"}}},
      "run", "qos must be a SLURM name"),
-    ("billion-laughs", BILLION_LAUGHS, "plan", "at most 100000 are accepted"),
+    ("billion-laughs", BILLION_LAUGHS, "plan", "at most 1000000 are accepted"),
     ("binary-junk", bytes(range(256)) * 4, "run", "not a text file"),
     ("not-yaml", "name: [unclosed\n", "plan", "not valid YAML"),
 ]

@@ -56,13 +56,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 0
+    # "ecgi campaign run", "ecgi train": the command as the user typed it.
+    action = getattr(args, f"{args.command}_command", None)
+    name = f"ecgi {args.command}" + (f" {action}" if isinstance(action, str) else "")
     try:
         return handler(args)
     except KeyboardInterrupt:
-        _print_once(f"ecgi {args.command}: interrupted")
+        _print_once(f"{name}: interrupted")
         return 130
     except Exception as exc:
-        return report_error(exc, f"ecgi {args.command}", debug)
+        return report_error(exc, name, debug)
 
 
 def report_error(exc: BaseException, prefix: str = "ecgi", debug: bool = False) -> int:
