@@ -132,6 +132,54 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     return root / "data", root / "run" / "last.pt"
 
 
+# ------------------------------------------------- the error path, in-process
+
+
+@pytest.mark.parametrize("exc, status, message", [
+    (OSError(28, "No space left on device", "/data/x.h5"), 2,
+     "/data/x.h5: no space left on device; free some space or choose another output location"),
+    (OSError(30, "Read-only file system", "/data/x.h5"), 2, "/data/x.h5: read-only file system; choose a location"),
+    (OSError("Unable to synchronously open file (truncated file: eof = 96)"), 2, "Unable to synchronously open file"),
+    (MemoryError(), 1, "out of memory"),
+])
+def test_failures_met_while_writing_become_one_line(capsys, exc, status, message):
+    """What the checks before work cannot foresee (a disk filling up during a
+    run) still ends as one line."""
+    from workflow.cli import report_error
+
+    assert report_error(exc, "ecgi x") == status
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ecgi x: error: ") and message in err
+
+
+def test_computation_failures_exit_1_and_bugs_keep_their_traceback(capsys):
+    from solver.errors import RunError, SolverError
+    from workflow.cli import report_error
+
+    assert report_error(RunError("executor died"), "ecgi x") == 1
+    assert report_error(SolverError("blow-up"), "ecgi x") == 1
+    with pytest.raises(ZeroDivisionError):
+        report_error(ZeroDivisionError("a bug"), "ecgi x")
+
+
+def test_check_writable(tmp_path):
+    from solver.errors import OutputError
+    from solver.files import check_writable
+
+    assert check_writable(tmp_path / "new" / "deeper" / "out.h5") == tmp_path / "new" / "deeper" / "out.h5"
+    assert not (tmp_path / "new").exists()  # checked, not created
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="is an existing file, not a directory"):
+        check_writable(tmp_path / "file", directory=True)
+    with pytest.raises(OutputError, match="is a file, so"):
+        check_writable(tmp_path / "file" / "out.h5")
+    with pytest.raises(OutputError, match="is a directory; give the name of a file"):
+        check_writable(tmp_path)
+    with pytest.raises(OutputError, match="free some space"):
+        check_writable(tmp_path / "out.h5", need_bytes=1 << 62)
+    assert not list(tmp_path.glob(".ecgi-write-probe-*"))
+
+
 # ------------------------------------------------------------ configurations
 
 BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
