@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from solver.errors import ConfigError
+from solver.errors import ConfigError, OutputError
 from solver.files import remove_stale_temporaries, temporary_path
 
 from .network import EcgiNet, build_network
@@ -44,11 +44,22 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         # A full disk must not leave a partial copy behind (it fills the disk further).
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, RuntimeError):  # torch's writer reports a full disk as "unexpected pos ..."
+            raise _write_error(path, exc) from exc
         raise
     remove_stale_temporaries(path)
+
+
+def _write_error(path: Path, exc: RuntimeError) -> OutputError:
+    free = shutil.disk_usage(path.parent).free
+    reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    if free < 64 << 20:
+        return OutputError(f"{path}: no space left on device ({free >> 20} MiB free); free some space "
+                           "or choose another --output")
+    return OutputError(f"{path}: could not be written ({reason})")
 
 
 def publish_copy(source: Path, target: Path) -> None:

@@ -379,6 +379,19 @@ def test_train_resume_on_a_full_disk_then_no_temporary_is_left(trained, mounts, 
     assert not list(run.glob(".*.tmp-*"))
 
 
+def test_checkpoint_write_on_a_disk_that_fills_up(mounts):
+    """torch reports a full disk as "unexpected pos"; ecgi says what it is, and leaves no partial copy."""
+    import torch
+
+    from model.checkpoint import save_checkpoint
+    from solver.errors import OutputError
+
+    disk = mounts.tmpfs("300k")
+    with pytest.raises(OutputError, match="no space left on device"):
+        save_checkpoint(disk / "last.pt", {"model": {"w": torch.zeros(200_000)}})
+    assert list(disk.iterdir()) == []
+
+
 # -------------------------------------------------------------------- models
 
 
