@@ -103,8 +103,11 @@ def describe_error(exc: BaseException) -> tuple[str, int] | None:
             return f"{where}{reason}; choose a location you can write (or read)", 2
         if exc.errno is not None or exc.filename:
             return f"{where}{reason}", 2
-        # h5py and others raise OSError with only a message.
-        return " ".join(str(exc).split())[:500] or type(exc).__name__, 2
+        # h5py raises OSError with only HDF5's message (which holds the errno).
+        text = " ".join(str(exc).split())[:500] or type(exc).__name__
+        if "errno = 28" in text or "No space left" in text:
+            text += "; no space left on device: free some space or choose another output location"
+        return text, 2
     if isinstance(exc, MemoryError):
         return "out of memory; use a smaller input or configuration, or a machine with more memory", 1
     return None
