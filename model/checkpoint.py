@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from solver.errors import ConfigError
+from solver.errors import ConfigError, OutputError
+from solver.files import remove_stale_temporaries, temporary_path
 
 from .network import EcgiNet, build_network
 
@@ -36,12 +37,29 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     file or the new one, never a partial one.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = temporary_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        # A full disk must not leave a partial copy behind (it fills the disk further).
+        tmp.unlink(missing_ok=True)
+        if isinstance(exc, RuntimeError):  # torch's writer reports a full disk as "unexpected pos ..."
+            raise _write_error(path, exc) from exc
+        raise
+    remove_stale_temporaries(path)
+
+
+def _write_error(path: Path, exc: RuntimeError) -> OutputError:
+    free = shutil.disk_usage(path.parent).free
+    reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+    if free < 64 << 20:
+        return OutputError(f"{path}: no space left on device ({free >> 20} MiB free); free some space "
+                           "or choose another --output")
+    return OutputError(f"{path}: could not be written ({reason})")
 
 
 def publish_copy(source: Path, target: Path) -> None:
@@ -51,13 +69,18 @@ def publish_copy(source: Path, target: Path) -> None:
     replaced (os.replace swaps the name, not the file); filesystems without
     links get a real copy.
     """
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp = temporary_path(target)
     tmp.unlink(missing_ok=True)
     try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    remove_stale_temporaries(target)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -71,8 +94,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, pickle.UnpicklingError) as exc:
-        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"{path}: not a readable checkpoint (truncated or corrupt?): {reason}") from None
+        raise ConfigError(f"{path}: not a readable checkpoint (truncated or corrupt?): {_load_failure(exc)}; "
+                          "use a best.pt or last.pt written by `ecgi train`") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ConfigError(f"{path}: not an ecgi checkpoint")
     if state.get("format_version") != FORMAT_VERSION:
@@ -81,6 +104,20 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if missing:
         raise ConfigError(f"{path}: checkpoint lacks {', '.join(missing)}")
     return state
+
+
+def _load_failure(exc: BaseException) -> str:
+    """Why torch could not load a file, in a few words.
+
+    torch's own message for a file it will not unpickle safely suggests
+    loading it with ``weights_only=False``, which would run any code the
+    file holds: that advice is never passed on."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.strerror or str(exc)
+    first = (str(exc).splitlines() or [""])[0]
+    if not first or "weights_only" in str(exc) or "Weights only load failed" in first:
+        return "not a weights-only torch file"
+    return first.split(". ")[0][:200]
 
 
 def model_from_checkpoint(state: dict[str, Any], path: str | Path = "checkpoint") -> EcgiNet:

@@ -19,6 +19,10 @@ from solver.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 SBATCH_TEMPLATE = REPO / "slurm" / "train.sbatch"
+#: Free space checked before work: a run directory holds two checkpoints
+#: (a few MB each) and their temporary copy; a report its figures.
+RUN_FREE_BYTES = 16 << 20
+REPORT_FREE_BYTES = 8 << 20
 
 
 def add_commands(commands) -> None:
@@ -101,6 +105,9 @@ def run_train(args: argparse.Namespace) -> int:
     run_dir = Path(args.output or Path("runs") / Path(args.config).stem)
     if args.submit:
         return _submit(args, run_dir)
+    from solver.files import check_writable
+
+    check_writable(run_dir, RUN_FREE_BYTES, directory=True)
     from .train import train
 
     train(config, args.data, run_dir, resume=args.resume, epochs=args.epochs, progress=not args.quiet)
@@ -112,8 +119,9 @@ def sbatch_command(args: argparse.Namespace, run_dir: Path, script: Path) -> lis
 
     Built as a list and run without a shell, so no value is ever parsed by a shell.
     """
-    if args.nodes < 1 or args.gpus_per_node < 0 or args.tasks_per_node < 1:
-        raise ConfigError("--nodes and --tasks-per-node must be >= 1, --gpus-per-node >= 0")
+    if args.nodes < 1 or args.gpus_per_node < 0 or args.tasks_per_node < 1 or args.cpus_per_task < 1:
+        raise ConfigError("--nodes, --tasks-per-node and --cpus-per-task must be >= 1, --gpus-per-node >= 0")
+    _check_slurm_values(args, run_dir)
     tasks = args.gpus_per_node or args.tasks_per_node
     argv = ["sbatch", "--parsable", f"--job-name=ecgi-train-{run_dir.name}", f"--nodes={args.nodes}",
             f"--ntasks-per-node={tasks}", f"--cpus-per-task={args.cpus_per_task}", f"--time={args.time}",
@@ -129,6 +137,28 @@ def sbatch_command(args: argparse.Namespace, run_dir: Path, script: Path) -> lis
     if args.epochs is not None:
         argv += ["--epochs", str(args.epochs)]
     return argv
+
+
+def _check_slurm_values(args: argparse.Namespace, run_dir: Path) -> None:
+    """sbatch reads its options without a shell, but they also end up in the
+    job's environment and logs: names follow SLURM's grammar, nothing holds
+    a line break."""
+    import re
+
+    from workflow.spec import SLURM_NAME, check_script_text
+
+    for option in ("partition", "account"):
+        value = getattr(args, option)
+        if value is not None and not SLURM_NAME.fullmatch(value):
+            raise ConfigError(f"--{option} must be a SLURM name (letters, digits, '_', '.', '-'), got {value!r}")
+    if not re.fullmatch(r"([0-9]{1,3}-)?[0-9]{1,4}(:[0-9]{2}){0,2}", args.time):
+        raise ConfigError(f"--time must be [D-]HH:MM:SS (or MM), got {args.time!r}")
+    for extra in args.sbatch_arg:
+        check_script_text("--sbatch-arg", extra)
+        if not extra.startswith("--"):
+            raise ConfigError(f"--sbatch-arg takes one sbatch option such as --qos=long, got {extra!r}")
+    for name, value in (("--output", str(run_dir)), ("--data", str(args.data)), ("config", str(args.config))):
+        check_script_text(name, value)
 
 
 def _submit(args: argparse.Namespace, run_dir: Path) -> int:
@@ -160,6 +190,10 @@ def _submit(args: argparse.Namespace, run_dir: Path) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
+    if args.report:
+        from solver.files import check_writable
+
+        check_writable(args.report, REPORT_FREE_BYTES, directory=True)
     result = evaluate(args.checkpoint, args.dataset, args.split, args.batch_size)
     metrics = result.metrics()
     if args.report:

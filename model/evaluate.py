@@ -122,7 +122,7 @@ def evaluate(checkpoint: str | Path, dataset: str | Path, split: str = "test", b
     manifest = load_manifest(dataset)
     if split not in manifest.splits:
         raise ConfigError(f"{manifest.root}: no split {split!r}; the manifest has {', '.join(manifest.splits)}")
-    validate_dataset(manifest, (split,))
+    validate_dataset(manifest, (split,), check_sha256=True)
     inputs = state["inputs"]
     if manifest.samples != inputs["samples"] or manifest.dt_ms != inputs["dt_ms"]:
         raise ConfigError(f"{manifest.root}: traces of {manifest.samples} x {manifest.dt_ms} ms, "

@@ -7,6 +7,10 @@ import json
 import sys
 
 
+#: Free space ``simulate -o`` needs before it starts (a sample file is 0.1-50 MB).
+SAMPLE_FREE_BYTES = 4 << 20
+
+
 def add_commands(commands) -> None:
     simulate = commands.add_parser(
         "simulate",
@@ -78,6 +82,10 @@ def _progress_printer(quiet: bool):
 def run_simulate(args: argparse.Namespace) -> int:
     """A plain simulation configuration, or a synthetic patient (top-level
     key ``patient``), which also writes the ECG and the 75 sites."""
+    from .files import check_writable
+
+    # Before MPI, the mesh and hours of simulation: the output must be writable.
+    check_writable(args.output, SAMPLE_FREE_BYTES)
     from mpi4py import MPI
 
     from .config import config_from_dict
@@ -171,8 +179,10 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 
 def run_plot(args: argparse.Namespace) -> int:
+    from .files import check_writable
     from .plots import plot_sample
 
+    check_writable(args.output, directory=True)
     for path in plot_sample(args.sample, args.output):
         print(path)
     return 0

@@ -13,14 +13,16 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import h5py
 import numpy as np
 import yaml
 
 from .files import temporary_path
-from .simulation import SimulationResult
+
+if TYPE_CHECKING:  # importing the solver would start MPI in readers of sample files
+    from .simulation import SimulationResult
 
 FORMAT = "ecgi-simulation"
 #: 1: infinite-medium pseudo-ECG with the fast layer as a source;

@@ -10,6 +10,7 @@ dataclass may define ``validate(self)`` for checks between fields; it raises
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -22,15 +23,68 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 
+#: Largest configuration file read (bytes); configurations are a few KiB.
+MAX_YAML_BYTES = 1 << 20
+#: Most values a YAML document may hold once its aliases are expanded: a
+#: few aliases nested in each other ("billion laughs") would otherwise expand
+#: to billions of values when the document is walked.
+MAX_YAML_NODES = 1_000_000
+
+
 def load_yaml(path: str | Path) -> Any:
-    """Parse a YAML file, turning I/O and syntax problems into ConfigError."""
+    """Parse a YAML file, turning I/O and syntax problems into ConfigError.
+
+    Every YAML file ecgi reads goes through here: size and alias expansion
+    are bounded, and only plain values are built (``yaml.SafeLoader``)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such configuration file")
     try:
-        return yaml.safe_load(path.read_text())
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise ConfigError(f"{path}: {path.stat().st_size} bytes; a configuration file is at most "
+                              f"{MAX_YAML_BYTES} bytes (is this the right file?)")
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; expected a YAML configuration") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    return parse_yaml(text, str(path))
+
+
+def parse_yaml(text: str, name: str = "<string>") -> Any:
+    """``yaml.safe_load`` with alias expansion bounded by MAX_YAML_NODES."""
+    try:
+        loader = yaml.SafeLoader(text)
+    except yaml.YAMLError as exc:  # the reader refuses control characters up front
+        raise ConfigError(f"{name}: not valid YAML: {' '.join(str(exc).split())[:300]}") from None
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        size = _expanded_size(node, {})
+        if size > MAX_YAML_NODES:
+            raise ConfigError(f"{name}: the YAML document expands to {size:.3g} values (aliases nested in "
+                              f"aliases?); at most {MAX_YAML_NODES} are accepted")
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        reason = " ".join(str(exc).split())[:300]
+        raise ConfigError(f"{name}: not valid YAML: {reason}") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Number of values once every alias is copied out (shared nodes counted once per use)."""
+    if id(node) in memo:
+        return memo[id(node)]
+    memo[id(node)] = 1  # a recursive alias counts once rather than looping
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    memo[id(node)] = size
+    return size
 
 
 def load_file(path: str | Path, convert: Callable[[Any], T]) -> T:
@@ -76,16 +130,16 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
                 return _convert(option, value, where)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {value!r} fits none of the allowed forms ({'; '.join(errors)})")
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{where}: {_show(value)} fits none of the allowed forms ({'; '.join(errors)})")
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+            raise ConfigError(f"{where}: {_show(value)} is not one of {', '.join(map(repr, args))}")
         return value
     if dataclasses.is_dataclass(tp):
         return _convert_dataclass(tp, value, where)
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {_show(value)}")
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
@@ -95,28 +149,31 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return tuple(items) if origin is tuple else items
     if origin in (dict, Mapping) or tp is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {_show(value)}")
         key_t, val_t = args if args else (Any, Any)
         return {_convert(key_t, k, where): _convert(val_t, v, f"{where}.{k}") for k, v in value.items()}
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+            raise ConfigError(f"{where}: expected a number, got {_show(value)}")
+        number = float(value) if abs(value) < 1e308 else math.inf  # a huge int would overflow float()
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {_show(value)}")
+        return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {_show(value)}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            raise ConfigError(f"{where}: expected true or false, got {_show(value)}")
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {_show(value)}")
         return value
     if tp is Path:
         if not isinstance(value, (str, Path)):
-            raise ConfigError(f"{where}: expected a path, got {value!r}")
+            raise ConfigError(f"{where}: expected a path, got {_show(value)}")
         return Path(value)
     raise TypeError(f"typedconfig cannot convert to {tp!r} at {where}")
 
@@ -125,7 +182,7 @@ def _convert_dataclass(cls: type, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(value) and isinstance(value, cls):
         return value
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: expected a mapping with keys {', '.join(_field_names(cls))}, got {value!r}")
+        raise ConfigError(f"{where}: expected a mapping with keys {', '.join(_field_names(cls))}, got {_show(value)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(value) - set(fields))
@@ -147,6 +204,12 @@ def _convert_dataclass(cls: type, value: Any, where: str) -> Any:
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
     return obj
+
+
+def _show(value: Any, limit: int = 200) -> str:
+    """A value for an error message, cut short: a message must stay one readable line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 def _field_names(cls: type) -> list[str]:

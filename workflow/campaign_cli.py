@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from solver.errors import ConfigError
+
 
 def add_commands(commands) -> None:
     campaign = commands.add_parser("campaign", help="plan, run, watch and resume simulation campaigns")
@@ -42,6 +44,15 @@ def add_commands(commands) -> None:
     status.add_argument("--failures", action="store_true", help="list each failed sample with reason and log")
     status.set_defaults(handler=run_status)
 
+    stop = sub.add_parser("stop", help="stop a campaign's driver and every process it started",
+                          description="Stop the campaign's driver (it cleans up as after Ctrl-C) and every "
+                          "process started for the campaign on this machine: Parsl's interchange, worker pool "
+                          "and simulations. After the OS killed a driver hard (kill -9, out of memory), this "
+                          "is the one command that removes what it left running; it also cancels the SLURM "
+                          "blocks the driver had submitted.")
+    stop.add_argument("directory", help="campaign directory")
+    stop.set_defaults(handler=run_stop)
+
     task = sub.add_parser("task", help="(internal) run one sample; started by the campaign driver")
     task.add_argument("directory")
     task.add_argument("sample_id")
@@ -62,6 +73,8 @@ def run_plan(args: argparse.Namespace) -> int:
     from .spec import load_spec
 
     spec = load_spec(args.spec)
+    if spec.output_dir.exists() and not spec.output_dir.is_dir():
+        raise ConfigError(f"output_dir {spec.output_dir} is an existing file; choose another output_dir")
     report: dict = {
         "name": spec.name, "samples": spec.samples, "shards": spec.n_shards,
         "samples_per_shard": spec.samples_per_shard, "geometries": spec.geometry.n_geometries,
@@ -113,8 +126,7 @@ def run_resume(args: argparse.Namespace) -> int:
     from .runner import load_frozen_spec, run_campaign
 
     spec = load_frozen_spec(Path(args.directory).resolve())
-    spec.output_dir = Path(args.directory).resolve()
-    summary = run_campaign(spec, retry_failed=args.retry_failed, full_check=args.verify)
+    summary = run_campaign(spec, retry_failed=args.retry_failed, full_check=args.verify, resuming=True)
     return _report(summary)
 
 
@@ -135,6 +147,46 @@ def run_status(args: argparse.Namespace) -> int:
         print(json.dumps(status))
     else:
         print_status(status, failures=args.failures)
+    return 0
+
+
+def run_stop(args: argparse.Namespace) -> int:
+    import json as json_module
+    import os
+    import shutil
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    from .layout import CampaignLayout, driver_alive
+    from .processes import campaign_processes, recorded_helpers, stop_processes
+
+    directory = Path(args.directory).resolve()
+    layout = CampaignLayout(directory)
+    if not layout.spec_path.is_file():
+        raise ConfigError(f"{directory} is not a campaign directory (no spec.yaml)")
+    try:
+        info = json_module.loads(layout.driver_path.read_text())
+    except (OSError, ValueError):
+        info = {}
+    live = driver_alive(layout)
+    if live is not None and live.get("host") != socket.gethostname():
+        raise ConfigError(f"the driver runs on {live.get('host')} (pid {live.get('pid')}); run this command there")
+    if live is not None:
+        os.kill(int(live["pid"]), signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and driver_alive(layout) is not None:
+            time.sleep(0.5)
+        print(f"stopped driver {live['pid']}", file=sys.stderr)
+    stopped = stop_processes(campaign_processes(directory) + recorded_helpers(layout.driver_path))
+    print(f"stopped {len(stopped)} process(es) of campaign {directory.name}", file=sys.stderr)
+    jobs = [str(job) for job in info.get("slurm_jobs", []) if str(job).isdigit()]
+    if jobs and shutil.which("scancel"):
+        subprocess.run(["scancel", *jobs], check=False)
+        print(f"cancelled SLURM job(s) {', '.join(jobs)}", file=sys.stderr)
+    if driver_alive(layout) is None:
+        layout.driver_path.unlink(missing_ok=True)
     return 0
 
 

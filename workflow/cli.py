@@ -8,7 +8,9 @@ the commands that need it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from typing import Callable, Sequence
 
 Handler = Callable[[argparse.Namespace], int]
@@ -27,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         "12-lead ECG to activation times and transmembrane voltages.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also accepted after the command; or ECGI_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     solver_cli.add_commands(commands)
     campaign_cli.add_commands(commands)
@@ -37,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is accepted anywhere on the line, not only before the command.
+    debug = "--debug" in argv or os.environ.get("ECGI_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -48,19 +56,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return 0
-    from solver.errors import EcgiError
-
+    # "ecgi campaign run", "ecgi train": the command as the user typed it.
+    action = getattr(args, f"{args.command}_command", None)
+    name = f"ecgi {args.command}" + (f" {action}" if isinstance(action, str) else "")
     try:
         return handler(args)
-    except EcgiError as exc:
-        _print_once(f"ecgi {args.command}: error: {exc}")
-        return 2
     except KeyboardInterrupt:
-        _print_once(f"ecgi {args.command}: interrupted")
+        _print_once(f"{name}: interrupted")
         return 130
-    except Exception:
+    except Exception as exc:
+        return report_error(exc, name, debug)
+
+
+def report_error(exc: BaseException, prefix: str = "ecgi", debug: bool = False) -> int:
+    """The CLI's one error path: an expected failure is printed as one line
+    (``PREFIX: error: WHAT; FIX``) and its exit status returned (2: the
+    user can fix it, 1: the computation failed); ``debug`` adds the
+    traceback.  Anything else is a bug: traceback, and other MPI ranks are
+    stopped."""
+    described = describe_error(exc)
+    if described is None:
         _abort_other_ranks_if_mpi()
-        raise
+        raise exc
+    message, status = described
+    if debug:
+        traceback.print_exception(exc)
+    _print_once(f"{prefix}: error: {message}")
+    return status
+
+
+def describe_error(exc: BaseException) -> tuple[str, int] | None:
+    """(message, exit status) of an expected failure; None for a bug."""
+    import errno
+
+    from solver.errors import EcgiError
+    from solver.files import describe_os_error
+
+    if isinstance(exc, EcgiError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        reason = describe_os_error(exc)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"{where}{reason}; free some space or choose another output location", 2
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return f"{where}{reason}; choose a location you can write (or read)", 2
+        if exc.errno is not None or exc.filename:
+            return f"{where}{reason}", 2
+        # h5py raises OSError with only HDF5's message (which holds the errno).
+        text = " ".join(str(exc).split())[:500] or type(exc).__name__
+        if "errno = 28" in text or "No space left" in text:
+            text += "; no space left on device: free some space or choose another output location"
+        return text, 2
+    if isinstance(exc, MemoryError):
+        return "out of memory; use a smaller input or configuration, or a machine with more memory", 1
+    return None
 
 
 def _print_once(message: str) -> None:
@@ -74,8 +124,6 @@ def _abort_other_ranks_if_mpi() -> None:
     """An unexpected error on one rank would leave the others waiting forever."""
     mpi = sys.modules.get("mpi4py.MPI")
     if mpi is not None and mpi.COMM_WORLD.Get_size() > 1:
-        import traceback
-
         traceback.print_exc()
         sys.stderr.flush()
         mpi.COMM_WORLD.Abort(1)

@@ -19,8 +19,11 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
+
+from solver.errors import ConfigError, RunError
 
 from .executors import workers
 from .parameters import apply_parameters
@@ -55,17 +58,28 @@ def measure(spec_path: Path, probe_ms: float = 10.0) -> CostModel:
     from .mpi_env import clean_mpi_env
 
     command = [sys.executable, "-m", "workflow.cli", "campaign", "measure", str(spec_path), "--probe-ms", str(probe_ms)]
-    out = subprocess.run(command, check=True, capture_output=True, text=True, env=clean_mpi_env()).stdout
-    return CostModel(**json.loads(out.strip().splitlines()[-1]))
+    proc = subprocess.run(command, capture_output=True, text=True, env=clean_mpi_env())
+    if proc.returncode != 0:
+        # The measuring run reports its error as its last line (workflow.cli.report_error).
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"exit status {proc.returncode}"
+        reason = reason.split(": error: ", 1)[-1]
+        hint = "" if proc.returncode == 2 else "; `ecgi campaign plan --no-measure` skips the estimate"
+        error = ConfigError if proc.returncode == 2 else RunError
+        raise error(f"the measuring run of the cost estimate failed: {reason}{hint}")
+    try:
+        return CostModel(**json.loads(proc.stdout.strip().splitlines()[-1]))
+    except (IndexError, ValueError, TypeError) as exc:
+        raise RunError(f"the measuring run of the cost estimate printed no result ({exc})") from None
 
 
-def geometry_voxels(spec: CampaignSpec, plans: list[SamplePlan]) -> dict[int, int]:
+def geometry_voxels(spec: CampaignSpec, plans: Sequence[SamplePlan]) -> dict[int, int]:
     """Tissue voxel count of every anatomy of the plan."""
     from solver.biventricle import TISSUE, BiventricleShape, regions
     from solver.typedconfig import from_mapping
 
     counts: dict[int, int] = {}
-    for plan in plans:
+    for plan in plans[:spec.geometry.n_geometries]:  # sample i has anatomy i % n
         if plan.geometry_index in counts:
             continue
         if spec.geometry.files:
@@ -82,19 +96,19 @@ def estimate(spec: CampaignSpec, model: CostModel) -> CostEstimate:
     steps = spec.solver.duration_ms / spec.solver.dt_ms
     plans = plan_samples(spec)
     voxels = geometry_voxels(spec, plans)
-    per_sample = []
-    for plan in plans:
-        n = voxels[plan.geometry_index]
-        n = model.measured_voxels if n < 0 else n
-        per_sample.append(model.setup_s + n * steps / model.node_steps_per_s)
+    # Sample i has anatomy i % n: weigh each anatomy's cost by its number of samples.
+    uses = np.bincount(np.arange(spec.samples) % spec.geometry.n_geometries, minlength=spec.geometry.n_geometries)
+    cost = {g: model.setup_s + (model.measured_voxels if n < 0 else n) * steps / model.node_steps_per_s
+            for g, n in voxels.items()}
+    per_sample = np.array([cost.get(g, 0.0) for g in range(len(uses))])  # unused anatomies cost 0
     ranks = spec.resources.ranks_per_simulation
     efficiency = 1.0 if ranks == 1 else PARALLEL_EFFICIENCY
-    core_seconds = sum(c / efficiency for c in per_sample)
+    core_seconds = float((per_sample * uses).sum()) / efficiency
     slots = workers(spec) * (spec.resources.slurm.max_blocks if spec.resources.executor == "slurm" else 1)
     wall = core_seconds / ranks / slots
     return CostEstimate(
         samples=spec.samples, slots=slots, cores=slots * ranks, core_hours=core_seconds / 3600,
-        wall_hours=wall / 3600, mean_sample_s=float(np.mean(per_sample)),
+        wall_hours=wall / 3600, mean_sample_s=float((per_sample * uses).sum() / spec.samples),
         voxels_mean=float(np.mean([v for v in voxels.values() if v > 0] or [model.measured_voxels])), model=model,
     )
 

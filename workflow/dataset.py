@@ -182,19 +182,20 @@ class SampleFile:
             return SampleArrays(f["leads"][()], f["vm_sites"][()], f["act_sites"][()])
 
 
-def find_sample_files(directory: Path, exclude: Path | None = None) -> list[Path]:
+def find_sample_files(directory: Path, exclude: Path | Sequence[Path] | None = None) -> list[Path]:
     """Every ``*.h5`` under ``directory`` (sorted), leaving out hidden files
-    (half-written temporaries) and anything under ``exclude`` (a data set
+    (half-written temporaries) and anything under ``exclude`` (data sets
     written inside the campaign directory)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise ConfigError(f"{directory}: no such directory of sample files")
-    excluded = exclude.resolve() if exclude is not None else None
+    excludes = [exclude] if isinstance(exclude, (str, Path)) else list(exclude or [])
+    excluded = [Path(e).resolve() for e in excludes]
     found = []
     for path in sorted(directory.rglob("*.h5")):
         if path.name.startswith("."):
             continue
-        if excluded is not None and path.resolve().is_relative_to(excluded):
+        if any(path.resolve().is_relative_to(e) for e in excluded):
             continue
         found.append(path)
     return found

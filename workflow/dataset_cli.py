@@ -10,6 +10,10 @@ if TYPE_CHECKING:
     from .dataset import Manifest
 
 
+#: Free space a data set build needs before it starts (its first shards).
+DATASET_FREE_BYTES = 16 << 20
+
+
 def add_commands(commands) -> None:
     dataset = commands.add_parser(
         "dataset", help="build training data sets (HDF5 shards + manifest, docs/data-formats.md)",
@@ -60,16 +64,27 @@ def split_fractions(text: str) -> tuple[float, ...]:
 def run_build(args: argparse.Namespace) -> int:
     from .dataset import build_dataset, find_sample_files
 
-    output = Path(args.output) if args.output else Path(args.directory) / "dataset"
-    files = find_sample_files(Path(args.directory), exclude=output)
+    from solver.files import check_writable
+
+    directory = Path(args.directory)
+    output = Path(args.output) if args.output else directory / "dataset"
+    check_writable(output, DATASET_FREE_BYTES, directory=True)
+    # A campaign's own data set is never a source of samples, wherever this one goes.
+    excluded = [output, directory / "dataset"]
+    if (directory / "spec.yaml").is_file() and (directory / "samples").is_dir():
+        directory = directory / "samples"  # a campaign directory: its sample files only
+    files = find_sample_files(directory, exclude=excluded)
     manifest = build_dataset(files, output, args.samples_per_shard, args.splits, args.seed)
     _print_summary(manifest, output)
     return 0
 
 
 def run_import_llnl(args: argparse.Namespace) -> int:
+    from solver.files import check_writable
+
     from .llnl import import_llnl
 
+    check_writable(args.output, DATASET_FREE_BYTES, directory=True)
     manifest = import_llnl(args.path, args.output, args.samples_per_shard)
     _print_summary(manifest, Path(args.output))
     return 0

@@ -12,9 +12,13 @@ what is missing, failed (retryable) or corrupt.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import itertools
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +26,11 @@ from typing import Optional, TextIO
 
 import yaml
 
-from solver.errors import ConfigError
-from solver.files import write_text_atomic
+from solver.errors import ConfigError, RunError
+from solver.files import check_writable, write_text_atomic
+from solver.typedconfig import load_file
 
-from .executors import classify_failure, parsl_config, task_command
+from .executors import classify_failure, parsl_config, task_command, workers
 from .layout import CampaignLayout, SampleRecord, driver_alive, write_json_atomic
 from .sampling import SamplePlan, plan_samples
 from .spec import CampaignSpec, spec_from_dict
@@ -55,43 +60,70 @@ def spec_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def freeze_spec(spec: CampaignSpec, layout: CampaignLayout, force: bool) -> None:
-    """Copy the spec into the campaign directory, or check it against the copy."""
+def freeze_spec(spec: CampaignSpec, layout: CampaignLayout, force: bool, resuming: bool = False) -> None:
+    """Copy the spec into the campaign directory, or check it against the copy.
+
+    A campaign directory that was moved or copied keeps working: only its
+    ``output_dir`` differs from the frozen one, and the new place is adopted."""
     new = spec.to_dict()
     if layout.spec_path.exists():
-        old = yaml.safe_load(layout.spec_path.read_text())
-        changes = spec_differences(old, new)
+        try:
+            old = load_file(layout.spec_path, lambda data: data)
+        except ConfigError as exc:
+            if not force:
+                raise ConfigError(f"{exc}; the campaign's frozen spec is damaged: run `ecgi campaign run SPEC "
+                                  "--force` with the campaign's spec file to replace it") from None
+            old = None
+        changes = spec_differences(old, new) if isinstance(old, dict) else ["spec.yaml unreadable"]
+        moved = [c for c in changes if c.startswith("output_dir:")]
+        changes = [c for c in changes if not c.startswith("output_dir:")]
         if changes and not force:
+            fix = ("resume never changes a campaign's spec: run `ecgi campaign run SPEC --force` with the new spec"
+                   if resuming else "rerun with --force to adopt it (samples whose parameters changed are recomputed)")
             raise ConfigError(
-                f"the spec differs from the one frozen in {layout.spec_path}:\n  " + "\n  ".join(changes)
-                + "\nrerun with --force to adopt it (samples whose parameters changed are recomputed)"
+                f"the spec differs from the one frozen in {layout.spec_path}:\n  " + "\n  ".join(changes) + "\n" + fix
             )
-        if not changes:
+        if not changes and not moved:
             return
     write_text_atomic(layout.spec_path, yaml.safe_dump(new, sort_keys=False))
 
 
 def load_frozen_spec(campaign_dir: Path) -> CampaignSpec:
+    """The spec frozen in a campaign directory, placed in that directory
+    (wherever the campaign was first run: it may have been moved)."""
     layout = CampaignLayout(campaign_dir)
     if not layout.spec_path.is_file():
+        if campaign_dir.exists() and not campaign_dir.is_dir():
+            raise ConfigError(f"{campaign_dir} is a file, not a campaign directory")
         raise ConfigError(f"{campaign_dir} is not a campaign directory (no spec.yaml); start it with `ecgi campaign run SPEC`")
-    return spec_from_dict(yaml.safe_load(layout.spec_path.read_text()))
+
+    def relocated(data):
+        if isinstance(data, dict):
+            data = {**data, "output_dir": str(Path(campaign_dir).absolute())}
+        return spec_from_dict(data)
+
+    try:
+        return load_file(layout.spec_path, relocated)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; the campaign's frozen spec is damaged: run `ecgi campaign run SPEC --force` "
+                          "with the campaign's spec file to replace it") from None
 
 
 def samples_to_run(spec: CampaignSpec, layout: CampaignLayout, retry_failed: bool = False, full_check: bool = False):
-    """(plan, done plans, to-do plans, permanently failed plans)."""
+    """(plan, done plans, to-do plans, permanently failed plans); the three
+    lists are views of the plan, small however many samples it has."""
     plans = plan_samples(spec)
     refuse_other_sample_format(layout, plans)
     done, todo, final = [], [], []
     for plan in plans:
         record = layout.read_record(plan)
         if layout.is_done(plan, record, full_check) and _same_parameters(record, plan):
-            done.append(plan)
+            done.append(plan.index)
         elif record is not None and record.state == "failed" and not record.retryable and not retry_failed:
-            final.append(plan)
+            final.append(plan.index)
         else:
-            todo.append(plan)
-    return plans, done, todo, final
+            todo.append(plan.index)
+    return plans, plans.subset(done), plans.subset(todo), plans.subset(final)
 
 
 def refuse_other_sample_format(layout: CampaignLayout, plans) -> None:
@@ -160,35 +192,109 @@ def claim_driver(layout: CampaignLayout) -> None:
             f"another driver (pid {other.get('pid')} on {other.get('host')}) is running this campaign; "
             "wait for it or stop it first"
         )
+    _stop_orphans(layout)  # before beat() replaces the dead driver's record of them
     beat(layout)
 
 
-def beat(layout: CampaignLayout) -> None:
-    """Mark this process as the campaign's live driver (see layout.driver_alive)."""
-    write_json_atomic(layout.driver_path, {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time()})
+def beat(layout: CampaignLayout, slurm_jobs: list[str] | None = None, helpers: list[int] | None = None) -> None:
+    """Mark this process as the campaign's live driver (see layout.driver_alive),
+    with what `ecgi campaign stop` must end if it dies: SLURM blocks and
+    helper processes (Parsl's interchange renames itself, hiding its mark)."""
+    write_json_atomic(layout.driver_path, {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time(),
+                                           "slurm_jobs": slurm_jobs or [], "helpers": helpers or []})
+
+
+#: Free space a campaign directory needs before a driver starts (records,
+#: logs and at least the first sample files).
+CAMPAIGN_FREE_BYTES = 16 << 20
 
 
 def run_campaign(
     spec: CampaignSpec, *, force: bool = False, retry_failed: bool = False, full_check: bool = False,
-    stream: TextIO = sys.stderr, build_dataset: bool = True,
+    stream: TextIO = sys.stderr, build_dataset: bool = True, resuming: bool = False,
 ) -> RunSummary:
-    """Run every sample that is not done yet; returns what happened."""
+    """Run every sample that is not done yet; returns what happened.
+
+    Before the data set is built every sample file is verified (the build
+    reads them all anyway): a file corrupted since it was written is
+    recomputed once, and the totals count only intact samples."""
+    check_writable(spec.output_dir, CAMPAIGN_FREE_BYTES, directory=True)
     layout = CampaignLayout(spec.output_dir)
-    freeze_spec(spec, layout, force)
+    freeze_spec(spec, layout, force, resuming)
     claim_driver(layout)
     try:
-        plans, done, todo, final = samples_to_run(spec, layout, retry_failed, full_check)
-        summary = RunSummary(planned=len(plans), already_done=len(done), submitted=len(todo))
-        summary.failed = {p.sample_id: _reason(layout.read_record(p)) for p in final}
-        start = time.time()
-        if todo:
-            _execute(spec, layout, todo, summary, stream)
-        summary.wall_time_s = time.time() - start
-        if build_dataset:
-            _build_dataset(spec, layout, stream)
-        return summary
+        with _signals_as_interrupts():
+            plans, done, todo, final = samples_to_run(spec, layout, retry_failed, full_check)
+            summary = RunSummary(planned=len(plans), already_done=len(done), submitted=len(todo))
+            summary.failed = {p.sample_id: _reason(layout.read_record(p)) for p in final}
+            start = time.time()
+            if todo:
+                _execute(spec, layout, todo, summary, stream)
+            summary.wall_time_s = time.time() - start
+            if build_dataset:
+                _verify_and_build(spec, layout, {p.sample_id for p in done}, summary, stream)
+            return summary
     finally:
         layout.driver_path.unlink(missing_ok=True)
+
+
+def _stop_orphans(layout: CampaignLayout) -> None:
+    """Workers of an earlier driver that was killed hard would go on writing
+    into the campaign beside this driver's: they are stopped first."""
+    from .processes import campaign_processes, recorded_helpers, stop_processes
+
+    orphans = stop_processes(campaign_processes(layout.root) + recorded_helpers(layout.driver_path))
+    if orphans:
+        print(f"stopped {len(orphans)} process(es) left by an earlier driver of {layout.root}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _signals_as_interrupts():
+    """SIGTERM and SIGHUP (scancel, a closed terminal) end the driver like
+    Ctrl-C: through its clean-up, which stops every worker it started."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _verify_and_build(spec: CampaignSpec, layout: CampaignLayout, done_before: set[str], summary: RunSummary,
+                      stream) -> None:
+    from .dataset import scan_sample_files, write_dataset
+
+    plans, done, _, _ = samples_to_run(spec, layout)
+    samples, skipped = scan_sample_files([layout.sample_path(p) for p in done])
+    if skipped:
+        corrupt = [plans.by_id(s.path.stem) for s in skipped]
+        for plan, refused in zip(corrupt, skipped):
+            stream.write(f"[{spec.name}] {plan.sample_id}: {refused.reason}; recomputing it\n")
+            record = layout.read_record(plan)
+            record.state, record.error_kind, record.error = "failed", "io_error", f"sample file damaged: {refused.reason}"
+            layout.write_record(plan, record)
+            if plan.sample_id in done_before:
+                summary.already_done -= 1
+            else:
+                summary.done -= 1
+        summary.submitted += len(corrupt)
+        _execute(spec, layout, corrupt, summary, stream)
+        again, _ = scan_sample_files([layout.sample_path(p) for p in corrupt if p.sample_id not in summary.failed])
+        samples += again
+    if not samples:
+        return
+    manifest = write_dataset(samples, layout.dataset_dir, samples_per_shard=spec.dataset_samples_per_shard,
+                             split_fractions=(spec.splits.train, spec.splits.validation, spec.splits.test),
+                             seed=spec.splits.seed)
+    total = sum(manifest.split_size(split) for split in manifest.splits)
+    stream.write(f"[{spec.name}] data set of {total} samples in {layout.dataset_dir}\n")
 
 
 def _reason(record: Optional[SampleRecord]) -> str:
@@ -198,17 +304,39 @@ def _reason(record: Optional[SampleRecord]) -> str:
 def _execute(spec: CampaignSpec, layout: CampaignLayout, todo: list[SamplePlan], summary: RunSummary, stream) -> None:
     import parsl
 
+    from .processes import MARKER, campaign_processes, stop_processes
+
     # Parsl starts its interchange and workers by name from PATH: make them
     # the ones installed beside this Python, even when the venv is not active.
     bin_dir = str(Path(sys.executable).parent)
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-    dfk = parsl.load(parsl_config(spec, layout.parsl_dir))
+    # Every process started from here on carries the campaign's mark (workflow.processes).
+    os.environ[MARKER] = str(layout.root.absolute())
+    try:
+        dfk = parsl.load(parsl_config(spec, layout.parsl_dir))
+    except Exception as exc:
+        os.environ.pop(MARKER, None)
+        stop_processes(campaign_processes(layout.root))
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise
+        raise RunError(f"the Parsl executor did not start: {' '.join(str(exc).split())[:300]}") from exc
+    beat(layout, _slurm_jobs(dfk), _helper_pids(dfk))
     progress = Progress(summary.planned, stream, spec.name)
     done_before = summary.already_done
     try:
         submit = _submitter(spec, layout)
-        pending = {submit(plan): plan for plan in todo}
+        # Submit in a window: a million futures (and their task records in
+        # Parsl) at once would exhaust the driver's memory.
+        queue = iter(todo)
+        window = max(256, 4 * workers(spec) * (spec.resources.slurm.max_blocks if spec.resources.executor == "slurm" else 1))
+        pending: dict = {}
+
+        def refill() -> None:
+            for plan in itertools.islice(queue, max(0, window - len(pending))):
+                pending[submit(plan)] = plan
+
+        refill()
         last_beat = 0.0
         while pending:
             # Block until a task ends (no busy polling: the driver shares the
@@ -216,17 +344,85 @@ def _execute(spec: CampaignSpec, layout: CampaignLayout, todo: list[SamplePlan],
             finished, _ = concurrent.futures.wait(list(pending), timeout=2.0, return_when=concurrent.futures.FIRST_COMPLETED)
             for future in finished:
                 _settle(future, pending.pop(future), layout, summary)
+            refill()
             now = time.time()
             if now - last_beat > 10:
                 last_beat = now
-                beat(layout)
+                beat(layout, _slurm_jobs(dfk), _helper_pids(dfk))
+                failure = _executor_failure(dfk)
+                if failure is not None:
+                    raise RunError(f"{failure}; `ecgi campaign resume {layout.root}` continues the campaign")
             if progress.due():
                 progress.update(done_before + summary.done, _count_running(layout, pending.values()), len(summary.failed))
         progress.update(done_before + summary.done, 0, len(summary.failed), force=True)
     finally:
         progress.close()
-        dfk.cleanup()
-        parsl.clear()
+        try:
+            # On a dead interchange Parsl's clean-up only waits: cut it short.
+            _shut_down(dfk, 10.0 if _executor_failure(dfk) else PARSL_SHUTDOWN_TIMEOUT_S)
+            parsl.clear()
+        finally:
+            os.environ.pop(MARKER, None)
+            # Whatever Parsl's clean-up left (idle pool workers, a pool whose
+            # interchange is gone) goes too.
+            stop_processes(campaign_processes(layout.root))
+
+
+#: How long Parsl's clean-up may take; it waits forever on a dead interchange.
+PARSL_SHUTDOWN_TIMEOUT_S = 60.0
+
+
+def _shut_down(dfk, timeout_s: float) -> None:
+    """``dfk.cleanup()`` in a thread, abandoned after ``timeout_s``: the
+    processes it would have stopped are stopped by the caller anyway."""
+    errors: list[BaseException] = []
+
+    def cleanup() -> None:
+        try:
+            dfk.cleanup()
+        except BaseException as exc:  # reported below, not as a thread traceback
+            errors.append(exc)
+
+    thread = threading.Thread(target=cleanup, name="parsl-cleanup", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        print(f"Parsl's clean-up did not finish in {timeout_s:.0f} s; stopping its processes",
+              file=sys.stderr)
+    elif errors:
+        print(f"Parsl's clean-up failed: {' '.join(str(errors[0]).split())[:300]}", file=sys.stderr)
+
+
+def _executor_failure(dfk) -> str | None:
+    """Why the executor can run nothing more, or None: its interchange
+    process ended, or Parsl marked it broken (blocks that cannot start)."""
+    for executor in dfk.executors.values():
+        interchange = getattr(executor, "interchange_proc", None)
+        if interchange is not None and interchange.poll() is not None:
+            return (f"Parsl's interchange ended unexpectedly (exit status {interchange.returncode}; "
+                    f"log in {executor.logdir}/interchange.log)")
+        if getattr(executor, "bad_state_is_set", False):
+            reason = " ".join(str(executor.executor_exception).split())[:300]
+            return f"the Parsl executor failed: {reason} (logs in {executor.logdir})"
+    return None
+
+
+def _helper_pids(dfk) -> list[int]:
+    """Processes Parsl started directly from the driver (its interchange)."""
+    procs = (getattr(executor, "interchange_proc", None) for executor in dfk.executors.values())
+    return [proc.pid for proc in procs if proc is not None and proc.poll() is None]
+
+
+def _slurm_jobs(dfk) -> list[str]:
+    """SLURM job ids of the blocks the driver submitted (for `ecgi campaign stop`)."""
+    from parsl.providers import SlurmProvider
+
+    jobs: list[str] = []
+    for executor in dfk.executors.values():
+        provider = getattr(executor, "provider", None)
+        if isinstance(provider, SlurmProvider):
+            jobs += [str(job) for job in provider.resources]
+    return jobs
 
 
 def _submitter(spec: CampaignSpec, layout: CampaignLayout):
@@ -286,16 +482,3 @@ def _count_running(layout: CampaignLayout, plans) -> int:
         record = layout.read_record(plan)
         count += record is not None and record.state == "running"
     return count
-
-
-def _build_dataset(spec: CampaignSpec, layout: CampaignLayout, stream) -> None:
-    from .dataset import build_dataset
-
-    plans, done, _, _ = samples_to_run(spec, layout)
-    if not done:
-        return
-    build_dataset([layout.sample_path(p) for p in done], layout.dataset_dir,
-                  samples_per_shard=spec.dataset_samples_per_shard,
-                  split_fractions=(spec.splits.train, spec.splits.validation, spec.splits.test),
-                  seed=spec.splits.seed)
-    stream.write(f"[{spec.name}] data set of {len(done)} samples in {layout.dataset_dir}\n")

@@ -7,14 +7,53 @@ first run; ``resume`` compares against that frozen copy.
 """
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 from solver.errors import ConfigError
 from solver.typedconfig import from_mapping, load_file, to_mapping
+
+#: Upper bounds of the spec's counts (docs/data-formats.md): far above any
+#: real campaign, low enough that a typo cannot exhaust the driver's memory.
+LIMITS = {
+    "samples": 1_000_000,
+    "samples_per_shard": 100_000,
+    "dataset_samples_per_shard": 100_000,
+    "geometry.count": 100_000,
+    "parameters": 256,
+    "resources.ranks_per_simulation": 4096,
+    "resources.max_cores": 1_000_000,
+    "resources.retries": 100,
+    "resources.slurm.nodes_per_block": 10_000,
+    "resources.slurm.cores_per_node": 4096,
+    "resources.slurm.max_blocks": 10_000,
+}
+
+#: SLURM partition, account and QOS names (comma-separated lists for
+#: partitions): what sbatch accepts, and nothing a shell would interpret.
+SLURM_NAME = re.compile(r"[A-Za-z0-9_.\-]+(,[A-Za-z0-9_.\-]+)*")
+#: Characters allowed in paths that end up in generated batch scripts.
+SCRIPT_PATH = re.compile(r"[A-Za-z0-9_./+@%:,=~\-]+")
+HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*")
+
+
+def check_limit(key: str, value: int | None) -> None:
+    """Refuse a count above its documented maximum (LIMITS)."""
+    if value is not None and value > LIMITS[key]:
+        raise ConfigError(f"{key.rsplit('.', 1)[-1]} is {value}, above the maximum of {LIMITS[key]} "
+                          "(docs/data-formats.md); split the campaign into several")
+
+
+def check_script_text(name: str, text: str) -> None:
+    """No control characters (newline included) in a value written into a script line."""
+    bad = sorted({repr(c) for c in text if ord(c) < 32 or ord(c) == 127})
+    if bad:
+        raise ConfigError(f"{name} must not contain control characters ({', '.join(bad)}), got {text!r}")
 
 
 @dataclass
@@ -82,6 +121,8 @@ class GeometrySource:
     def validate(self) -> None:
         if not self.files and self.count < 1:
             raise ConfigError(f"count must be >= 1, got {self.count}")
+        check_limit("geometry.count", self.count)
+        check_limit("geometry.count", len(self.files))
         missing = [str(p) for p in self.files if not Path(p).exists()]
         if missing:
             raise ConfigError(f"anatomy files not found: {', '.join(missing[:5])}")
@@ -124,14 +165,30 @@ class SlurmResources:
     driver_address: Optional[str] = None
 
     def validate(self) -> None:
+        # Every value here is written into the batch script of a block: names
+        # must follow SLURM's grammar, free text must stay on its own lines.
         if self.nodes_per_block < 1 or self.max_blocks < 1:
             raise ConfigError("nodes_per_block and max_blocks must be >= 1")
-        parts = self.walltime.split(":")
-        if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        if self.cores_per_node is not None and self.cores_per_node < 1:
+            raise ConfigError(f"cores_per_node must be >= 1, got {self.cores_per_node}")
+        for key in ("nodes_per_block", "cores_per_node", "max_blocks"):
+            check_limit(f"resources.slurm.{key}", getattr(self, key))
+        for key in ("partition", "account", "qos"):
+            value = getattr(self, key)
+            if value is not None and not SLURM_NAME.fullmatch(value):
+                raise ConfigError(f"{key} must be a SLURM name (letters, digits, '_', '.', '-'; "
+                                  f"partitions may be a comma-separated list), got {value!r}")
+        if not re.fullmatch(r"[0-9]{1,4}:[0-9]{2}:[0-9]{2}", self.walltime):
             raise ConfigError(f"walltime must be HH:MM:SS, got {self.walltime!r}")
         for line in self.scheduler_options.splitlines():
             if line.strip() and not line.strip().startswith("#SBATCH"):
                 raise ConfigError(f"scheduler_options lines must start with #SBATCH, got {line!r}")
+        check_script_text("scheduler_options", self.scheduler_options.replace("\n", " "))
+        # worker_init is shell code by design (module loads, activation); it
+        # may span lines but must not smuggle in carriage returns or NULs.
+        check_script_text("worker_init", self.worker_init.replace("\n", " ").replace("\t", " "))
+        if self.driver_address is not None and not _is_address(self.driver_address):
+            raise ConfigError(f"driver_address must be an IP address or a host name, got {self.driver_address!r}")
 
 
 @dataclass
@@ -151,6 +208,12 @@ class Resources:
             raise ConfigError(f"ranks_per_simulation must be >= 1, got {self.ranks_per_simulation}")
         if self.retries < 0:
             raise ConfigError("retries must be >= 0")
+        if self.max_cores is not None and self.max_cores < 1:
+            raise ConfigError(f"max_cores must be >= 1, got {self.max_cores}")
+        if self.task_timeout_s is not None and not self.task_timeout_s > 0:
+            raise ConfigError(f"task_timeout_s must be positive, got {self.task_timeout_s}")
+        for key in ("ranks_per_simulation", "max_cores", "retries"):
+            check_limit(f"resources.{key}", getattr(self, key))
         cores = self.cores_available()
         if self.executor == "local" and self.ranks_per_simulation > cores:
             raise ConfigError(
@@ -192,6 +255,11 @@ class CampaignSpec:
             raise ConfigError(f"samples must be >= 1, got {self.samples}")
         if self.samples_per_shard < 1 or self.dataset_samples_per_shard < 1:
             raise ConfigError("samples_per_shard and dataset_samples_per_shard must be >= 1")
+        for key in ("samples", "samples_per_shard", "dataset_samples_per_shard"):
+            check_limit(key, getattr(self, key))
+        check_limit("parameters", len(self.parameters))
+        if self.seed < 0 or self.seed >= 2**32:
+            raise ConfigError(f"seed must be in 0 .. 2**32 - 1, got {self.seed}")
         unknown = sorted(set(self.parameters) - set(PARAMETERS))
         if unknown:
             raise ConfigError(
@@ -208,12 +276,34 @@ class CampaignSpec:
         return to_mapping(self)
 
 
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return bool(HOSTNAME.fullmatch(text))
+
+
+def check_output_dir(spec: CampaignSpec) -> None:
+    """The campaign directory, once $VARIABLES are expanded, must be safe to
+    write into batch scripts (Parsl puts it in #SBATCH --output lines)."""
+    text = str(spec.output_dir)
+    try:
+        check_script_text("output_dir", text)
+        if spec.resources.executor == "slurm" and not SCRIPT_PATH.fullmatch(text):
+            raise ConfigError(f"output_dir {text!r} is written into SLURM batch scripts: use only letters, "
+                              "digits and _ . / + @ % : , = ~ - (no spaces, quotes or shell characters)")
+    except ConfigError as exc:
+        raise ConfigError(f"campaign.{exc}") from None
+
+
 def spec_from_dict(data: Any, base_dir: Path | None = None) -> CampaignSpec:
     spec = from_mapping(CampaignSpec, data, "campaign")
     # Paths may use $VARIABLES and ~ (e.g. /scratch/$USER/...).
     spec.output_dir = Path(os.path.expandvars(os.path.expanduser(str(spec.output_dir))))
     if base_dir is not None and not spec.output_dir.is_absolute():
         spec.output_dir = (base_dir / spec.output_dir).resolve()
+    check_output_dir(spec)
     return spec
 
 

@@ -40,10 +40,9 @@ def run_task(campaign_dir: Path, sample_id: str) -> int:
     comm = MPI.COMM_WORLD
     layout = CampaignLayout(campaign_dir)
     spec = load_spec(layout.spec_path)
-    plans = {p.sample_id: p for p in plan_samples(spec)}
-    if sample_id not in plans:
+    plan = plan_samples(spec).by_id(sample_id)
+    if plan is None:
         raise ConfigError(f"no sample {sample_id!r} in campaign {spec.name}")
-    plan = plans[sample_id]
     root = comm.Get_rank() == 0
     previous = layout.read_record(plan)
     record = SampleRecord(
