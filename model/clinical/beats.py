@@ -20,7 +20,7 @@ so one sample is one millisecond.
    beats, robust to residual noise in single beats.
 4. **Delineation** (``delineate``): on the median beat's spatial velocity
    (root sum over leads of the squared slope, smoothed over 8 ms): QRS
-   onset is the last sample before the QRS where it is below 10 % of its
+   onset is the last sample before the QRS where it is below 5 % of its
    QRS peak above the isoelectric level; offset the first such sample after.
 5. **Window** (``network_window``): the median beat from
    ``TRAINING_QRS_ONSET_MS`` before the onset, as many samples as the
@@ -47,6 +47,7 @@ T_WAVE_MS = 300
 MIN_CORRELATION = 0.90
 PREMATURE_RR = 0.80
 ALIGN_MS = 20
+DELINEATION_FRACTION = 0.05
 
 
 @dataclass
@@ -187,7 +188,7 @@ def delineate(beat: np.ndarray, fiducial: int = PRE_MS) -> tuple[int, int]:
     lo, hi = max(fiducial - 150, 1), min(fiducial + 150, len(v) - 1)
     peak = lo + int(np.argmax(v[lo:hi]))
     level = float(np.percentile(v, 10))
-    threshold = level + 0.10 * (v[peak] - level)
+    threshold = level + DELINEATION_FRACTION * (v[peak] - level)
     before = np.flatnonzero(v[lo:peak] < threshold)
     onset = lo + int(before[-1]) if len(before) else lo
     # The offset follows the last large slope of the QRS (S wave or a late R'), not the first.

@@ -333,6 +333,9 @@ def _read_wfdb(path: Path, rate_hz: float | None) -> EcgRecord:
     except Exception as exc:  # wfdb raises bare ValueError/IndexError/... on a malformed header
         raise ConfigError(f"{header}: malformed WFDB header ({_one_line(exc)})") from None
     fs = float(head.fs or 0)
+    written = _header_rate_field(header)
+    if written is not None and written != fs:  # wfdb falls back to 250 Hz on a field it cannot parse
+        fs = written
     if not fs > 0:
         raise ConfigError(f"{header}: sampling frequency {head.fs} in the header; it must be positive")
     check_rate(fs, header, "sampling frequency")
@@ -350,6 +353,21 @@ def _read_wfdb(path: Path, rate_hz: float | None) -> EcgRecord:
         raise ConfigError(f"{header}: signal(s) {', '.join(bad)} contain invalid (missing) samples")
     scales = [unit_scale(u or "mV", header, f"signal {n}") for n, u in zip(record.sig_name, record.units)]
     return _record(header, record.sig_name, data, scales, 1000.0 / fs)
+
+
+def _header_rate_field(header: Path) -> float | None:
+    """The sampling frequency as written on the record line (``fs``, ``fs/counter`` or ``fs(base)``)."""
+    for line in header.read_text(errors="replace").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            fields = line.split()
+            if len(fields) < 3:
+                return None
+            text = re.split(r"[/(]", fields[2])[0]
+            try:
+                return float(text)
+            except ValueError:
+                raise ConfigError(f"{header}: sampling frequency {fields[2]!r} in the header is not a number") from None
+    return None
 
 
 # ---------------------------------------------------------------- DICOM
