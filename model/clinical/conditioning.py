@@ -8,10 +8,11 @@ The steps, in order, each as diagnostic ECG software does them:
    at its extreme values in runs of at least 5 ms.  Both are reported; a
    flat lead makes the record unusable, a saturated one is a warning.
 2. **Baseline wander** (``remove_baseline``): a zero-phase (forward-backward)
-   2nd-order Butterworth high-pass at 0.5 Hz removes respiration and
+   4th-order Butterworth high-pass at 0.5 Hz removes respiration and
    electrode drift without shifting the QRS in time.  Zero phase matters:
    a causal filter would delay and distort the QRS onset the beat
-   alignment relies on.
+   alignment relies on.  The filter also takes out the record's mean;
+   each beat's isoelectric level is set to zero later (``beats``).
 3. **Mains hum** (``remove_mains``): the mains frequency (50 or 60 Hz) is
    found from the spectrum (the one standing out of its neighbourhood) or
    given; a zero-phase IIR notch (Q = 30) removes it and, below Nyquist,
@@ -37,6 +38,7 @@ from solver.sites import LEAD_NAMES
 
 TARGET_RATE_HZ = 1000.0
 HIGHPASS_HZ = 0.5
+HIGHPASS_ORDER = 4
 LOWPASS_HZ = 100.0
 NOTCH_Q = 30.0
 FLAT_SPREAD_MV = 0.01  # 10 uV: below any real lead's noise floor
@@ -92,7 +94,7 @@ def _clipped_fraction(x: np.ndarray, run: int) -> float:
 
 def remove_baseline(signals: np.ndarray, rate_hz: float, cutoff_hz: float = HIGHPASS_HZ) -> np.ndarray:
     """Zero-phase high-pass: baseline wander out, QRS timing unchanged."""
-    sos = butter(2, cutoff_hz, btype="highpass", fs=rate_hz, output="sos")
+    sos = butter(HIGHPASS_ORDER, cutoff_hz, btype="highpass", fs=rate_hz, output="sos")
     return sosfiltfilt(sos, signals, axis=0, padtype="even")
 
 
