@@ -179,7 +179,8 @@ class Trainer:
         config, ctx = self.config, self.ctx
         with_vm = "vm" in self.model.outputs
         common = dict(with_vm=with_vm, scaling=config.data.input_scaling, seed=config.seed)
-        self.train_set = ShardDataset(self.manifest, "train", max_shift_ms=config.augment.max_onset_shift_ms, **common)
+        self.train_set = ShardDataset(self.manifest, "train", max_shift_ms=config.augment.max_onset_shift_ms,
+                                      realism=config.augment.realism, **common)
         self.val_set = ShardDataset(self.manifest, "validation", **common)
         self.train_sampler = DistributedSampler(
             self.train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed, drop_last=False
