@@ -100,7 +100,8 @@ def _add_predict(commands) -> None:
     predict.add_argument("--ensemble", action="append", default=[], metavar="CHECKPOINT",
                          help="another checkpoint of the same kind; the spread is then over the ensemble (repeatable)")
     predict.add_argument("--reference", metavar="DATASET",
-                         help="data set whose training split gives the out-of-distribution reference")
+                         help="data set whose training split gives the out-of-distribution reference (default: the one "
+                         "stored in the checkpoint by training)")
     predict.add_argument("--report", metavar="DIR", help="write a clinician's report (report.html and PNGs) to DIR")
     predict.add_argument("--figure", help="PNG to draw (default: the output with .png)")
     predict.add_argument("--no-figure", action="store_true", help="draw nothing")

@@ -287,6 +287,16 @@ class Trainer:
         return {"val_loss": loss / n, "val_act_mae_ms": act_abs / max(act_n, 1),
                 "val_vm_rmse_mv": math.sqrt(vm_sq / vm_n) if vm_n else None}
 
+    def _ood_reference(self) -> dict[str, Any]:
+        """Training inputs' feature statistics for ``ecgi predict``'s OOD score, computed once."""
+        if getattr(self, "_ood", None) is None:
+            from .clinical.trust import reference_from_dataset
+
+            stats = self.manifest.statistics
+            self._ood = dataclasses.asdict(reference_from_dataset(
+                self.manifest.root, self.config.data.input_scaling, stats["ecg_mean"], stats["ecg_std"]))
+        return self._ood
+
     def _save(self, val_loss: float) -> None:
         """Every rank contributes its RNG state; rank 0 writes the checkpoint and metrics."""
         rngs = all_gather_objects(rng_state(), self.ctx)
@@ -299,7 +309,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "rng": rngs, "config": to_mapping(self.config),
             "inputs": {"scaling": self.config.data.input_scaling, "samples": self.manifest.samples,
                        "dt_ms": self.manifest.dt_ms, "ecg_mean": self.manifest.statistics["ecg_mean"].tolist(),
-                       "ecg_std": self.manifest.statistics["ecg_std"].tolist()},
+                       "ecg_std": self.manifest.statistics["ecg_std"].tolist(), "ood": self._ood_reference()},
             "history": self.history, "best_val_loss": self.best_val_loss, "world_size": self.ctx.world_size,
         }
         save_checkpoint(self.run_dir / LAST, state)

@@ -78,6 +78,10 @@ def test_every_beat_and_an_ensemble(trained):
     clean = int(p.beats.clean.sum())
     assert p.beat_act.shape == (clean, 75) and clean >= 10
     assert np.all(np.isfinite(p.beat_act)) and "spread over" in format_table(p)
+    # The checkpoint carries its training set's OOD reference: no --reference needed, the same score.
+    assert p.ood_score is not None
+    with_reference, _ = _quiet_predict(runs[0], DATA / "ptbdb-s0010_re-10s.hea", passes=1, reference=root / "data")
+    assert with_reference.ood_score == pytest.approx(p.ood_score, rel=1e-5)
     e, _ = _quiet_predict(runs[0], DATA / "ptbdb-s0010_re-10s.hea", ensemble=[runs[1]])
     assert e.uncertainty == "ensemble of 2" and e.act_std.max() > 0
 

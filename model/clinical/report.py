@@ -114,7 +114,7 @@ def _summary(prediction) -> list[tuple[str, str]]:
         verdict = "ABOVE threshold: unlike the training ECGs, an extrapolation" if prediction.ood_warning else "within range"
         rows.append(("OOD score", f"{prediction.ood_score:.1f} (threshold {prediction.ood_threshold:.1f}): {verdict}"))
     else:
-        rows.append(("OOD score", "not computed (give --reference DATASET)"))
+        rows.append(("OOD score", "not computed: the checkpoint has no reference (give --reference DATASET)"))
     rv, lv = float(np.mean(prediction.act[_RV])), float(np.mean(prediction.act[_AHA]))
     rows.append(("mean RV - mean LV activation", f"{rv - lv:+.1f} ms"))
     return rows

@@ -9,7 +9,9 @@ few samples); the score is the Mahalanobis distance of the input's features
 from that mean.  The warning threshold is the 99th percentile of the
 training samples' own distances (stored with the reference): above it, the
 input looks less like the training ECGs than 99 % of them do, and its
-prediction is an extrapolation.
+prediction is an extrapolation.  Training stores the reference in every
+checkpoint (``inputs.ood``); ``ecgi predict --reference DATASET`` computes
+it from a data set instead.
 
 **Per-site uncertainty.**  MC dropout (Gal and Ghahramani, 2016): the
 network's dropout stays active at inference and the spread (standard
