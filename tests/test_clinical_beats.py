@@ -124,3 +124,18 @@ def test_network_window_puts_the_onset_where_training_does():
 def test_too_few_beats_and_no_qrs():
     with pytest.raises(Exception, match="no QRS complex found"):
         B.analyse(np.zeros((3000, 12)), 500)
+
+
+@pytest.mark.parametrize("record, diagnosis", [("A0001", "RBBB"), ("A0002", "Normal"), ("A0010", "RBBB")])
+def test_real_challenge_records_qrs_duration_follows_the_diagnosis(record, diagnosis):
+    """PhysioNet/CinC 2020 (CPSC) records in the .hea + .mat variant: a bundle branch block widens the
+    QRS to 120 ms or more, a normal QRS stays below 110 ms."""
+    path = DATA / "cinc2020" / f"{record}.hea"
+    assert f"#Dx: {diagnosis}" in path.read_text()
+    ecg = read_ecg(path)
+    found = B.analyse(condition(ecg.signals, ecg.rate_hz).signals, 500)
+    assert found.clean.sum() >= len(found.peaks) - 2
+    if diagnosis == "RBBB":
+        assert 120 <= found.qrs_ms <= 180
+    else:
+        assert 70 <= found.qrs_ms < 110
