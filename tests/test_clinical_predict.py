@@ -10,7 +10,6 @@ import pytest
 import torch
 from pydicom.data import get_testdata_file
 
-from model.clinical.readers import EcgWarning
 from model.config import config_from_dict
 from model.predict import format_table, predict
 from model.synthetic import write_synthetic_dataset

@@ -3,13 +3,11 @@ a real DICOM record reads consistently, and every refusal is one clear line."""
 from __future__ import annotations
 
 import base64
-import struct
 import warnings
 from pathlib import Path
 
 import h5py
 import numpy as np
-import pydicom
 import pytest
 import scipy.io
 import wfdb

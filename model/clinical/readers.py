@@ -53,8 +53,7 @@ MAX_AMPLITUDE_MV = 20.0
 LIMB_DERIVED = ("III", "aVR", "aVL", "aVF")
 PRECORDIAL = ("V1", "V2", "V3", "V4", "V5", "V6")
 
-_UNIT_TO_MV = {"mv": 1.0, "millivolt": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "microvolt": 1e-3,
-               "nv": 1e-6, "v": 1e3, "volt": 1e3}
+_UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "nv": 1e-6, "v": 1e3, "volt": 1e3}
 _TIME_COLUMNS = {"time_ms": 1.0, "t_ms": 1.0, "time_s": 1000.0, "t_s": 1000.0, "time": None, "t": None}
 
 
@@ -166,9 +165,9 @@ def lead_name(raw: str) -> str | None:
 
 
 def unit_scale(unit: str, path: Path, what: str) -> float:
-    """mV per unit of ``unit`` (mV, uV, µV, V, ...)."""
-    key = unit.strip().lower().replace("micro", "u").rstrip("s")
-    key = {"uvolt": "uv", "mvolt": "mv", "millivolt": "mv", "uvolt ": "uv"}.get(key, key)
+    """mV per unit of ``unit`` (mV, uV, µV, V, MICROVOLTS, ...)."""
+    key = unit.strip().lower().replace("micro", "u").replace("milli", "m").rstrip("s")
+    key = {"uvolt": "uv", "mvolt": "mv"}.get(key, key)
     if key not in _UNIT_TO_MV:
         raise ConfigError(f"{path}: {what} is in {unit!r}; expected mV, uV or V")
     return _UNIT_TO_MV[key]
@@ -466,8 +465,8 @@ def _read_muse(root, path: Path) -> EcgRecord:
             raw = base64.b64decode(_text(lead, "WaveFormData", path), validate=False)
         except (binascii.Error, ValueError) as exc:
             raise ConfigError(f"{path}: lead {name}: WaveFormData is not base64 ({_one_line(exc)})") from None
-        bits = int(lead.findtext("LeadSampleSize") or 0) or len(raw) // 2
-        samples = np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<i2")[:bits]
+        count = int(lead.findtext("LeadSampleSize") or 0) or len(raw) // 2
+        samples = np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<i2")[:count]
         per_bit = float(lead.findtext("LeadAmplitudeUnitsPerBit") or 1.0)
         unit = (lead.findtext("LeadAmplitudeUnits") or "MICROVOLTS").strip()
         names.append(name)
