@@ -156,8 +156,12 @@ def _aecg(ecg: np.ndarray, names=LEAD_NAMES, increment: str = "0.002") -> str:
 
 
 def test_hl7_aecg_round_trip(ecg, tmp_path):
+    """With a derived (median-beat) series nested in the rhythm series, as devices write them."""
     path = tmp_path / "aecg.xml"
-    path.write_text(_aecg(ecg))
+    text = _aecg(ecg)
+    median = _aecg(ecg[:600] * 0.5).split("<component><series>")[1].split("</series></component>")[0]
+    derived = f"<derivation><derivedSeries>{median.replace('RHYTHM', 'REPRESENTATIVE_BEAT')}</derivedSeries></derivation>"
+    path.write_text(text.replace("</series>", derived + "</series>", 1))
     record = read_quiet(path)
     assert record.dt_ms == pytest.approx(2.0) and np.abs(record.signals - ecg).max() <= 2.5e-3 + 1e-9
 

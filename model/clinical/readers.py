@@ -497,7 +497,8 @@ def _read_aecg(root, path: Path) -> EcgRecord:
 def _aecg_series(series, p: str, ns: dict, path: Path) -> EcgRecord:
     dt_ms = None
     names, columns, scales = [], [], []
-    for component in series.findall(f".//{p}sequence", ns):
+    # Only the series' own sequence set: a nested <derivation> holds the device's median beat.
+    for component in series.findall(f"{p}component/{p}sequenceSet/{p}component/{p}sequence", ns):
         code = component.find(f"{p}code", ns)
         value = component.find(f"{p}value", ns)
         if code is None or value is None:
