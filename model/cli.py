@@ -217,7 +217,7 @@ def _or_na(value: float | None) -> str:
 def run_predict(args: argparse.Namespace) -> int:
     from .predict import format_table, predict, write_prediction
 
-    mains = {"auto": "auto", "off": None}.get(args.mains) or float(args.mains)
+    mains = {"auto": "auto", "off": None, "50": 50.0, "60": 60.0}[args.mains]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         prediction = predict(args.checkpoint, args.ecg, args.sampling_rate, beats=args.beats, mains_hz=mains,

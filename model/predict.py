@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -77,7 +77,6 @@ class Prediction:
     beat_act: np.ndarray | None = None  # (B, 75) ms, one row per clean beat (beats="all")
     ood_score: float | None = None
     ood_threshold: float | None = None
-    notices: list[str] = field(default_factory=list)
 
     @property
     def ood_warning(self) -> bool:
@@ -103,25 +102,27 @@ def _scaled(net: _Network, ecg: np.ndarray) -> np.ndarray:
     return scale_ecg(ecg, inputs["scaling"], np.asarray(inputs["ecg_mean"]), np.asarray(inputs["ecg_std"]))
 
 
+def _inputs(net: _Network, ecgs: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.stack([_scaled(net, e) for e in ecgs]))
+
+
 def _run(nets: Sequence[_Network], ecgs: np.ndarray, passes: int) -> tuple[dict[str, np.ndarray], np.ndarray | None, str]:
-    """Mean physical outputs over a batch (B, T, 12), the activation spread and how it was found."""
-    members, method = [], "none"
+    """Physical outputs for a batch (B, T, 12), the per-site activation spread (B, 75) and how it was found.
+
+    One network: its deterministic outputs and the spread of ``passes`` MC-dropout passes.
+    An ensemble: the members' mean and their spread.
+    """
+    members = []
     for net in nets:
-        x = torch.from_numpy(np.stack([_scaled(net, e) for e in ecgs]))
         with torch.no_grad():
-            plain = net.model.to_physical(net.model(x))
-        members.append({k: v.numpy() for k, v in plain.items()})
-        if len(nets) == 1:
-            sampled = mc_dropout(net.model, x, passes)
-            if sampled is not None:
-                method = f"mc-dropout ({passes} passes)"
-                spread = sampled["act"].numpy().std(axis=0)
-                return members[0], spread, method
+            members.append({k: v.numpy() for k, v in net.model.to_physical(net.model(_inputs(net, ecgs))).items()})
     if len(nets) > 1:
         stacked = {k: np.stack([m[k] for m in members]) for k in members[0]}
-        return ({k: v.mean(axis=0) for k, v in stacked.items()}, stacked["act"].std(axis=0),
-                f"ensemble of {len(nets)}")
-    return members[0], None, method
+        return {k: v.mean(axis=0) for k, v in stacked.items()}, stacked["act"].std(axis=0), f"ensemble of {len(nets)}"
+    sampled = mc_dropout(nets[0].model, _inputs(nets[0], ecgs), passes)
+    if sampled is None:
+        return members[0], None, "none"
+    return members[0], sampled["act"].numpy().std(axis=0), f"mc-dropout ({passes} passes)"
 
 
 def predict(checkpoint: str | Path, ecg_path: str | Path, sampling_rate_hz: float | None = None, *,

@@ -287,14 +287,17 @@ class Trainer:
         return {"val_loss": loss / n, "val_act_mae_ms": act_abs / max(act_n, 1),
                 "val_vm_rmse_mv": math.sqrt(vm_sq / vm_n) if vm_n else None}
 
-    def _ood_reference(self) -> dict[str, Any]:
-        """Training inputs' feature statistics for ``ecgi predict``'s OOD score, computed once."""
-        if getattr(self, "_ood", None) is None:
+    def _ood_reference(self) -> dict[str, Any] | None:
+        """Training inputs' feature statistics for ``ecgi predict``'s OOD score, computed once
+        (None for a training split of one sample)."""
+        if not hasattr(self, "_ood"):
             from .clinical.trust import reference_from_dataset
 
             stats = self.manifest.statistics
-            self._ood = dataclasses.asdict(reference_from_dataset(
-                self.manifest.root, self.config.data.input_scaling, stats["ecg_mean"], stats["ecg_std"]))
+            self._ood = None
+            if self.manifest.split_size("train") >= 2:
+                self._ood = dataclasses.asdict(reference_from_dataset(
+                    self.manifest.root, self.config.data.input_scaling, stats["ecg_mean"], stats["ecg_std"]))
         return self._ood
 
     def _save(self, val_loss: float) -> None:

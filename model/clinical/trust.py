@@ -38,10 +38,14 @@ MAX_REFERENCE_SAMPLES = 4096
 
 
 def features(x: np.ndarray) -> np.ndarray:
-    """36 shape features of a network input (12, T) or a batch (B, 12, T)."""
+    """36 shape features of a network input (12, T) or a batch (B, 12, T).
+
+    Windows are clipped to T, so short traces (tests, other trace lengths) still give finite features.
+    """
     x = np.asarray(x, dtype=np.float64)
-    qrs = x[..., :QRS_MS]
-    stt = x[..., STT_MS[0]:STT_MS[1]]
+    length = x.shape[-1]
+    qrs = x[..., :max(min(QRS_MS, length), 1)]
+    stt = x[..., min(STT_MS[0], length - 1):max(min(STT_MS[1], length), min(STT_MS[0], length - 1) + 1)]
     return np.concatenate([qrs.max(-1), qrs.min(-1), stt.mean(-1)], axis=-1)
 
 
@@ -75,7 +79,7 @@ def fit_reference(inputs: np.ndarray) -> OodReference:
 
 
 def reference_from_dataset(root: str | Path, scaling: str, ecg_mean, ecg_std, split: str = "train") -> OodReference:
-    """Fit the reference on a data set split, scaled as the checkpoint scales its inputs."""
+    """Fit the reference on a data set split, scaled as the checkpoint scales its inputs (>= 2 samples)."""
     import h5py
 
     from model.data import load_manifest, scale_ecg
