@@ -36,7 +36,7 @@ from .checkpoint import load_checkpoint, model_from_checkpoint
 from .clinical import beats as beatlib
 from .clinical.conditioning import Conditioned, condition, resample
 from .clinical.readers import MAX_AMPLITUDE_MV, EcgRecord, EcgWarning, check_amplitude, read_ecg
-from .clinical.trust import OodReference, mc_dropout, reference_from_dataset
+from .clinical.trust import N_FEATURES, OodReference, mc_dropout, reference_from_dataset
 from .data import scale_ecg
 from .evaluate import apd90_ms
 
@@ -93,8 +93,12 @@ class _Network:
 def _load(checkpoint: str | Path) -> _Network:
     state = load_checkpoint(checkpoint)
     ood = state["inputs"].get("ood")
-    return _Network(model_from_checkpoint(state, checkpoint), state["inputs"],
-                    OodReference(**ood) if isinstance(ood, dict) else None)
+    reference = OodReference(**ood) if isinstance(ood, dict) else None
+    if reference is not None and len(reference.mean) != N_FEATURES:
+        warnings.warn(f"{checkpoint}: its OOD reference uses an older feature set; no OOD score "
+                      "(give --reference DATASET)", EcgWarning, stacklevel=3)
+        reference = None
+    return _Network(model_from_checkpoint(state, checkpoint), state["inputs"], reference)
 
 
 def _scaled(net: _Network, ecg: np.ndarray) -> np.ndarray:

@@ -1,9 +1,10 @@
 """How far to trust a prediction: an out-of-distribution score for the input and per-site uncertainty.
 
 **OOD score.**  Each network input (the scaled ECG window, 12 x T) is
-summarised by 36 shape features: per lead, the largest and smallest value
-over the QRS (the first 120 ms after the onset) and the mean over the ST-T
-segment (120-400 ms).  The training split's features give a mean and a
+summarised by 38 features: per lead, the largest and smallest value over
+the QRS (the first 120 ms after the onset) and the mean over the ST-T
+segment (120-400 ms); over all leads, the centre and spread in time of the
+squared slope over the first 250 ms (where and how wide the QRS is).  The training split's features give a mean and a
 covariance (shrunk 10 % towards its diagonal, so it stays invertible with
 few samples); the score is the Mahalanobis distance of the input's features
 from that mean.  The warning threshold is the 99th percentile of the
@@ -31,6 +32,8 @@ import torch
 from solver.errors import ConfigError
 
 QRS_MS = 120
+ENERGY_MS = 250
+N_FEATURES = 3 * 12 + 2
 STT_MS = (120, 400)
 SHRINKAGE = 0.10
 THRESHOLD_PERCENTILE = 99.0
@@ -38,7 +41,7 @@ MAX_REFERENCE_SAMPLES = 4096
 
 
 def features(x: np.ndarray) -> np.ndarray:
-    """36 shape features of a network input (12, T) or a batch (B, 12, T).
+    """38 shape and timing features of a network input (12, T) or a batch (B, 12, T).
 
     Windows are clipped to T, so short traces (tests, other trace lengths) still give finite features.
     """
@@ -46,7 +49,18 @@ def features(x: np.ndarray) -> np.ndarray:
     length = x.shape[-1]
     qrs = x[..., :max(min(QRS_MS, length), 1)]
     stt = x[..., min(STT_MS[0], length - 1):max(min(STT_MS[1], length), min(STT_MS[0], length - 1) + 1)]
-    return np.concatenate([qrs.max(-1), qrs.min(-1), stt.mean(-1)], axis=-1)
+    return np.concatenate([qrs.max(-1), qrs.min(-1), stt.mean(-1), _qrs_timing(x)], axis=-1)
+
+
+def _qrs_timing(x: np.ndarray) -> np.ndarray:
+    """Centre and spread (ms) of the depolarisation's slope energy over the first ENERGY_MS: QRS timing and width."""
+    head = x[..., :max(min(ENERGY_MS, x.shape[-1]), 2)]
+    energy = np.sum(np.diff(head, axis=-1) ** 2, axis=-2)  # summed over leads
+    weights = energy / np.maximum(energy.sum(-1, keepdims=True), 1e-12)
+    t = np.arange(energy.shape[-1]) + 0.5
+    centre = (weights * t).sum(-1)
+    spread = np.sqrt((weights * (t - centre[..., None]) ** 2).sum(-1))
+    return np.stack([centre, spread], axis=-1)
 
 
 @dataclass
