@@ -189,7 +189,11 @@ def _beat_windows(record: EcgRecord, samples: int, mode: str, mains_hz, predicti
     if clean < 3:
         warnings.warn(f"{record.source}: only {clean} clean beat(s) of {len(found.peaks)}; the median beat is "
                       "not robust", EcgWarning, stacklevel=3)
-    window = beatlib.network_window(found.median, found.onset, samples)
+    end = beatlib.next_beat_ms(found, samples)
+    if end is not None:
+        warnings.warn(f"{record.source}: at RR {found.rr_ms:.0f} ms the next beat falls inside the {samples}-ms "
+                      f"window; samples from {end} ms after the QRS onset are set to rest", EcgWarning, stacklevel=3)
+    window = beatlib.network_window(found.median, found.onset, samples, end=end)
     batch = window[None]
     if mode == "all":
         batch = np.concatenate([batch, beatlib.beat_windows(found, samples)])

@@ -139,3 +139,13 @@ def test_real_challenge_records_qrs_duration_follows_the_diagnosis(record, diagn
         assert 120 <= found.qrs_ms <= 180
     else:
         assert 70 <= found.qrs_ms < 110
+
+
+def test_a_fast_rhythm_keeps_the_next_beat_out_of_the_window():
+    x, _ = make_record(rate_hz=500.0, seconds=10.0, rr_ms=450.0, seed=5, noise_mv=0.01)
+    found = B.analyse(condition(x, 500.0).signals, 500)
+    end = B.next_beat_ms(found, 500)
+    assert end is not None and abs(end - (found.rr_ms - B.NEXT_BEAT_MARGIN_MS)) <= 1
+    window = B.network_window(found.median, found.onset, 500, end=end)
+    assert np.all(window[end:] == 0) and np.abs(window[:end]).max() > 0.5
+    assert B.next_beat_ms(B.analyse(condition(make_record(rate_hz=500.0, rr_ms=900.0)[0], 500.0).signals, 500), 500) is None

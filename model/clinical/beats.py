@@ -25,7 +25,9 @@ so one sample is one millisecond.
 5. **Window** (``network_window``): the median beat from
    ``TRAINING_QRS_ONSET_MS`` before the onset, as many samples as the
    network reads, with each lead's isoelectric level (the 30 ms before the
-   onset) set to zero -- the training data's convention: a synthetic
+   onset) set to zero, and zeros from where the next beat may begin (one
+   median RR minus 180 ms, a long PR interval, after the onset) when that falls inside the
+   window -- the training data's convention: a synthetic
    patient's samples start at the stimulus (t = 0), activation starts at
    0 ms and the pseudo-ECG's QRS onset lies within the first 2 ms, with
    the potential at rest equal to zero before it (docs/data-formats.md).
@@ -48,6 +50,7 @@ MIN_CORRELATION = 0.90
 PREMATURE_RR = 0.80
 ALIGN_MS = 20
 DELINEATION_FRACTION = 0.05
+NEXT_BEAT_MARGIN_MS = 180
 
 
 @dataclass
@@ -210,19 +213,35 @@ def analyse(signals: np.ndarray, samples: int) -> Beats:
     return beats
 
 
-def network_window(beat: np.ndarray, onset: int, samples: int, lead_in: int = TRAINING_QRS_ONSET_MS) -> np.ndarray:
+def network_window(beat: np.ndarray, onset: int, samples: int, lead_in: int = TRAINING_QRS_ONSET_MS,
+                   end: int | None = None) -> np.ndarray:
     """``samples`` of ``beat`` from ``lead_in`` ms before the QRS onset, isoelectric level at zero.
 
-    Past the end of the beat the window holds zeros, as the training ECG at rest.
+    Past the end of the beat, and from ``end`` ms after the onset on (where the next beat would
+    begin), the window holds zeros, as the training ECG at rest: a training sample has one beat.
     """
     iso = np.median(beat[max(onset - 30, 0):max(onset - 2, 1)], axis=0)
     start = onset - lead_in
     out = np.zeros((samples, beat.shape[1]))
     piece = beat[max(start, 0):start + samples] - iso
     out[max(-start, 0):max(-start, 0) + len(piece)] = piece
+    if end is not None:
+        out[max(lead_in + end, 0):] = 0.0
     return out.astype(np.float32)
+
+
+def next_beat_ms(beats: Beats, samples: int) -> int | None:
+    """Where, in ms after the QRS onset, the next beat's P wave may begin when that lies inside the window.
+
+    The next QRS onset follows one median RR later; its P wave up to ~180 ms (a long PR) before.
+    """
+    if not np.isfinite(beats.rr_ms):
+        return None
+    end = int(beats.rr_ms) - NEXT_BEAT_MARGIN_MS
+    return end if end < samples else None
 
 
 def beat_windows(beats: Beats, samples: int, lead_in: int = TRAINING_QRS_ONSET_MS) -> np.ndarray:
     """Each clean beat windowed like the median beat (same onset relative to its fiducial): (B, samples, 12)."""
-    return np.stack([network_window(w, beats.onset, samples, lead_in) for w in beats.windows[beats.clean]])
+    end = next_beat_ms(beats, samples)
+    return np.stack([network_window(w, beats.onset, samples, lead_in, end) for w in beats.windows[beats.clean]])
