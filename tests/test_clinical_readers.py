@@ -188,6 +188,11 @@ def test_csv_units_in_the_header_and_sampling_rate(ecg, tmp_path):
             read_ecg(path, sampling_rate_hz=rate)
 
 
+def test_a_dc_electrode_offset_is_not_amplitude(ecg, tmp_path):
+    path = write_csv(tmp_path / "dc.csv", list(LEAD_NAMES), ecg + 150.0)  # DC-coupled amplifier, 150 mV offset
+    assert np.allclose(read_quiet(path, sampling_rate_hz=500).signals, ecg + 150.0)
+
+
 def test_hdf5_units_attribute(ecg, tmp_path):
     with h5py.File(tmp_path / "v.h5", "w") as f:
         f.create_dataset("ecg", data=ecg * 1e-3).attrs.update(dt_ms=2.0, units="V")

@@ -134,8 +134,10 @@ def check_amplitude(record: EcgRecord) -> None:
         if not np.all(np.isfinite(x)):
             raise ConfigError(f"{record.source}: lead {lead} has non-finite values")
         peak = float(np.max(np.abs(x))) if x.size else 0.0
-        if peak > MAX_AMPLITUDE_MV:
-            raise ConfigError(f"{record.source}: lead {lead} reaches {peak:.4g} mV, more than {MAX_AMPLITUDE_MV:g} mV "
+        # Measured from the lead's median: a DC electrode offset is not cardiac amplitude.
+        swing = float(np.max(np.abs(x - np.median(x)))) if x.size else 0.0
+        if swing > MAX_AMPLITUDE_MV:
+            raise ConfigError(f"{record.source}: lead {lead} reaches {swing:.4g} mV, more than {MAX_AMPLITUDE_MV:g} mV "
                               "can come from a heart; is the file in microvolts? Name the unit (e.g. a CSV column 'V1 (uV)')")
         if x.size == 0 or np.ptp(x) < 1e-6:
             raise ConfigError(f"{record.source}: lead {lead} is flat ({'all zero' if peak == 0 else 'constant'}); "
