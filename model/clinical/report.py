@@ -64,24 +64,44 @@ def median_figure(prediction, path: Path, samples: int) -> Path:
     return _save(fig, path)
 
 
+# RV segments (solver/segments.py) on an unrolled RV endocardium: (row, first column, columns spanned);
+# rows basal, mid, apical; columns anteroseptal, anterior, lateral, inferior, inferoseptal.
+_RV_LAYOUT = {1: (0, 1, 1), 2: (0, 2, 1), 3: (0, 3, 1), 4: (0, 4, 1), 5: (0, 0, 1),
+              6: (1, 1, 1), 7: (1, 2, 1), 8: (1, 3, 1), 9: (1, 4, 1), 10: (1, 0, 1),
+              11: (2, 1, 1.5), 12: (2, 2.5, 1.5), 13: (2, 0, 1)}
+
+
+def rv_map(ax, act: np.ndarray, std: np.ndarray | None, vmin: float, vmax: float) -> None:
+    """The 13 RV endocardial segments unrolled (septum left, base top), coloured by activation, t +- spread."""
+    import matplotlib
+    from matplotlib.patches import Rectangle
+
+    cmap = matplotlib.colormaps["viridis"]
+    for segment, (row, col, width) in _RV_LAYOUT.items():
+        i = SITE_NAMES.index(f"RV{segment:02d}")
+        level = (act[i] - vmin) / max(vmax - vmin, 1e-9)
+        ax.add_patch(Rectangle((col, -row), width, -1, facecolor=cmap(float(np.clip(level, 0, 1))), edgecolor="white"))
+        text = f"RV{segment:02d}\n{act[i]:.0f}" + ("" if std is None else f" ± {std[i]:.0f}") + " ms"
+        ax.text(col + width / 2, -row - 0.5, text, ha="center", va="center", fontsize=7,
+                color="white" if level < 0.6 else "black")
+    ax.set(xlim=(0, 5), ylim=(-3, 0), title="RV endocardium (unrolled)")
+    ax.set_xticks([0.5, 1.5, 2.5, 3.5, 4.5], ["antero-\nseptal", "anterior", "lateral", "inferior", "infero-\nseptal"],
+                  fontsize=7)
+    ax.set_yticks([-0.5, -1.5, -2.5], ["basal", "mid", "apical"], fontsize=7)
+
+
 def maps_figure(prediction, path: Path) -> Path:
     act, std = prediction.act, prediction.act_std
-    fig = Figure(figsize=(14, 4.5))
-    bullseye(fig.add_subplot(1, 3, 1), act[_AHA], "LV activation (AHA segments)")
+    vmin, vmax = float(np.min(act[_AHA + _RV])), float(np.max(act[_AHA + _RV]))
+    fig = Figure(figsize=(15, 4.5))
+    bullseye(fig.add_subplot(1, 3, 1), act[_AHA], "LV activation (AHA segments)", vmin=vmin, vmax=vmax)
     if std is not None:
-        bullseye(fig.add_subplot(1, 3, 2), std[_AHA], f"spread ({prediction.uncertainty})", cmap="magma", label="ms")
+        bullseye(fig.add_subplot(1, 3, 2), std[_AHA], f"LV spread ({prediction.uncertainty})", cmap="magma", label="ms")
     else:
         ax = fig.add_subplot(1, 3, 2)
         ax.text(0.5, 0.5, "no spread: the network has no dropout\n(give --ensemble for one)", ha="center")
         ax.axis("off")
-    ax = fig.add_subplot(1, 3, 3)
-    names = [SITE_NAMES[i] for i in _RV]
-    ax.barh(names, act[_RV], xerr=None if std is None else std[_RV], color="tab:red", alpha=0.7)
-    lv = float(np.mean(act[_AHA]))
-    ax.axvline(lv, color="k", ls="--", lw=1, label=f"LV mean {lv:.0f} ms")
-    ax.invert_yaxis()
-    ax.set(xlabel="activation (ms from QRS onset)", title="RV endocardium")
-    ax.legend(fontsize=8)
+    rv_map(fig.add_subplot(1, 3, 3), act, std, vmin, vmax)
     return _save(fig, path)
 
 
