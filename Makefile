@@ -59,6 +59,7 @@ bench: install
 	$(PY) bench/campaign_throughput.py --slurm
 	$(PY) bench/aggregation_throughput.py
 	$(PY) bench/train_throughput.py
+	$(PY) bench/clinical_throughput.py
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

@@ -84,14 +84,29 @@ def _add_predict(commands) -> None:
     predict = commands.add_parser(
         "predict",
         help="activation times (and traces) from one 12-lead ECG",
-        description="Read an ECG (HDF5, CSV with 12 named columns, or WFDB .hea/.dat in format 16 or 212), "
-        "check and resample it to 1 kHz, and write the network's 75 activation times (and voltage traces) "
-        "to HDF5, print them as a table and draw them.",
+        description="Read a 12-lead ECG (HDF5, CSV with named lead columns, WFDB .hea with .dat or .mat, DICOM "
+        "ECG waveform, GE MUSE or HL7 aECG XML), remove baseline wander, mains hum and noise, find its beats, "
+        "form the median beat and align its QRS onset as in the training data, then write the network's 75 "
+        "activation times (with their spread) and voltage traces to HDF5, print them as a table and draw them. "
+        "docs/clinical.md describes each step.",
     )
     predict.add_argument("checkpoint", help="checkpoint (RUNDIR/best.pt)")
-    predict.add_argument("ecg", help="ECG file (.h5, .csv, .hea or .dat)")
+    predict.add_argument("ecg", help="ECG file (.h5, .csv, .hea/.dat/.mat, .dcm or .xml)")
     predict.add_argument("--output", help="HDF5 file to write (default ECGNAME.prediction.h5 here)")
     predict.add_argument("--sampling-rate", type=float, metavar="HZ", help="sampling rate of a CSV without time column")
+    predict.add_argument("--beats", choices=("auto", "median", "all", "none"), default="auto",
+                         help="median: predict on the median beat; all: also on every clean beat, reporting the "
+                         "spread; none: use the record as one prepared beat (auto: median for records of 1.5 s "
+                         "or more, else none)")
+    predict.add_argument("--mains", choices=("auto", "50", "60", "off"), default="auto",
+                         help="mains frequency to notch out (auto: found from the spectrum)")
+    predict.add_argument("--passes", type=int, default=30, help="MC-dropout passes for the per-site spread (30)")
+    predict.add_argument("--ensemble", action="append", default=[], metavar="CHECKPOINT",
+                         help="another checkpoint of the same kind; the spread is then over the ensemble (repeatable)")
+    predict.add_argument("--reference", metavar="DATASET",
+                         help="data set whose training split gives the out-of-distribution reference (default: the one "
+                         "stored in the checkpoint by training)")
+    predict.add_argument("--report", metavar="DIR", help="write a clinician's report (report.html and PNGs) to DIR")
     predict.add_argument("--figure", help="PNG to draw (default: the output with .png)")
     predict.add_argument("--no-figure", action="store_true", help="draw nothing")
     predict.add_argument("--quiet", action="store_true", help="no table")
@@ -236,9 +251,11 @@ def _or_na(value: float | None) -> str:
 def run_predict(args: argparse.Namespace) -> int:
     from .predict import format_table, predict, write_prediction
 
+    mains = {"auto": "auto", "off": None, "50": 50.0, "60": 60.0}[args.mains]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        prediction = predict(args.checkpoint, args.ecg, args.sampling_rate)
+        prediction = predict(args.checkpoint, args.ecg, args.sampling_rate, beats=args.beats, mains_hz=mains,
+                             passes=args.passes, ensemble=args.ensemble, reference=args.reference)
     for warning in caught:
         print(f"ecgi predict: warning: {warning.message}", file=sys.stderr)
     output = Path(args.output or f"{Path(args.ecg).stem}.prediction.h5")
@@ -252,4 +269,9 @@ def run_predict(args: argparse.Namespace) -> int:
         figure = prediction_figure(prediction.ecg, prediction.act, prediction.vm,
                                    Path(args.figure or output.with_suffix(".png")), f"{Path(args.ecg).name}")
         print(f"wrote {figure}", file=sys.stderr)
+    if args.report:
+        from .clinical.report import write_clinical_report
+
+        page = write_clinical_report(prediction, args.report, Path(args.ecg).name, [str(w.message) for w in caught])
+        print(f"wrote {page}", file=sys.stderr)
     return 0

@@ -69,11 +69,41 @@ class DataConfig:
 
 
 @dataclass
+class RealismConfig:
+    """Recording artefacts added to training ECGs (``model.augment`` describes each), off by default.
+
+    ``wander_mv``, ``mains_mv`` and ``emg_mv`` are the largest amplitudes drawn
+    (baseline wander, 50/60 Hz hum, EMG-like RMS noise); ``gain`` the relative
+    amplitude change per lead; ``lead_mixing`` the electrode displacement
+    (fraction of a neighbouring precordial lead, frontal-plane rotation in
+    radians); ``time_warp`` the relative stretch of the beat and its targets.
+    """
+
+    enabled: bool = False
+    wander_mv: float = 0.3
+    mains_mv: float = 0.05
+    emg_mv: float = 0.03
+    gain: float = 0.2
+    lead_mixing: float = 0.15
+    time_warp: float = 0.05
+
+    def validate(self) -> None:
+        for name in ("wander_mv", "mains_mv", "emg_mv", "gain", "lead_mixing", "time_warp"):
+            value = getattr(self, name)
+            if not (0.0 <= value and math.isfinite(value)):
+                raise ConfigError(f"{name} must be a number >= 0, got {value}")
+        if self.gain >= 1.0 or self.time_warp >= 0.5 or self.lead_mixing > 0.5:
+            raise ConfigError("gain must be < 1, time_warp < 0.5 and lead_mixing <= 0.5")
+
+
+@dataclass
 class AugmentConfig:
     """Random onset shift: the ECG is delayed by 0..max_onset_shift_ms (zeros in front)
-    and the targets by the same amount, so the network does not learn a fixed QRS onset."""
+    and the targets by the same amount, so the network does not learn a fixed QRS onset.
+    ``realism`` adds recording artefacts (``enabled: true`` to switch them on)."""
 
     max_onset_shift_ms: int = 40
+    realism: RealismConfig = field(default_factory=RealismConfig)
 
     def validate(self) -> None:
         if self.max_onset_shift_ms < 0:

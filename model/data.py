@@ -147,6 +147,7 @@ class ShardDataset(Dataset):
     def __init__(
         self, manifest: Manifest, split: str, *, with_vm: bool, scaling: InputScaling = "range",
         max_shift_ms: int = 0, seed: int = 0, ecg_stats: tuple[np.ndarray, np.ndarray] | None = None,
+        realism=None,
     ) -> None:
         self.entries = manifest.splits[split]
         self.offsets = np.cumsum([0] + [e.samples for e in self.entries])
@@ -156,6 +157,7 @@ class ShardDataset(Dataset):
         self.scaling = scaling
         self.max_shift = int(round(max_shift_ms / manifest.dt_ms))
         self.seed = seed
+        self.realism = realism  # model.config.RealismConfig when recording artefacts are added
         self.epoch = 0
         self._files: dict[Path, h5py.File] = {}
         self._pid: int | None = None
@@ -199,6 +201,11 @@ class ShardDataset(Dataset):
         if self.max_shift:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             ecg, act, vm = shift_onset(ecg, act, vm, int(rng.integers(0, self.max_shift + 1)), self.dt_ms)
+        if self.realism is not None and self.realism.enabled:
+            from .augment import realistic
+
+            ecg, act, vm = realistic(ecg, act, vm, np.random.default_rng([self.seed, self.epoch, index, 1]),
+                                     self.dt_ms, self.realism)
         sample = {
             "ecg": torch.from_numpy(scale_ecg(ecg, self.scaling, self.ecg_mean, self.ecg_std)),
             "act": torch.from_numpy(act),

@@ -1,269 +1,58 @@
-"""``ecgi predict``: read a 12-lead ECG, check it, and map it to 75 activation times (and traces).
+"""``ecgi predict``: read a 12-lead ECG, condition it, find its beats and map the median beat to
+75 activation times (and traces), with an out-of-distribution score and per-site uncertainty.
 
-Readers:
+The steps (docs/clinical.md tells them in full):
 
-* HDF5 -- dataset ``ecg`` or ``leads`` of shape (T, 12) in mV; attribute
-  ``dt_ms`` (on the dataset or the file) and optionally ``leads`` (names in
-  column order; the standard order is assumed without it).
-* CSV -- a header naming the 12 leads (case-insensitive, any order), mV,
-  and optionally a time column: ``time_ms``/``t_ms`` in ms, ``time_s``/``t_s``
-  in s, or ``time``/``t`` (s if the step is below 0.1, else ms).  Without a
-  time column the sampling rate must be given.
-* WFDB -- a ``.hea`` header and its ``.dat`` signal file(s), formats 16 and
-  212; lead names from the signal descriptions, ADC gain and baseline
-  applied, units mV (uV and V are converted).
-
-Before prediction the ECG is resampled to 1 kHz (polyphase, anti-aliased),
-cropped or zero-padded to the network's length (with a warning) and refused
-if a lead is missing, flat, non-finite or beyond 20 mV (usually a file in
-microvolts).
+1. ``model.clinical.readers`` reads the file (HDF5, CSV, WFDB, DICOM, GE MUSE
+   or HL7 aECG XML) into 12 leads in mV and refuses implausible records.
+2. ``beats="median"`` (the default for records of 1.5 s and more):
+   ``model.clinical.conditioning`` removes baseline wander, mains hum and
+   high-frequency noise and resamples to 1 kHz; ``model.clinical.beats``
+   detects every QRS, rejects ectopic and noisy beats, forms the median beat,
+   delineates its QRS and windows it so the QRS onset lies where the training
+   data puts it.  ``beats="all"`` also predicts every clean beat and reports
+   the spread.  ``beats="none"`` (the default for shorter records, which are
+   taken to be one prepared beat) resamples and crops or zero-pads as is.
+3. The network runs on the window; with dropout it runs ``passes`` times
+   (MC dropout) for a per-site spread; ``model.clinical.trust`` scores how
+   far the input lies from the training inputs when a reference is known.
 """
 from __future__ import annotations
 
-import csv
-import math
 import os
-import re
 import warnings
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import h5py
 import numpy as np
 import torch
-from scipy.signal import resample_poly
 
 from solver.errors import ConfigError
 from solver.sites import LEAD_NAMES, SITE_NAMES, site_group
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
+from .clinical import beats as beatlib
+from .clinical.conditioning import Conditioned, condition, resample
+from .clinical.readers import MAX_AMPLITUDE_MV, EcgRecord, EcgWarning, check_amplitude, read_ecg
+from .clinical.trust import N_FEATURES, OodReference, mc_dropout, reference_from_dataset
 from .data import scale_ecg
 from .evaluate import apd90_ms
 
-MAX_AMPLITUDE_MV = 20.0
+__all__ = ["EcgRecord", "EcgWarning", "MAX_AMPLITUDE_MV", "Prediction", "check_amplitude", "format_table",
+           "predict", "prepare_ecg", "read_ecg", "write_prediction"]
+
 TARGET_RATE_HZ = 1000.0
-_TIME_COLUMNS = {"time_ms": 1.0, "t_ms": 1.0, "time_s": 1000.0, "t_s": 1000.0, "time": None, "t": None}
-_UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
-
-
-class EcgWarning(UserWarning):
-    """The ECG was usable but changed (cropped, padded) or partly ignored."""
-
-
-@dataclass
-class EcgRecord:
-    signals: np.ndarray  # (T, 12) mV, columns in LEAD_NAMES order
-    dt_ms: float
-    source: Path
-
-
-def read_ecg(path: str | Path, sampling_rate_hz: float | None = None) -> EcgRecord:
-    """Read an ECG file by its suffix (.h5/.hdf5, .csv, .hea/.dat)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such ECG file")
-    suffix = path.suffix.lower()
-    if suffix in (".h5", ".hdf5"):
-        return _read_hdf5(path, sampling_rate_hz)
-    if suffix == ".csv":
-        return _read_csv(path, sampling_rate_hz)
-    if suffix in (".hea", ".dat"):
-        return _read_wfdb(path.with_suffix(".hea"))
-    raise ConfigError(f"{path}: unknown ECG file type {suffix!r}; use HDF5 (.h5), CSV (.csv) or WFDB (.hea + .dat)")
-
-
-def _order_leads(names: Sequence[str], data: np.ndarray, path: Path) -> np.ndarray:
-    """Columns named ``names`` -> (T, 12) in the standard order; missing leads are an error."""
-    lookup = {name.strip().lower(): i for i, name in enumerate(names)}
-    missing = [lead for lead in LEAD_NAMES if lead.lower() not in lookup]
-    if missing:
-        raise ConfigError(f"{path}: missing lead(s) {', '.join(missing)}; found {', '.join(names) or 'none'}")
-    extra = [n for n in names if n.strip().lower() not in {lead.lower() for lead in LEAD_NAMES}]
-    if extra:
-        warnings.warn(f"{path}: ignoring signal(s) {', '.join(extra)}", EcgWarning, stacklevel=3)
-    return np.stack([data[:, lookup[lead.lower()]] for lead in LEAD_NAMES], axis=1).astype(np.float64)
-
-
-def _dt_from_rate(rate_hz: float | None, path: Path, what: str) -> float:
-    if rate_hz is None:
-        raise ConfigError(f"{path}: {what}; give the sampling rate with --sampling-rate HZ")
-    if not (rate_hz > 0 and math.isfinite(rate_hz)):
-        raise ConfigError(f"{path}: sampling rate must be a positive number, got {rate_hz}")
-    return 1000.0 / rate_hz
-
-
-def _read_hdf5(path: Path, rate_hz: float | None) -> EcgRecord:
-    try:
-        with h5py.File(path, "r") as f:
-            name = next((n for n in ("ecg", "leads") if n in f and isinstance(f[n], h5py.Dataset)), None)
-            if name is None:
-                raise ConfigError(f"{path}: no dataset 'ecg' or 'leads'")
-            ds = f[name]
-            data = ds[()]
-            dt = ds.attrs.get("dt_ms", f.attrs.get("dt_ms"))
-            names = [n.decode() if isinstance(n, bytes) else str(n) for n in ds.attrs.get("leads", LEAD_NAMES)]
-    except OSError as exc:
-        raise ConfigError(f"{path}: not a readable HDF5 file ({exc})") from None
-    if data.ndim != 2 or data.shape[1] != len(names):
-        raise ConfigError(f"{path}: dataset {name!r} has shape {data.shape}; expected (T, {len(names)}) with one column per lead")
-    dt_ms = float(dt) if dt is not None else _dt_from_rate(rate_hz, path, f"dataset {name!r} has no dt_ms attribute")
-    return EcgRecord(_order_leads(names, data, path), dt_ms, path)
-
-
-def _read_csv(path: Path, rate_hz: float | None) -> EcgRecord:
-    with open(path, newline="") as f:
-        rows = [row for row in csv.reader(f) if row and any(cell.strip() for cell in row)]
-    if len(rows) < 2:
-        raise ConfigError(f"{path}: a CSV ECG needs a header row naming the leads and at least one data row")
-    header = [h.strip() for h in rows[0]]
-    try:
-        data = np.array([[float(cell) for cell in row] for row in rows[1:]], dtype=np.float64)
-    except ValueError as exc:
-        raise ConfigError(f"{path}: non-numeric value in the data rows ({exc})") from None
-    if data.ndim != 2 or data.shape[1] != len(header):
-        raise ConfigError(f"{path}: every row must have {len(header)} values, like the header")
-    time_cols = [i for i, h in enumerate(header) if h.lower() in _TIME_COLUMNS]
-    if not time_cols:
-        return EcgRecord(_order_leads(header, data, path), _dt_from_rate(rate_hz, path, "there is no time column"), path)
-    col = time_cols[0]
-    dt_ms = _dt_from_time_column(data[:, col], _TIME_COLUMNS[header[col].lower()], path)
-    if rate_hz is not None and abs(1000.0 / rate_hz - dt_ms) > 0.01 * dt_ms:
-        raise ConfigError(f"{path}: --sampling-rate {rate_hz} Hz contradicts the time column ({1000.0 / dt_ms:g} Hz)")
-    return EcgRecord(_order_leads(header[:col] + header[col + 1:], np.delete(data, col, axis=1), path), dt_ms, path)
-
-
-def _dt_from_time_column(t: np.ndarray, ms_per_unit: float | None, path: Path) -> float:
-    steps = np.diff(t)
-    if len(steps) == 0 or not np.all(steps > 0):
-        raise ConfigError(f"{path}: the time column must increase")
-    step = float(np.median(steps))
-    if np.max(np.abs(steps - step)) > 0.01 * step:
-        raise ConfigError(f"{path}: the time column is not uniformly sampled")
-    if ms_per_unit is None:
-        ms_per_unit = 1000.0 if step < 0.1 else 1.0
-    return step * ms_per_unit
-
-
-@dataclass
-class _WfdbSignal:
-    file: str
-    fmt: int
-    offset: int
-    gain: float  # ADC units per mV
-    baseline: int
-    description: str
-
-
-def _read_wfdb(header_path: Path) -> EcgRecord:
-    if not header_path.is_file():
-        raise ConfigError(f"{header_path}: WFDB header missing (a .dat file needs its .hea)")
-    lines = [ln.strip() for ln in header_path.read_text(errors="replace").splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith("#")]
-    try:
-        record = lines[0].split()
-        if "/" in record[0]:
-            raise ConfigError(f"{header_path}: multi-segment WFDB records are not supported")
-        nsig = int(record[1])
-        fs = float(record[2].split("/")[0].split("(")[0]) if len(record) > 2 else 250.0
-        nsamp = int(record[3]) if len(record) > 3 else None
-        signals = [_parse_signal_line(ln, header_path) for ln in lines[1:1 + nsig]]
-    except ConfigError:
-        raise
-    except (IndexError, ValueError) as exc:
-        raise ConfigError(f"{header_path}: malformed WFDB header ({exc})") from None
-    if len(signals) != nsig:
-        raise ConfigError(f"{header_path}: header announces {nsig} signals but describes {len(signals)}")
-    columns = _read_wfdb_samples(header_path.parent, signals, nsamp, header_path)
-    return EcgRecord(_order_leads([s.description for s in signals], columns, header_path), 1000.0 / fs, header_path)
-
-
-def _parse_signal_line(line: str, path: Path) -> _WfdbSignal:
-    fields = line.split()
-    fmt_match = re.fullmatch(r"(\d+)(?:x(\d+))?(?::(\d+))?(?:\+(\d+))?", fields[1])
-    if not fmt_match:
-        raise ConfigError(f"{path}: cannot read the format field {fields[1]!r}")
-    fmt, per_frame, skew, offset = fmt_match.groups()
-    if int(fmt) not in (16, 212):
-        raise ConfigError(f"{path}: WFDB format {fmt} is not supported (16 and 212 are)")
-    if (per_frame and int(per_frame) != 1) or (skew and int(skew) != 0):
-        raise ConfigError(f"{path}: WFDB multi-frequency or skewed signals are not supported")
-    gain, baseline, units = 200.0, None, "mV"
-    if len(fields) > 2:
-        gain_match = re.fullmatch(r"([-+0-9.eE]+)(?:\((-?\d+)\))?(?:/(\S+))?", fields[2])
-        if not gain_match:
-            raise ConfigError(f"{path}: cannot read the gain field {fields[2]!r}")
-        gain = float(gain_match.group(1)) or 200.0  # WFDB: gain 0 means uncalibrated, 200 units per mV
-        baseline = int(gain_match.group(2)) if gain_match.group(2) is not None else None
-        units = gain_match.group(3) or "mV"
-    adc_zero = int(fields[4]) if len(fields) > 4 else 0
-    description = " ".join(fields[8:]) if len(fields) > 8 else ""
-    if units.lower() not in _UNIT_TO_MV:
-        raise ConfigError(f"{path}: signal {description or fields[0]} is in {units!r}; expected mV, uV or V")
-    return _WfdbSignal(fields[0], int(fmt), int(offset or 0), gain / _UNIT_TO_MV[units.lower()],
-                       adc_zero if baseline is None else baseline, description)
-
-
-def _read_wfdb_samples(directory: Path, signals: list[_WfdbSignal], nsamp: int | None, path: Path) -> np.ndarray:
-    """(T, nsig) physical values in mV; signals sharing a file are interleaved frame by frame."""
-    columns: list[np.ndarray | None] = [None] * len(signals)
-    for file in dict.fromkeys(s.file for s in signals):
-        members = [i for i, s in enumerate(signals) if s.file == file]
-        fmt, offset = signals[members[0]].fmt, signals[members[0]].offset
-        if any(signals[i].fmt != fmt for i in members):
-            raise ConfigError(f"{path}: signals in {file} mix formats")
-        dat = directory / file
-        if not dat.is_file():
-            raise ConfigError(f"{dat}: WFDB signal file missing")
-        raw = _decode(dat.read_bytes()[offset:], fmt)
-        frames = len(raw) // len(members) if nsamp is None else nsamp
-        if len(raw) < frames * len(members):
-            raise ConfigError(f"{dat}: holds {len(raw) // len(members)} samples per signal, the header says {frames}")
-        raw = raw[: frames * len(members)].reshape(frames, len(members))
-        invalid = -32768 if fmt == 16 else -2048
-        for j, i in enumerate(members):
-            digital = raw[:, j]
-            if np.any(digital == invalid):
-                raise ConfigError(f"{dat}: signal {signals[i].description} contains invalid (missing) samples")
-            columns[i] = (digital - signals[i].baseline) / signals[i].gain
-    return np.stack(columns, axis=1)
-
-
-def _decode(data: bytes, fmt: int) -> np.ndarray:
-    if fmt == 16:
-        return np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.int64)
-    triples = np.frombuffer(data[: len(data) // 3 * 3], dtype=np.uint8).reshape(-1, 3).astype(np.int64)
-    out = np.empty(2 * len(triples), dtype=np.int64)
-    out[0::2] = triples[:, 0] | ((triples[:, 1] & 0x0F) << 8)
-    out[1::2] = triples[:, 2] | ((triples[:, 1] & 0xF0) << 4)
-    out[out > 2047] -= 4096
-    return out
-
-
-def check_amplitude(record: EcgRecord) -> None:
-    """Refuse ECGs a network cannot interpret: non-finite, flat or absurdly large leads."""
-    for j, lead in enumerate(LEAD_NAMES):
-        x = record.signals[:, j]
-        if not np.all(np.isfinite(x)):
-            raise ConfigError(f"{record.source}: lead {lead} has non-finite values")
-        peak = float(np.max(np.abs(x))) if x.size else 0.0
-        if peak > MAX_AMPLITUDE_MV:
-            raise ConfigError(f"{record.source}: lead {lead} reaches {peak:.4g} mV, more than {MAX_AMPLITUDE_MV:g} mV "
-                              "can come from a heart; is the file in microvolts?")
-        if x.size == 0 or np.ptp(x) < 1e-6:
-            raise ConfigError(f"{record.source}: lead {lead} is flat ({'all zero' if peak == 0 else 'constant'}); "
-                              "a disconnected or missing lead cannot be used")
+#: Records at least this long are searched for beats; shorter ones are one prepared beat.
+AUTO_MEDIAN_MS = 1500.0
+BeatMode = Literal["auto", "median", "all", "none"]
 
 
 def prepare_ecg(record: EcgRecord, samples: int) -> np.ndarray:
     """Resample to 1 kHz and crop or zero-pad to ``samples``: (samples, 12) in mV."""
     check_amplitude(record)
-    x = record.signals
-    rate = 1000.0 / record.dt_ms
-    if abs(rate - TARGET_RATE_HZ) > 1e-6 * TARGET_RATE_HZ:
-        ratio = Fraction(TARGET_RATE_HZ / rate).limit_denominator(1000)
-        x = resample_poly(x, ratio.numerator, ratio.denominator, axis=0)
+    x = resample(record.signals, record.rate_hz, TARGET_RATE_HZ)
     if len(x) > samples:
         warnings.warn(f"{record.source}: {len(x)} ms long; using the first {samples} ms", EcgWarning, stacklevel=2)
         x = x[:samples]
@@ -279,19 +68,136 @@ class Prediction:
     act: np.ndarray  # (75,) ms
     vm: np.ndarray | None  # (T, 75) mV
     architecture: str
+    act_std: np.ndarray | None = None  # (75,) ms, spread over MC-dropout passes or the ensemble
+    uncertainty: str = "none"  # "mc-dropout (N passes)", "ensemble of N", or "none"
+    beat_mode: str = "none"
+    record: EcgRecord | None = None
+    conditioned: Conditioned | None = None
+    beats: beatlib.Beats | None = None
+    beat_act: np.ndarray | None = None  # (B, 75) ms, one row per clean beat (beats="all")
+    ood_score: float | None = None
+    ood_threshold: float | None = None
+
+    @property
+    def ood_warning(self) -> bool:
+        return self.ood_score is not None and self.ood_threshold is not None and self.ood_score > self.ood_threshold
 
 
-def predict(checkpoint: str | Path, ecg_path: str | Path, sampling_rate_hz: float | None = None) -> Prediction:
-    """Read, check and prepare an ECG, then run the checkpoint's network on it."""
+@dataclass
+class _Network:
+    model: torch.nn.Module
+    inputs: dict
+    ood: OodReference | None
+
+
+def _load(checkpoint: str | Path) -> _Network:
     state = load_checkpoint(checkpoint)
-    model = model_from_checkpoint(state, checkpoint)
-    inputs = state["inputs"]
-    ecg = prepare_ecg(read_ecg(ecg_path, sampling_rate_hz), int(inputs["samples"]))
-    x = scale_ecg(ecg, inputs["scaling"], np.asarray(inputs["ecg_mean"]), np.asarray(inputs["ecg_std"]))
-    with torch.no_grad():
-        physical = model.to_physical(model(torch.from_numpy(x)[None]))
-    vm = physical["vm"][0].numpy().T if "vm" in physical else None
-    return Prediction(ecg, physical["act"][0].numpy(), vm, model.architecture)
+    ood = state["inputs"].get("ood")
+    reference = OodReference(**ood) if isinstance(ood, dict) else None
+    if reference is not None and len(reference.mean) != N_FEATURES:
+        warnings.warn(f"{checkpoint}: its OOD reference uses an older feature set; no OOD score "
+                      "(give --reference DATASET)", EcgWarning, stacklevel=3)
+        reference = None
+    return _Network(model_from_checkpoint(state, checkpoint), state["inputs"], reference)
+
+
+def _scaled(net: _Network, ecg: np.ndarray) -> np.ndarray:
+    inputs = net.inputs
+    return scale_ecg(ecg, inputs["scaling"], np.asarray(inputs["ecg_mean"]), np.asarray(inputs["ecg_std"]))
+
+
+def _inputs(net: _Network, ecgs: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.stack([_scaled(net, e) for e in ecgs]))
+
+
+def _run(nets: Sequence[_Network], ecgs: np.ndarray, passes: int) -> tuple[dict[str, np.ndarray], np.ndarray | None, str]:
+    """Physical outputs for a batch (B, T, 12), the per-site activation spread (B, 75) and how it was found.
+
+    One network: its deterministic outputs and the spread of ``passes`` MC-dropout passes.
+    An ensemble: the members' mean and their spread.
+    """
+    members = []
+    for net in nets:
+        with torch.no_grad():
+            members.append({k: v.numpy() for k, v in net.model.to_physical(net.model(_inputs(net, ecgs))).items()})
+    if len(nets) > 1:
+        stacked = {k: np.stack([m[k] for m in members]) for k in members[0]}
+        return {k: v.mean(axis=0) for k, v in stacked.items()}, stacked["act"].std(axis=0), f"ensemble of {len(nets)}"
+    sampled = mc_dropout(nets[0].model, _inputs(nets[0], ecgs), passes)
+    if sampled is None:
+        return members[0], None, "none"
+    return members[0], sampled["act"].numpy().std(axis=0), f"mc-dropout ({passes} passes)"
+
+
+def predict(checkpoint: str | Path, ecg_path: str | Path, sampling_rate_hz: float | None = None, *,
+            beats: BeatMode = "auto", mains_hz: float | None | str = "auto", passes: int = 30,
+            ensemble: Sequence[str | Path] = (), reference: str | Path | None = None) -> Prediction:
+    """Read, check and prepare an ECG (see the module docstring), then run the network(s) on it."""
+    nets = [_load(c) for c in (checkpoint, *ensemble)]
+    samples = int(nets[0].inputs["samples"])
+    if any(int(n.inputs["samples"]) != samples for n in nets):
+        raise ConfigError("the ensemble's checkpoints read ECGs of different lengths")
+    record = read_ecg(ecg_path, sampling_rate_hz)
+    mode = beats
+    if mode == "auto":
+        mode = "median" if record.duration_ms >= AUTO_MEDIAN_MS else "none"
+    prediction = Prediction(np.zeros((samples, 12), np.float32), np.zeros(75), None, nets[0].model.architecture,
+                            beat_mode=mode, record=record)
+    if mode == "none":
+        window = prepare_ecg(record, samples)
+        batch = window[None]
+    elif mode in ("median", "all"):
+        window, batch = _beat_windows(record, samples, mode, mains_hz, prediction)
+    else:
+        raise ConfigError(f"--beats must be auto, median, all or none, not {beats!r}")
+    outputs, spread, method = _run(nets, batch, passes)
+    prediction.ecg = window
+    prediction.act = outputs["act"][0]
+    prediction.vm = outputs["vm"][0].T if "vm" in outputs else None
+    prediction.act_std = spread[0] if spread is not None else None
+    prediction.uncertainty = method
+    if mode == "all":
+        prediction.beat_act = outputs["act"][1:]
+    ood = nets[0].ood
+    if reference is not None:
+        inputs = nets[0].inputs
+        ood = reference_from_dataset(reference, inputs["scaling"], inputs["ecg_mean"], inputs["ecg_std"])
+    if ood is not None:
+        prediction.ood_score = float(ood.distance(_scaled(nets[0], window)))
+        prediction.ood_threshold = ood.threshold
+        if prediction.ood_warning:
+            warnings.warn(f"{record.source}: out-of-distribution score {prediction.ood_score:.1f} is above the "
+                          f"threshold {ood.threshold:.1f}: this ECG is unlike the training ECGs; the prediction "
+                          "is an extrapolation", EcgWarning, stacklevel=2)
+    return prediction
+
+
+def _beat_windows(record: EcgRecord, samples: int, mode: str, mains_hz, prediction: Prediction) -> tuple[np.ndarray, np.ndarray]:
+    """Condition, find beats, window the median beat (and, for "all", every clean beat)."""
+    conditioned = condition(record.signals, record.rate_hz, mains_hz)
+    prediction.conditioned = conditioned
+    if conditioned.quality.flat:
+        raise ConfigError(f"{record.source}: {conditioned.quality.problems()[0]}; a disconnected lead cannot be used")
+    for problem in conditioned.quality.problems():
+        warnings.warn(f"{record.source}: {problem}", EcgWarning, stacklevel=3)
+    try:
+        found = beatlib.analyse(conditioned.signals, samples)
+    except ConfigError as exc:
+        raise ConfigError(f"{record.source}: {exc}") from None
+    prediction.beats = found
+    clean = int(found.clean.sum())
+    if clean < 3:
+        warnings.warn(f"{record.source}: only {clean} clean beat(s) of {len(found.peaks)}; the median beat is "
+                      "not robust", EcgWarning, stacklevel=3)
+    end = beatlib.next_beat_ms(found, samples)
+    if end is not None:
+        warnings.warn(f"{record.source}: at RR {found.rr_ms:.0f} ms the next beat falls inside the {samples}-ms "
+                      f"window; samples from {end} ms after the QRS onset are set to rest", EcgWarning, stacklevel=3)
+    window = beatlib.network_window(found.median, found.onset, samples, end=end)
+    batch = window[None]
+    if mode == "all":
+        batch = np.concatenate([batch, beatlib.beat_windows(found, samples)])
+    return window, batch
 
 
 def write_prediction(path: str | Path, prediction: Prediction, source: str, checkpoint: str) -> Path:
@@ -310,20 +216,56 @@ def write_prediction(path: str | Path, prediction: Prediction, source: str, chec
             vm = f.create_dataset("vm", data=prediction.vm.astype(np.float32))
             vm.attrs.update(sites=list(SITE_NAMES), dt_ms=1.0, units="mV")
             f.create_dataset("apd90", data=apd90_ms(prediction.vm.T).astype(np.float32)).attrs["units"] = "ms"
+        _write_trust(f, prediction)
     os.replace(tmp, path)
     return path
 
 
+def _write_trust(f: h5py.File, prediction: Prediction) -> None:
+    """Uncertainty, OOD score and beats, where known."""
+    f.attrs.update(beats=prediction.beat_mode, uncertainty=prediction.uncertainty)
+    if prediction.act_std is not None:
+        f.create_dataset("act_std", data=prediction.act_std.astype(np.float32)).attrs["units"] = "ms"
+    if prediction.ood_score is not None:
+        f.attrs.update(ood_score=prediction.ood_score, ood_threshold=prediction.ood_threshold)
+    if prediction.beats is not None:
+        b = prediction.beats
+        g = f.create_group("beats")
+        g.create_dataset("peaks_ms", data=b.peaks.astype(np.float64) * 1.0)
+        g.create_dataset("clean", data=b.clean)
+        g.create_dataset("median", data=b.median.astype(np.float32)).attrs.update(dt_ms=1.0, units="mV")
+        g.attrs.update(qrs_onset_ms=b.onset, qrs_offset_ms=b.offset, rr_ms=b.rr_ms)
+    if prediction.beat_act is not None:
+        f.create_dataset("beat_act", data=prediction.beat_act.astype(np.float32)).attrs["units"] = "ms"
+
+
 def format_table(prediction: Prediction) -> str:
-    """One line per site: group, activation time and (with traces) APD90."""
+    """One line per site: group, activation time (+- its spread) and (with traces) APD90."""
     apd = apd90_ms(prediction.vm.T) if prediction.vm is not None else None
-    header = f"{'site':<18} {'group':<6} {'act (ms)':>9}" + (f" {'APD90 (ms)':>11}" if apd is not None else "")
+    spread = prediction.act_std
+    if prediction.beat_act is not None:
+        spread = prediction.beat_act.std(axis=0)
+    header = f"{'site':<18} {'group':<6} {'act (ms)':>9}" + (f" {'+-':>6}" if spread is not None else "")
+    header += f" {'APD90 (ms)':>11}" if apd is not None else ""
     lines = [header, "-" * len(header)]
     for i, site in enumerate(SITE_NAMES):
         line = f"{site:<18} {site_group(site):<6} {prediction.act[i]:9.1f}"
+        if spread is not None:
+            line += f" {spread[i]:6.1f}"
         if apd is not None:
             line += f" {apd[i]:11.1f}" if np.isfinite(apd[i]) else f" {'-':>11}"
         lines.append(line)
     lines.append(f"earliest {prediction.act.min():.1f} ms ({SITE_NAMES[int(prediction.act.argmin())]}), "
                  f"latest {prediction.act.max():.1f} ms ({SITE_NAMES[int(prediction.act.argmax())]})")
+    if spread is not None:
+        what = (f"spread over {len(prediction.beat_act)} beats" if prediction.beat_act is not None
+                else prediction.uncertainty)
+        lines.append(f"+-: standard deviation ({what})")
+    if prediction.beats is not None:
+        b = prediction.beats
+        lines.append(f"beats: {len(b.peaks)} detected, {int(b.clean.sum())} clean, RR {b.rr_ms:.0f} ms, "
+                     f"QRS {b.qrs_ms} ms on the median beat")
+    if prediction.ood_score is not None:
+        verdict = "ABOVE the threshold: unlike the training ECGs" if prediction.ood_warning else "within the training range"
+        lines.append(f"OOD score {prediction.ood_score:.1f} (threshold {prediction.ood_threshold:.1f}): {verdict}")
     return "\n".join(lines)

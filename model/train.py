@@ -179,7 +179,8 @@ class Trainer:
         config, ctx = self.config, self.ctx
         with_vm = "vm" in self.model.outputs
         common = dict(with_vm=with_vm, scaling=config.data.input_scaling, seed=config.seed)
-        self.train_set = ShardDataset(self.manifest, "train", max_shift_ms=config.augment.max_onset_shift_ms, **common)
+        self.train_set = ShardDataset(self.manifest, "train", max_shift_ms=config.augment.max_onset_shift_ms,
+                                      realism=config.augment.realism, **common)
         self.val_set = ShardDataset(self.manifest, "validation", **common)
         self.train_sampler = DistributedSampler(
             self.train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed, drop_last=False
@@ -286,6 +287,19 @@ class Trainer:
         return {"val_loss": loss / n, "val_act_mae_ms": act_abs / max(act_n, 1),
                 "val_vm_rmse_mv": math.sqrt(vm_sq / vm_n) if vm_n else None}
 
+    def _ood_reference(self) -> dict[str, Any] | None:
+        """Training inputs' feature statistics for ``ecgi predict``'s OOD score, computed once
+        (None for a training split of one sample)."""
+        if not hasattr(self, "_ood"):
+            from .clinical.trust import reference_from_dataset
+
+            stats = self.manifest.statistics
+            self._ood = None
+            if self.manifest.split_size("train") >= 2:
+                self._ood = dataclasses.asdict(reference_from_dataset(
+                    self.manifest.root, self.config.data.input_scaling, stats["ecg_mean"], stats["ecg_std"]))
+        return self._ood
+
     def _save(self, val_loss: float) -> None:
         """Every rank contributes its RNG state; rank 0 writes the checkpoint and metrics."""
         rngs = all_gather_objects(rng_state(), self.ctx)
@@ -298,7 +312,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "rng": rngs, "config": to_mapping(self.config),
             "inputs": {"scaling": self.config.data.input_scaling, "samples": self.manifest.samples,
                        "dt_ms": self.manifest.dt_ms, "ecg_mean": self.manifest.statistics["ecg_mean"].tolist(),
-                       "ecg_std": self.manifest.statistics["ecg_std"].tolist()},
+                       "ecg_std": self.manifest.statistics["ecg_std"].tolist(), "ood": self._ood_reference()},
             "history": self.history, "best_val_loss": self.best_val_loss, "world_size": self.ctx.world_size,
         }
         save_checkpoint(self.run_dir / LAST, state)

@@ -26,3 +26,4 @@ def test_miniature_demo_produces_every_artefact(tmp_path):
     assert sum(s["samples"] for split in manifest["splits"].values() for s in split) == 12
     for run in ("run", "run-vm"):
         assert (out / run / "best.pt").is_file() and (out / run / "metrics.csv").is_file()
+    assert "A real recording" in html and (out / "clinical" / "report.html").is_file()

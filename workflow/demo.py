@@ -5,8 +5,10 @@
 2. training of the activation-time network, then of the voltage network,
    on the CPU (`ecgi train`);
 3. evaluation of both on the held-out anatomies (`ecgi evaluate`);
-4. DIR/report.html: example ECGs, the evaluation's figures and tables, and
-   the campaign's statistics.
+4. ``ecgi predict`` on a real 12-lead recording (the DICOM ECG shipped with
+   pydicom), its clinician's report in DIR/clinical/report.html;
+5. DIR/report.html: example ECGs, the evaluation's figures and tables, the
+   real recording's predicted map and the campaign's statistics.
 
 Each step resumes: the campaign never recomputes a finished sample, training
 continues from its last checkpoint, and a finished step is skipped.  Steps
@@ -40,26 +42,39 @@ def run_demo(output: Path, samples: int | None = None, epochs: int | None = None
     spec.output_dir = output / "campaign"
     if samples is not None:
         spec.samples = samples
-    _step("1/4 campaign")
+    _step("1/5 campaign")
     run_campaign(spec, force=True)
     dataset = spec.output_dir / "dataset"
     metrics = {}
     for name, config in TRAININGS:
-        _step(f"2/4 training ({config.name})")
+        _step(f"2/5 training ({config.name})")
         train = [*_ecgi(), "train", str(config), "--data", str(dataset), "--output", str(output / name), "--resume"]
         if epochs is not None:
             train += ["--epochs", str(epochs)]
         _check(subprocess.run(train), "training")
-        _step(f"3/4 evaluation ({config.name})")
+        _step(f"3/5 evaluation ({config.name})")
         evaluation = subprocess.run([*_ecgi(), "evaluate", str(output / name / "best.pt"), str(dataset),
                                      "--report", str(output / f"evaluation-{name}"), "--json"],
                                     capture_output=True, text=True)
         _check(evaluation, "evaluation", evaluation.stderr)
         metrics[name] = json.loads(evaluation.stdout)
-    _step("4/4 report")
+    _step("4/5 a real recording")
+    predict_real_recording(output / "run" / "best.pt", output / "clinical")
+    _step("5/5 report")
     report = write_report(output, spec, metrics["run"], metrics["run-vm"], time.time() - start)
     print(f"\nreport: {report}", flush=True)
     return report
+
+
+def predict_real_recording(checkpoint: Path, directory: Path) -> Path:
+    """``ecgi predict`` with its report on the real 12-lead DICOM ECG that pydicom ships."""
+    from pydicom.data import get_testdata_file
+
+    proc = subprocess.run([*_ecgi(), "predict", str(checkpoint), get_testdata_file("waveform_ecg.dcm"), "--quiet",
+                           "--no-figure", "--output", str(directory / "prediction.h5"), "--report", str(directory)],
+                          capture_output=True, text=True)
+    _check(proc, "prediction on a real recording", proc.stderr)
+    return directory / "report.html"
 
 
 def _ecgi() -> list[str]:
@@ -155,6 +170,12 @@ def write_report(output: Path, spec, act: dict, vm: dict, elapsed_s: float) -> P
         "<h3>Voltage, by site group (RMSE, mV)</h3>", table((vm.get("vm_rmse_mv_by_group") or {}).items()),
         "<h3>Activation-time network</h3>", table(numbers(act)),
         "<h3>Voltage network</h3>", table(numbers(vm)),
+        "<h2>A real recording</h2>",
+        "<p>A 10-s clinical 12-lead ECG (sinus rhythm, read as normal by its recording device; DICOM, shipped "
+        "with pydicom) through <code>ecgi predict</code>: median beat, predicted map, spread and how far it lies "
+        "from the training ECGs (<a href='clinical/report.html'>full report</a>).</p>",
+        '<img src="clinical/median-beat.png" alt="median beat">',
+        '<img src="clinical/activation.png" alt="predicted activation of the real recording">',
         "<h2>Campaign</h2>", table(stats.items()),
         "<p>Full evaluation reports: <a href='evaluation-run/report.html'>activation</a>, "
         "<a href='evaluation-run-vm/report.html'>voltage</a></p>",

@@ -1,0 +1,1 @@
+"""Clinical recordings in: readers, signal conditioning, beats, trust and the clinician's report."""
