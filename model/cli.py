@@ -249,8 +249,15 @@ def _or_na(value: float | None) -> str:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from solver.files import check_writable
+
     from .predict import format_table, predict, write_prediction
 
+    # Every output place is checked before the record is read and the network runs.
+    output = Path(args.output or f"{Path(args.ecg).stem}.prediction.h5")
+    check_writable(output)
+    if args.report:
+        check_writable(args.report, REPORT_FREE_BYTES, directory=True)
     mains = {"auto": "auto", "off": None, "50": 50.0, "60": 60.0}[args.mains]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -258,7 +265,6 @@ def run_predict(args: argparse.Namespace) -> int:
                              passes=args.passes, ensemble=args.ensemble, reference=args.reference)
     for warning in caught:
         print(f"ecgi predict: warning: {warning.message}", file=sys.stderr)
-    output = Path(args.output or f"{Path(args.ecg).stem}.prediction.h5")
     write_prediction(output, prediction, str(args.ecg), str(args.checkpoint))
     if not args.quiet:
         print(format_table(prediction))

@@ -358,6 +358,11 @@ def test_train_and_evaluate_refuse_an_unwritable_output(trained, mounts, tmp_pat
                       "network: {architecture: reference_act}\n")
     expect_error("train", config, "--data", data, "--output", disk / "run", message=message)
     expect_error("evaluate", checkpoint, data, "--report", disk / "report", message=message)
+    record = REPO / "tests/data/clinical/cinc2020/A0002.hea"
+    expect_error("predict", checkpoint, record, "--output", disk / "p.h5", message=message)
+    expect_error("predict", checkpoint, record, "--output", tmp_path / "p.h5", "--report", disk / "report",
+                 message=message)
+    assert not (tmp_path / "p.h5").exists()  # refused before any work
 
 
 def test_train_resume_on_a_full_disk_then_no_temporary_is_left(trained, mounts, tmp_path):
