@@ -46,35 +46,10 @@ def simulate(data: dict):
 
 
 def plot(condition: str, torso: np.ndarray, infinite: np.ndarray, path: Path) -> None:
-    import matplotlib
+    from solver.plots import plot_ecg
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from solver.plots import ECG_LAYOUT
-    from solver.sites import LEAD_NAMES
-
-    t = np.arange(len(torso))
-    limit = 1.1 * np.abs(torso).max()
-    fig, axes = plt.subplots(3, 4, figsize=(12, 6), sharex=True, sharey=True)
-    for r, row in enumerate(ECG_LAYOUT):
-        for c, name in enumerate(row):
-            ax = axes[r, c]
-            i = LEAD_NAMES.index(name)
-            ax.plot(t, infinite[:, i], color="0.65", linewidth=0.8)
-            ax.plot(t, torso[:, i], color="black", linewidth=0.9)
-            ax.set_title(name, loc="left", fontsize=9)
-            ax.set_ylim(-limit, limit)
-            ax.grid(True, color="#f4b6b6", linewidth=0.5)
-    for ax in axes[-1]:
-        ax.set_xlabel("time (ms)")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("mV")
-    fig.suptitle(f"{condition.upper() if condition != 'normal' else 'Normal conduction'}: bounded torso (black), "
-                 "infinite medium (grey)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    name = condition.upper() if condition != "normal" else "Normal conduction"
+    plot_ecg(torso, 1.0, path, f"{name}: bounded torso (black), infinite medium (grey)", background=infinite)
 
 
 def criteria_row(condition: str, leads: np.ndarray) -> str:

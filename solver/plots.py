@@ -20,15 +20,20 @@ from .sites import LEAD_NAMES, SITE_NAMES  # noqa: E402
 ECG_LAYOUT = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
 
 
-def plot_ecg(leads: np.ndarray, dt_ms: float, path: Path, title: str = "") -> Path:
-    """12-lead ECG in the standard 4 x 3 layout with a shared amplitude scale."""
+def plot_ecg(leads: np.ndarray, dt_ms: float, path: Path, title: str = "",
+             background: np.ndarray | None = None) -> Path:
+    """12-lead ECG in the standard 4 x 3 layout with a shared amplitude scale;
+    ``background`` (same shape, e.g. another volume conductor) in grey behind."""
     t = np.arange(len(leads)) * dt_ms
     limit = np.abs(leads).max() * 1.1 or 1.0
     fig, axes = plt.subplots(3, 4, figsize=(12, 6), sharex=True, sharey=True)
     for r, row in enumerate(ECG_LAYOUT):
         for c, name in enumerate(row):
             ax = axes[r, c]
-            ax.plot(t, leads[:, LEAD_NAMES.index(name)], color="black", linewidth=0.8)
+            i = LEAD_NAMES.index(name)
+            if background is not None:
+                ax.plot(t, background[:, i], color="0.65", linewidth=0.8)
+            ax.plot(t, leads[:, i], color="black", linewidth=0.8)
             ax.set_title(name, loc="left", fontsize=9)
             ax.set_ylim(-limit, limit)
             ax.grid(True, color="#f4b6b6", linewidth=0.5)
