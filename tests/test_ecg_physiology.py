@@ -167,10 +167,10 @@ def test_a_campaign_of_older_samples_is_refused_not_mixed(tmp_path):
     campaign = load_spec(spec(tmp_path))
     layout = CampaignLayout(tmp_path / "campaign")
     plans = plan_samples(campaign)
-    refuse_other_sample_format(layout, plans)  # an empty campaign is fine
+    refuse_other_sample_format(layout)  # an empty campaign is fine
     path = layout.sample_path(plans[1])
     path.parent.mkdir(parents=True)
     with h5py.File(path, "w") as f:
         f.attrs.update(format="ecgi-simulation", format_version=1, complete=True)
     with pytest.raises(ConfigError, match="format version 1.*cannot be mixed; start a new campaign directory"):
-        refuse_other_sample_format(layout, plans)
+        refuse_other_sample_format(layout)

@@ -113,7 +113,7 @@ def samples_to_run(spec: CampaignSpec, layout: CampaignLayout, retry_failed: boo
     """(plan, done plans, to-do plans, permanently failed plans); the three
     lists are views of the plan, small however many samples it has."""
     plans = plan_samples(spec)
-    refuse_other_sample_format(layout, plans)
+    refuse_other_sample_format(layout)
     done, todo, final = [], [], []
     for plan in plans:
         record = layout.read_record(plan)
@@ -126,17 +126,14 @@ def samples_to_run(spec: CampaignSpec, layout: CampaignLayout, retry_failed: boo
     return plans, plans.subset(done), plans.subset(todo), plans.subset(final)
 
 
-def refuse_other_sample_format(layout: CampaignLayout, plans) -> None:
+def refuse_other_sample_format(layout: CampaignLayout) -> None:
     """A campaign holds samples of one format version: refuse to add new
-    samples to a directory an older ecgi filled (its first sample decides)."""
+    samples to a directory an older ecgi filled (any one sample tells)."""
     import h5py
 
     from solver.output import FORMAT_VERSION, format_mismatch
 
-    for plan in plans:
-        path = layout.sample_path(plan)
-        if not path.is_file():
-            continue
+    for path in (layout.root / "samples").glob("shard-*/*.h5"):
         try:
             with h5py.File(path, "r") as f:
                 version = f.attrs.get("format_version")
