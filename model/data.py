@@ -121,6 +121,45 @@ def scale_ecg(ecg: np.ndarray, scaling: InputScaling, mean: np.ndarray, std: np.
     return ((ecg - mean[:, None]) / np.maximum(std[:, None], 1e-6)).astype(np.float32)
 
 
+def scale_ecg_batch(ecg: np.ndarray, scaling: InputScaling, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(N, T, 12) mV -> (N, 12, T) network inputs; ``scale_ecg`` for many samples at once."""
+    ecg = np.asarray(ecg, dtype=np.float32).transpose(0, 2, 1)
+    if scaling == "range":
+        span = ecg.max(axis=2, keepdims=True) - ecg.min(axis=2, keepdims=True)
+        return np.ascontiguousarray(ecg / np.maximum(span, 1e-6))
+    return np.ascontiguousarray(((ecg - mean[:, None]) / np.maximum(std[:, None], 1e-6)).astype(np.float32))
+
+
+@dataclass
+class SplitArrays:
+    """Every sample of one split in memory, in ``ShardDataset`` index order (ECG (N, T, 12) and Vm (N, T, 75) in mV)."""
+
+    ecg: np.ndarray
+    act: np.ndarray
+    vm: np.ndarray | None
+    conditions: list[str]
+
+
+def iter_shards(manifest: Manifest, split: str, *, with_vm: bool) -> Iterator[SplitArrays]:
+    """Each shard of a split in memory, in order: one bulk read per shard dataset, no per-sample HDF5 calls."""
+    for entry in manifest.splits[split]:
+        with h5py.File(entry.path, "r") as f:
+            yield SplitArrays(
+                f["ecg"][...].astype(np.float32, copy=False), f["act"][...].astype(np.float32, copy=False),
+                f["vm"][...].astype(np.float32, copy=False) if with_vm else None,
+                [c.decode() if isinstance(c, bytes) else str(c) for c in f["conditions"][:]],
+            )
+
+
+def read_split(manifest: Manifest, split: str, *, with_vm: bool) -> SplitArrays:
+    """A whole split in memory, in ``ShardDataset`` index order."""
+    shards = list(iter_shards(manifest, split, with_vm=with_vm))
+    return SplitArrays(
+        np.concatenate([s.ecg for s in shards]), np.concatenate([s.act for s in shards]),
+        np.concatenate([s.vm for s in shards]) if with_vm else None, [c for s in shards for c in s.conditions],
+    )
+
+
 def shift_onset(
     ecg: np.ndarray, act: np.ndarray, vm: np.ndarray | None, shift: int, dt_ms: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
