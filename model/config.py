@@ -57,15 +57,26 @@ class DataConfig:
     and standard deviation.  ``verify_sha256`` hashes every shard before
     training (slow for large sets).  ``num_workers`` DataLoader worker
     processes per rank read the shards.
+
+    ``in_memory``: ``auto`` reads the train and validation splits into
+    memory once per process when they fit in the budget, ``memory_fraction``
+    of the available memory (MemAvailable) divided by the processes on the
+    node (each holds its own copy), and streams them from the shards
+    otherwise; ``always`` and ``never`` force one or the other.  In memory,
+    batches are served by array operations and ``num_workers`` is ignored.
     """
 
     input_scaling: Literal["range", "standardise"] = "range"
     verify_sha256: bool = False
     num_workers: int = 0
+    in_memory: Literal["auto", "always", "never"] = "auto"
+    memory_fraction: float = 0.5
 
     def validate(self) -> None:
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be >= 0, got {self.num_workers}")
+        if not 0.0 < self.memory_fraction <= 1.0:
+            raise ConfigError(f"memory_fraction must be in (0, 1], got {self.memory_fraction}")
 
 
 @dataclass
