@@ -154,9 +154,10 @@ class Trainer:
         _seed_everything(config.seed)
         net = config.network
         self.model = build_network(net.architecture, net.dropout, net.softargmax_temperature)
-        self.model.set_activation_statistics(
-            torch.from_numpy(manifest.statistics["act_mean"]), torch.from_numpy(manifest.statistics["act_std"])
-        )
+        if config.loss.act_target == "standardised":  # else mean 0, spread 1: the network fits milliseconds
+            self.model.set_activation_statistics(
+                torch.from_numpy(manifest.statistics["act_mean"]), torch.from_numpy(manifest.statistics["act_std"])
+            )
         self.model.to(ctx.device)
         self.forward = self._wrap(self.model)
         self.use_bf16 = config.precision == "bf16" and ctx.device.type == "cuda"

@@ -80,3 +80,19 @@ def test_memory_settings_are_validated():
     with pytest.raises(ConfigError, match="in_memory"):
         config_from_dict({"data": {"in_memory": "sometimes"}})
     assert config_from_dict({}).data.in_memory == "auto"
+
+
+def test_raw_millisecond_targets_as_published(dataset, tmp_path):
+    from pathlib import Path
+
+    from model.checkpoint import load_checkpoint
+    from model.config import load_train_config
+
+    published = load_train_config(Path(__file__).resolve().parent.parent / "examples" / "train" / "published.yaml")
+    assert (published.network.dropout, published.loss.act_target) == (0.1, "ms")
+    raw, _ = _history(dataset, tmp_path, "raw", in_memory="always")
+    config = config_from_dict({"epochs": 1, "batch_size": 4, "tensorboard": False, "loss": {"act_target": "ms"}})
+    history = train(config, dataset, tmp_path / "ms", progress=False)
+    state = load_checkpoint(tmp_path / "ms" / "last.pt")
+    assert float(state["model"]["act_mean"].abs().max()) == 0 and float(state["model"]["act_std"].min()) == 1
+    assert history[0]["train_loss"] > 100 * raw[0]["train_loss"]  # squared milliseconds, not spreads
