@@ -42,6 +42,7 @@ import torch.multiprocessing as mp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from model.config import config_from_dict  # noqa: E402
+from model.network import ARCHITECTURES  # noqa: E402
 from model.synthetic import write_synthetic_dataset  # noqa: E402
 from model.train import train  # noqa: E402
 
@@ -145,7 +146,7 @@ def loader_rate(data: Path, loading: str, batch_size: int, with_vm: bool, epochs
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--architecture", default="reference_act",
-                        choices=["reference_act", "reference_vm", "multitask", "consistent"])
+                        choices=ARCHITECTURES)
     parser.add_argument("--samples", type=int, default=256, help="training samples in the synthetic set (256)")
     parser.add_argument("--length", type=int, default=500, help="samples per trace (500)")
     parser.add_argument("--batch-size", type=int, default=32, help="global batch (32)")

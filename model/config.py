@@ -20,7 +20,7 @@ from typing import Literal
 from solver.errors import ConfigError
 from solver.typedconfig import from_mapping, load_file
 
-Architecture = Literal["reference_act", "reference_vm", "multitask", "consistent"]
+Architecture = Literal["reference_act", "reference_vm", "multitask", "consistent", "resnet_act"]
 
 
 @dataclass
@@ -37,6 +37,8 @@ class NetworkConfig:
       * ``consistent`` -- the voltage network whose activation times are the
         soft-argmax of each predicted trace's derivative (physically
         consistent: a time is where its own trace rises), trained on both.
+      * ``resnet_act`` -- not published: a residual, dilated 1-D CNN with
+        batch normalisation mapping the ECG to 75 activation times.
 
     ``dropout`` is applied before the activation head; ``softargmax_temperature``
     (normalised Vm per ms) sets how sharply ``consistent`` picks the steepest rise.
