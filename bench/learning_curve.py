@@ -2,7 +2,7 @@
 """Learning curve: test activation MAE against training-set size, network against ridge and site mean.
 
     python bench/learning_curve.py DATASET [--sizes 25,50,100,all] [--split both] [--seeds 0]
-        [--config examples/train/reference.yaml] [--epochs 40] [--output curve]
+        [--config examples/train/reference.yaml] [--epochs 40 | --samples-seen 6800] [--output curve]
 
 For each split kind and training-set size, writes a data set whose train
 split is the first SIZE samples of a seeded permutation of the full
@@ -11,6 +11,9 @@ validation and test splits are fixed, trains the configured network on it
 through ``model.train.train`` (what ``ecgi train`` runs) and evaluates it with
 ``model.evaluate.evaluate``, which fits the ridge and site-mean baselines on
 the same training subset (ridge alpha on the same validation split).
+With ``--samples-seen N`` every size trains for N / SIZE epochs, so small
+training sets get as many optimiser steps as large ones (with a fixed
+``--epochs`` the small ones are mostly under-trained, not short of data).
 
 * ``anatomy`` -- the data set's own splits, which never share an anatomy
   (``ecgi dataset build`` splits by anatomy);
@@ -113,7 +116,8 @@ def run_point(pools: dict[str, SplitArrays], kind: str, size: int, seed: int, ar
     config = load_train_config(args.config)
     config.seed, config.tensorboard = seed, False
     run = data.parent / "run"
-    train(config, data, run, epochs=args.epochs, progress=False)
+    epochs = max(1, round(args.samples_seen / size)) if args.samples_seen else args.epochs
+    train(config, data, run, epochs=epochs, progress=False)
     metrics = evaluate(run / "best.pt", data, "test").metrics()
     base = metrics["baselines"]
     point = Point(kind, size, seed, metrics["act_mae_ms"], base["ridge"]["act_mae_ms"], base["site_mean"]["act_mae_ms"],
@@ -148,6 +152,8 @@ def main() -> int:
     parser.add_argument("--seeds", default="0", help="comma-separated seeds (training and subset draw)")
     parser.add_argument("--config", type=Path, default=REPO / "examples" / "train" / "reference.yaml")
     parser.add_argument("--epochs", type=int, default=40, help="epochs per run (40)")
+    parser.add_argument("--samples-seen", type=int, default=0,
+                        help="train each size for this many samples (epochs = N / size) instead of --epochs")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1)")
     parser.add_argument("--output", type=Path, default=Path("learning-curve"), help="OUTPUT.json and OUTPUT.png")
     args = parser.parse_args()
@@ -165,6 +171,7 @@ def main() -> int:
             points += [run_point(pools, kind, size, seed, args, Path(tmp)) for size in sizes for seed in seeds]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     report = {"dataset": str(args.dataset), "config": str(args.config), "epochs": args.epochs,
+              "samples_seen": args.samples_seen,
               "validation": manifest.split_size("validation"), "test": manifest.split_size("test"),
               "points": [p.__dict__ for p in points]}
     args.output.with_suffix(".json").write_text(json.dumps(report, indent=1))
