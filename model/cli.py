@@ -68,7 +68,8 @@ def _add_evaluate(commands) -> None:
         "evaluate",
         help="errors of a trained network on a data set split",
         description="Activation-time MAE (overall, per site group, per condition) and, for networks "
-        "with a voltage head, Vm RMSE, trace correlation and APD90 error.",
+        "with a voltage head, Vm RMSE, trace correlation and APD90 error; the same for the site-mean and "
+        "ridge-regression baselines fitted on the data set's train split (key 'baselines').",
     )
     evaluate.add_argument("checkpoint", help="checkpoint (RUNDIR/best.pt or last.pt)")
     evaluate.add_argument("dataset", help="data set directory")
@@ -77,6 +78,8 @@ def _add_evaluate(commands) -> None:
     evaluate.add_argument("--sites", help="comma-separated sites whose traces the report shows")
     evaluate.add_argument("--batch-size", type=int, default=64, help="samples per forward pass (64)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--no-baselines", action="store_true",
+                          help="skip the site-mean and ridge baselines (fitted on the train and validation splits)")
     evaluate.set_defaults(handler=run_evaluate)
 
 
@@ -209,7 +212,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         from solver.files import check_writable
 
         check_writable(args.report, REPORT_FREE_BYTES, directory=True)
-    result = evaluate(args.checkpoint, args.dataset, args.split, args.batch_size)
+    result = evaluate(args.checkpoint, args.dataset, args.split, args.batch_size, baselines=not args.no_baselines)
     metrics = result.metrics()
     if args.report:
         from .report import DEFAULT_TRACE_SITES, write_evaluation_report
@@ -236,12 +239,20 @@ def _sites(text: str) -> list[str]:
 
 def _print_metrics(metrics: dict) -> None:
     print(f"{metrics['architecture']} on {metrics['split']} ({metrics['samples']} samples)")
+    _print_errors(metrics)
+    for name, baseline in metrics.get("baselines", {}).items():
+        print(f"baseline {name}")
+        _print_errors(baseline)
+
+
+def _print_errors(metrics: dict) -> None:
     print(f"  activation MAE {metrics['act_mae_ms']:.2f} ms (RMSE {metrics['act_rmse_ms']:.2f} ms)")
     for key, title in (("act_mae_ms_by_group", "site group"), ("act_mae_ms_by_condition", "condition")):
         print(f"  by {title}: " + ", ".join(f"{k} {v:.2f}" for k, v in metrics[key].items()))
     if metrics["vm_rmse_mv"] is not None:
         print(f"  Vm RMSE {metrics['vm_rmse_mv']:.2f} mV, correlation {_or_na(metrics['vm_correlation'])}, "
-              f"APD90 MAE {_or_na(metrics['apd90_mae_ms'])} ms over {metrics['apd90_traces']} traces")
+              f"APD90 MAE {_or_na(metrics['apd90_mae_ms'])} ms over {metrics['apd90_traces']} traces, "
+              f"activation from traces MAE {_or_na(metrics['vm_act_mae_ms'])} ms")
 
 
 def _or_na(value: float | None) -> str:

@@ -121,6 +121,45 @@ def scale_ecg(ecg: np.ndarray, scaling: InputScaling, mean: np.ndarray, std: np.
     return ((ecg - mean[:, None]) / np.maximum(std[:, None], 1e-6)).astype(np.float32)
 
 
+def scale_ecg_batch(ecg: np.ndarray, scaling: InputScaling, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(N, T, 12) mV -> (N, 12, T) network inputs; ``scale_ecg`` for many samples at once."""
+    ecg = np.asarray(ecg, dtype=np.float32).transpose(0, 2, 1)
+    if scaling == "range":
+        span = ecg.max(axis=2, keepdims=True) - ecg.min(axis=2, keepdims=True)
+        return np.ascontiguousarray(ecg / np.maximum(span, 1e-6))
+    return np.ascontiguousarray(((ecg - mean[:, None]) / np.maximum(std[:, None], 1e-6)).astype(np.float32))
+
+
+@dataclass
+class SplitArrays:
+    """Every sample of one split in memory, in ``ShardDataset`` index order (ECG (N, T, 12) and Vm (N, T, 75) in mV)."""
+
+    ecg: np.ndarray
+    act: np.ndarray
+    vm: np.ndarray | None
+    conditions: list[str]
+
+
+def iter_shards(manifest: Manifest, split: str, *, with_vm: bool) -> Iterator[SplitArrays]:
+    """Each shard of a split in memory, in order: one bulk read per shard dataset, no per-sample HDF5 calls."""
+    for entry in manifest.splits[split]:
+        with h5py.File(entry.path, "r") as f:
+            yield SplitArrays(
+                f["ecg"][...].astype(np.float32, copy=False), f["act"][...].astype(np.float32, copy=False),
+                f["vm"][...].astype(np.float32, copy=False) if with_vm else None,
+                [c.decode() if isinstance(c, bytes) else str(c) for c in f["conditions"][:]],
+            )
+
+
+def read_split(manifest: Manifest, split: str, *, with_vm: bool) -> SplitArrays:
+    """A whole split in memory, in ``ShardDataset`` index order."""
+    shards = list(iter_shards(manifest, split, with_vm=with_vm))
+    return SplitArrays(
+        np.concatenate([s.ecg for s in shards]), np.concatenate([s.act for s in shards]),
+        np.concatenate([s.vm for s in shards]) if with_vm else None, [c for s in shards for c in s.conditions],
+    )
+
+
 def shift_onset(
     ecg: np.ndarray, act: np.ndarray, vm: np.ndarray | None, shift: int, dt_ms: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -192,12 +231,14 @@ class ShardDataset(Dataset):
                 labels += [c.decode() if isinstance(c, bytes) else str(c) for c in f["conditions"][:]]
         return labels
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+    def _raw(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """ECG (T, 12), activation (75,) and Vm (T, 75) or None of one sample, as stored."""
         path, row = self.locate(index)
         f = self._file(path)
-        ecg = f["ecg"][row]
-        act = f["act"][row].astype(np.float32)
-        vm = f["vm"][row] if self.with_vm else None
+        return f["ecg"][row], f["act"][row].astype(np.float32), f["vm"][row] if self.with_vm else None
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        ecg, act, vm = self._raw(index)
         if self.max_shift:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             ecg, act, vm = shift_onset(ecg, act, vm, int(rng.integers(0, self.max_shift + 1)), self.dt_ms)
@@ -220,6 +261,89 @@ class ShardDataset(Dataset):
             for f in self._files.values():
                 f.close()
         self._files = {}
+
+
+class InMemoryDataset(ShardDataset):
+    """A ``ShardDataset`` whose split is read once, in bulk, into memory (``read_split``).
+
+    Samples are the same as the streaming class's, augmentation included.
+    ``__getitems__`` serves a whole batch with array operations, one gather
+    for the onset shifts and one vectorised scaling, instead of a read,
+    a shift and a scaling per sample; the DataLoader calls it when the
+    dataset has it and ``collate`` passes its dict through.
+    """
+
+    def __init__(self, manifest: Manifest, split: str, **kwargs) -> None:
+        super().__init__(manifest, split, **kwargs)
+        arrays = read_split(manifest, split, with_vm=self.with_vm)
+        self._ecg = torch.from_numpy(np.ascontiguousarray(arrays.ecg.transpose(0, 2, 1)))  # (N, 12, T)
+        self._act = torch.from_numpy(arrays.act)
+        self._vm = torch.from_numpy(np.ascontiguousarray(arrays.vm.transpose(0, 2, 1))) if arrays.vm is not None else None
+        self._conditions = arrays.conditions
+
+    def _raw(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        vm = self._vm[index].numpy().T if self._vm is not None else None
+        return self._ecg[index].numpy().T, self._act[index].numpy().copy(), vm
+
+    def conditions(self) -> list[str]:
+        return list(self._conditions)
+
+    def shifts(self, indices: Sequence[int]) -> np.ndarray:
+        """The onset shift (samples) of each index this epoch: the streaming class's draw."""
+        if not self.max_shift:
+            return np.zeros(len(indices), dtype=np.int64)
+        return np.array([int(np.random.default_rng([self.seed, self.epoch, int(i)]).integers(0, self.max_shift + 1))
+                         for i in indices], dtype=np.int64)
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        index = torch.as_tensor(list(indices), dtype=torch.int64)
+        shift = torch.from_numpy(self.shifts(indices))
+        ecg, act = self._ecg[index], self._act[index] + shift[:, None].float() * self.dt_ms
+        vm = self._vm[index] if self._vm is not None else None
+        if self.max_shift:
+            # sample t of a shifted trace is sample t - shift of the original; before the onset the ECG
+            # is zero and Vm keeps its first value (as ``shift_onset``)
+            source = torch.arange(ecg.shape[-1])[None, :] - shift[:, None]
+            before = (source < 0)[:, None, :]
+            source = source.clamp_min(0)[:, None, :]
+            ecg = torch.gather(ecg, 2, source.expand_as(ecg)).masked_fill(before, 0.0)
+            if vm is not None:
+                vm = torch.gather(vm, 2, source.expand_as(vm))
+        batch = {"ecg": _scale_batch(ecg, self.scaling, self.ecg_mean, self.ecg_std), "act": act, "index": index}
+        if vm is not None:
+            batch["vm"] = vm
+        return batch
+
+    @staticmethod
+    def collate(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return batch
+
+
+def _scale_batch(ecg: torch.Tensor, scaling: InputScaling, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
+    """(B, 12, T) mV -> network inputs; ``scale_ecg`` on tensors."""
+    if scaling == "range":
+        span = ecg.amax(dim=2, keepdim=True) - ecg.amin(dim=2, keepdim=True)
+        return ecg / span.clamp_min(1e-6)
+    mean_t = torch.as_tensor(mean, dtype=torch.float32)[None, :, None]
+    std_t = torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-6)[None, :, None]
+    return (ecg - mean_t) / std_t
+
+
+def split_bytes(manifest: Manifest, split: str, *, with_vm: bool) -> int:
+    """Memory an ``InMemoryDataset`` of the split holds (float32 ECG, activation and Vm)."""
+    per_sample = manifest.samples * (len(LEAD_NAMES) + (len(SITE_NAMES) if with_vm else 0)) + len(SITE_NAMES)
+    return 4 * per_sample * manifest.split_size(split)
+
+
+def available_memory_bytes() -> int:
+    """MemAvailable of /proc/meminfo (Linux), else the physical memory size."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 class StridedSampler(Sampler[int]):

@@ -4,11 +4,16 @@ Activation-time MAE (ms) overall, per site group and per condition; for
 networks with a voltage head, Vm RMSE (mV), the mean Pearson correlation of
 predicted and true traces, and the APD90 error.  A voltage-only network's
 activation times are its traces' 0 mV crossings, the data set's definition.
+
+Next to the network, the same metrics for two baselines fitted on the same
+data set (``model.baselines``): each site's training mean, and a ridge
+regression on the network's input; for the voltage output each site's mean
+aligned trace placed at the baseline's activation times.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +26,7 @@ from solver.sites import SITE_GROUPS, SITE_NAMES
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import ShardDataset, load_manifest, validate_dataset
+from .network import threshold_crossing_ms
 
 _GROUP_COLUMNS = {group: np.array([SITE_NAMES.index(s) for s in sites]) for group, sites in SITE_GROUPS.items()}
 
@@ -76,6 +82,9 @@ class Evaluation:
     apd_true: np.ndarray | None  # (N, 75), NaN where undefined
     apd_pred: np.ndarray | None
     example_vm: dict[str, np.ndarray]  # "true"/"pred": (T, 75) traces of the first sample
+    vm_act_pred: np.ndarray | None = None  # (N, 75) 0 mV crossings of the predicted traces
+    details: dict[str, Any] = field(default_factory=dict)  # a baseline's fitted parameters
+    baselines: dict[str, Evaluation] = field(default_factory=dict)  # the same metrics for each baseline
 
     @property
     def act_abs_error(self) -> np.ndarray:
@@ -95,7 +104,7 @@ class Evaluation:
             "act_mae_ms_by_group": {g: float(np.nanmean(err[:, cols])) for g, cols in _GROUP_COLUMNS.items()},
             "act_mae_ms_by_condition": by_condition,
             "vm_rmse_mv": None, "vm_rmse_mv_by_group": None, "vm_correlation": None,
-            "apd90_mae_ms": None, "apd90_traces": None,
+            "apd90_mae_ms": None, "apd90_traces": None, "vm_act_mae_ms": None,
         }
         if self.has_vm:
             per_site = self.vm_sq_error / (self.vm_count / len(SITE_NAMES))
@@ -107,7 +116,40 @@ class Evaluation:
                 apd90_mae_ms=_finite_or_none(np.abs(self.apd_pred - self.apd_true)[both].mean() if both.any() else math.nan),
                 apd90_traces=int(both.sum()),
             )
+            if self.vm_act_pred is not None:
+                out["vm_act_mae_ms"] = float(np.nanmean(np.abs(self.vm_act_pred - self.act_true)))
+        if self.details:
+            out["details"] = self.details
+        if self.baselines:
+            out["baselines"] = {name: _without_identity(b.metrics()) for name, b in self.baselines.items()}
         return out
+
+
+def _without_identity(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if k not in ("checkpoint", "dataset", "split", "samples")}
+
+
+def trace_errors(true: np.ndarray, pred: np.ndarray, dt_ms: float) -> dict[str, np.ndarray]:
+    """Per-trace errors of (N, 75, T) predicted against true traces (mV)."""
+    return {
+        "vm_sq": ((pred - true) ** 2).sum(axis=(0, 2)), "vm_corr": trace_correlation(pred, true),
+        "apd_true": apd90_ms(true, dt_ms), "apd_pred": apd90_ms(pred, dt_ms),
+        "vm_act_pred": threshold_crossing_ms(torch.from_numpy(np.ascontiguousarray(pred)), dt_ms=dt_ms).numpy(),
+    }
+
+
+def baseline_evaluation(network: Evaluation, name: str, act_pred: np.ndarray, vm_pred: np.ndarray | None,
+                        vm_true: np.ndarray | None, dt_ms: float, details: dict[str, Any]) -> Evaluation:
+    """A baseline's predictions as an ``Evaluation`` on the network's samples, so every metric is computed alike."""
+    errors = trace_errors(vm_true, vm_pred, dt_ms) if vm_pred is not None and vm_true is not None else None
+    return Evaluation(
+        network.checkpoint, network.dataset, network.split, name, errors is not None, network.act_true, act_pred,
+        network.conditions, errors["vm_sq"] if errors else None, vm_true.size if errors else 0,
+        errors["vm_corr"] if errors else None, errors["apd_true"] if errors else None,
+        errors["apd_pred"] if errors else None,
+        {"true": vm_true[0].T, "pred": vm_pred[0].T} if errors else {},
+        errors["vm_act_pred"] if errors else None, details,
+    )
 
 
 def _finite_or_none(value: float) -> float | None:
@@ -115,8 +157,14 @@ def _finite_or_none(value: float) -> float | None:
 
 
 @torch.no_grad()
-def evaluate(checkpoint: str | Path, dataset: str | Path, split: str = "test", batch_size: int = 64) -> Evaluation:
-    """Run a checkpoint over every sample of ``split`` (one process, GPU when available)."""
+def evaluate(checkpoint: str | Path, dataset: str | Path, split: str = "test", batch_size: int = 64,
+             baselines: bool = True) -> Evaluation:
+    """Run a checkpoint over every sample of ``split`` (one process, GPU when available).
+
+    With ``baselines`` (and train and validation splits in the data set) the
+    site-mean and ridge baselines of ``model.baselines`` are fitted and
+    evaluated on the same samples.
+    """
     state = load_checkpoint(checkpoint)
     model = model_from_checkpoint(state, checkpoint)
     manifest = load_manifest(dataset)
@@ -132,7 +180,8 @@ def evaluate(checkpoint: str | Path, dataset: str | Path, split: str = "test", b
                         ecg_stats=(np.asarray(inputs["ecg_mean"]), np.asarray(inputs["ecg_std"])))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    parts: dict[str, list[np.ndarray]] = {key: [] for key in ("act_true", "act_pred", "vm_corr", "apd_true", "apd_pred")}
+    parts: dict[str, list[np.ndarray]] = {
+        key: [] for key in ("act_true", "act_pred", "vm_corr", "apd_true", "apd_pred", "vm_act_pred")}
     vm_sq, vm_count, example = np.zeros(len(SITE_NAMES)), 0, {}
     for batch in DataLoader(data, batch_size=batch_size):
         physical = model.to_physical(model(batch["ecg"].to(device)))
@@ -140,17 +189,35 @@ def evaluate(checkpoint: str | Path, dataset: str | Path, split: str = "test", b
         parts["act_pred"].append(physical["act"].cpu().numpy())
         if has_vm:
             true, pred = batch["vm"].numpy(), physical["vm"].cpu().numpy()
-            vm_sq += ((pred - true) ** 2).sum(axis=(0, 2))
+            errors = trace_errors(true, pred, manifest.dt_ms)
+            vm_sq += errors["vm_sq"]
             vm_count += true.size
-            parts["vm_corr"].append(trace_correlation(pred, true))
-            parts["apd_true"].append(apd90_ms(true, manifest.dt_ms))
-            parts["apd_pred"].append(apd90_ms(pred, manifest.dt_ms))
+            for key in ("vm_corr", "apd_true", "apd_pred", "vm_act_pred"):
+                parts[key].append(errors[key])
             example = example or {"true": true[0].T, "pred": pred[0].T}
     conditions = data.conditions()
     data.close()
     stacked = {key: np.concatenate(values) if values else None for key, values in parts.items()}
-    return Evaluation(
+    result = Evaluation(
         str(checkpoint), str(dataset), split, model.architecture, has_vm, stacked["act_true"], stacked["act_pred"],
         conditions, vm_sq if has_vm else None, vm_count, stacked["vm_corr"], stacked["apd_true"], stacked["apd_pred"],
-        example,
+        example, stacked["vm_act_pred"],
     )
+    if baselines and all(manifest.split_size(s) for s in ("train", "validation")):
+        result.baselines = _baselines(result, manifest, inputs, has_vm)
+    return result
+
+
+def _baselines(network: Evaluation, manifest, inputs: dict[str, Any], has_vm: bool) -> dict[str, Evaluation]:
+    from .baselines import predict_baselines
+    from .data import read_split
+
+    validate_dataset(manifest, ("train", "validation"))
+    predictions = predict_baselines(manifest, network.split, scaling=inputs["scaling"], with_vm=has_vm,
+                                    ecg_stats=(np.asarray(inputs["ecg_mean"]), np.asarray(inputs["ecg_std"])))
+    vm_true = None
+    if has_vm:
+        vm = read_split(manifest, network.split, with_vm=True).vm
+        vm_true = np.ascontiguousarray(vm.transpose(0, 2, 1))
+    return {name: baseline_evaluation(network, name, p.act, p.vm, vm_true, manifest.dt_ms, p.details)
+            for name, p in predictions.items()}

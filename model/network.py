@@ -11,6 +11,10 @@ assembled networks and ``build_network``, which picks one by name.
 * ``consistent`` -- the stride-1 trunk and voltage head; each activation time
   is the soft-argmax over time of the predicted trace's derivative, so the
   times are those of the predicted upstrokes rather than a separate guess.
+* ``resnet_act`` -- not published: a residual 1-D CNN with dilated
+  convolutions and batch normalisation (about the reference's size), and an
+  activation head that keeps 16 positions in time; compared with
+  ``reference_act`` in docs/performance.md.
 
 Every network maps a normalised ECG (B, 12, T) to a dict of normalised
 outputs, ``act`` (B, 75) and/or ``vm`` (B, 75, T).  The target normalisation
@@ -34,6 +38,7 @@ OUTPUTS = {
     "reference_vm": ("vm",),
     "multitask": ("act", "vm"),
     "consistent": ("act", "vm"),
+    "resnet_act": ("act",),
 }
 ARCHITECTURES = tuple(OUTPUTS)
 
@@ -78,6 +83,62 @@ def squeezenet_trunk(stride: int) -> nn.Sequential:
         Fire(384, 64, 256, 256),
         Fire(512, 64, 256, 256),
     )
+
+
+class ResidualBlock(nn.Module):
+    """Two dilated 3-tap convolutions with batch norm, added to the input (projected when the shape changes)."""
+
+    def __init__(self, inplanes: int, planes: int, dilation: int, stride: int = 1) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv1d(inplanes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False),
+            nn.BatchNorm1d(planes),
+            nn.ReLU(inplace=True),
+            nn.Conv1d(planes, planes, 3, padding=dilation, dilation=dilation, bias=False),
+            nn.BatchNorm1d(planes),
+        )
+        self.skip: nn.Module = nn.Identity()
+        if inplanes != planes or stride != 1:
+            self.skip = nn.Sequential(nn.Conv1d(inplanes, planes, 1, stride=stride, bias=False), nn.BatchNorm1d(planes))
+        self.activation = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.body(x) + self.skip(x))
+
+
+RESIDUAL_CHANNELS = 128
+
+
+def residual_trunk() -> nn.Sequential:
+    """Stem (stride 2) and residual blocks; dilations up to 16 see the whole beat; length 500 -> 63."""
+    return nn.Sequential(
+        nn.Conv1d(N_LEADS, 32, kernel_size=7, stride=2, padding=3, bias=False),
+        nn.BatchNorm1d(32),
+        nn.ReLU(inplace=True),
+        ResidualBlock(32, 32, 1),
+        ResidualBlock(32, 32, 2),
+        ResidualBlock(32, 64, 1, stride=2),
+        ResidualBlock(64, 64, 4),
+        ResidualBlock(64, RESIDUAL_CHANNELS, 1, stride=2),
+        ResidualBlock(RESIDUAL_CHANNELS, RESIDUAL_CHANNELS, 8),
+        ResidualBlock(RESIDUAL_CHANNELS, RESIDUAL_CHANNELS, 16),
+    )
+
+
+class PositionalHead(nn.Module):
+    """Features pooled to 16 positions in time (when things happen matters), then one linear map to 75 times."""
+
+    POSITIONS = 16
+
+    def __init__(self, channels: int, dropout: float) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.AdaptiveAvgPool1d(self.POSITIONS), nn.Flatten(1), nn.Dropout(p=dropout),
+            nn.Linear(channels * self.POSITIONS, N_SITES),
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.layers(features)
 
 
 class ActivationHead(nn.Module):
@@ -152,8 +213,13 @@ class EcgiNet(nn.Module):
         self.architecture = architecture
         self.outputs = OUTPUTS[architecture]
         self.softargmax_temperature = softargmax_temperature
-        self.features = squeezenet_trunk(stride=2 if architecture == "reference_act" else 1)
-        self.act_head = ActivationHead(dropout) if architecture in ("reference_act", "multitask") else None
+        self.act_head: nn.Module | None = None
+        if architecture == "resnet_act":
+            self.features = residual_trunk()
+            self.act_head = PositionalHead(RESIDUAL_CHANNELS, dropout)
+        else:
+            self.features = squeezenet_trunk(stride=2 if architecture == "reference_act" else 1)
+            self.act_head = ActivationHead(dropout) if architecture in ("reference_act", "multitask") else None
         self.vm_head = VoltageHead() if "vm" in self.outputs else None
         self.register_buffer("act_mean", torch.zeros(N_SITES))
         self.register_buffer("act_std", torch.ones(N_SITES))
@@ -164,7 +230,8 @@ class EcgiNet(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv1d):
                 nn.init.kaiming_uniform_(module.weight)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def set_activation_statistics(self, mean_ms: torch.Tensor, std_ms: torch.Tensor) -> None:
         """Per-site activation-time mean and spread (ms) from the training split."""

@@ -68,16 +68,22 @@ def traces_figure(true: np.ndarray | None, pred: np.ndarray, sites: Sequence[str
 
 
 def errors_figure(result: Evaluation, path: Path) -> Path:
-    """Activation MAE by site group and by condition."""
+    """Activation MAE by site group and by condition: the network and, beside it, each baseline."""
     metrics = result.metrics()
+    series = {"network": metrics, **metrics.get("baselines", {})}
+    width = 0.8 / len(series)
     fig = Figure(figsize=(10, 3.5))
     axes = fig.subplots(1, 2)
     for ax, key, title in ((axes[0], "act_mae_ms_by_group", "by site group"),
                            (axes[1], "act_mae_ms_by_condition", "by condition")):
-        values = metrics[key]
-        ax.bar(list(values), list(values.values()), color="C0")
+        names = list(metrics[key])
+        for i, (label, values) in enumerate(series.items()):
+            x = np.arange(len(names)) + (i - (len(series) - 1) / 2) * width
+            ax.bar(x, [values[key].get(n, np.nan) for n in names], width, color=f"C{i}", label=label)
+        ax.set_xticks(np.arange(len(names)), names)
         ax.set(ylabel="activation MAE (ms)", title=title)
         ax.tick_params(axis="x", rotation=30)
+    axes[0].legend(fontsize=8)
     return _save(fig, path)
 
 
@@ -96,16 +102,22 @@ def write_evaluation_report(result: Evaluation, directory: str | Path,
             result.example_vm["true"], result.example_vm["pred"], trace_sites, directory / "traces.png",
             "first sample of the split",
         )
-    rows = _metric_rows(result.metrics())
+    metrics = result.metrics()
+    columns = ["network", *metrics.get("baselines", {})]
+    rows = _metric_table(metrics)
     title = f"Evaluation of {Path(result.checkpoint).name} on {result.split}"
     md = [f"# {title}", "", f"- checkpoint: `{result.checkpoint}`", f"- data set: `{result.dataset}`",
-          f"- network: {result.architecture}", f"- samples: {result.act_true.shape[0]}", "",
-          "| metric | value |", "|---|---|", *[f"| {k} | {v} |" for k, v in rows], ""]
+          f"- network: {result.architecture}", f"- samples: {result.act_true.shape[0]}",
+          *_baseline_notes(metrics), "",
+          "| metric | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|",
+          *["| " + " | ".join(row) + " |" for row in rows], ""]
     for caption, figure in figures.items():
         md += [f"## {caption}", "", f"![{caption}]({figure.name})", ""]
     (directory / "report.md").write_text("\n".join(md))
-    body = [f"<h1>{html.escape(title)}</h1>", "<table>",
-            *[f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows], "</table>"]
+    cells = [["metric", *columns], *rows]
+    body = [f"<h1>{html.escape(title)}</h1>", *[f"<p>{html.escape(n[2:])}</p>" for n in _baseline_notes(metrics)],
+            "<table>", *["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells],
+            "</table>"]
     for caption, figure in figures.items():
         body += [f"<h2>{html.escape(caption)}</h2>", f'<img src="{html.escape(figure.name)}" alt="{html.escape(caption)}">']
     style = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}td{padding:2px 12px}img{max-width:100%}"
@@ -119,13 +131,33 @@ def write_evaluation_report(result: Evaluation, directory: str | Path,
 def _metric_rows(metrics: dict) -> list[tuple[str, str]]:
     rows = []
     for key, value in metrics.items():
-        if key in ("checkpoint", "dataset", "split", "architecture", "samples"):
+        if key in ("checkpoint", "dataset", "split", "architecture", "samples", "baselines", "details"):
             continue
         if isinstance(value, dict):
             rows += [(f"{key}[{k}]", _fmt(v)) for k, v in value.items()]
         else:
             rows.append((key, _fmt(value)))
     return rows
+
+
+def _metric_table(metrics: dict) -> list[list[str]]:
+    """One row per metric: the network's value, then each baseline's."""
+    columns = [dict(_metric_rows(metrics))] + [dict(_metric_rows(b)) for b in metrics.get("baselines", {}).values()]
+    return [[key, *(column.get(key, "n/a") for column in columns)] for key in columns[0]]
+
+
+def _baseline_notes(metrics: dict) -> list[str]:
+    notes = {
+        "site_mean": "each site's mean training activation time (Vm: its mean aligned trace placed there)",
+        "ridge": "ridge regression on the flattened network input, fitted on the train split, alpha by validation MAE "
+                 "(Vm: the mean aligned trace placed at the ridge's times)",
+    }
+    return [f"- baseline {name}: {notes.get(name, name)}; {_fmt_details(b.get('details', {}))}"
+            for name, b in metrics.get("baselines", {}).items()]
+
+
+def _fmt_details(details: dict) -> str:
+    return ", ".join(f"{k} {_fmt(v) if not isinstance(v, float) else f'{v:.4g}'}" for k, v in details.items())
 
 
 def _fmt(value) -> str:

@@ -49,10 +49,13 @@ from .checkpoint import (
 )
 from .config import LossConfig, TrainConfig
 from .data import (
+    InMemoryDataset,
     Manifest,
     ShardDataset,
     StridedSampler,
+    available_memory_bytes,
     load_manifest,
+    split_bytes,
     validate_dataset,
 )
 from .distributed import (
@@ -151,9 +154,10 @@ class Trainer:
         _seed_everything(config.seed)
         net = config.network
         self.model = build_network(net.architecture, net.dropout, net.softargmax_temperature)
-        self.model.set_activation_statistics(
-            torch.from_numpy(manifest.statistics["act_mean"]), torch.from_numpy(manifest.statistics["act_std"])
-        )
+        if config.loss.act_target == "standardised":  # else mean 0, spread 1: the network fits milliseconds
+            self.model.set_activation_statistics(
+                torch.from_numpy(manifest.statistics["act_mean"]), torch.from_numpy(manifest.statistics["act_std"])
+            )
         self.model.to(ctx.device)
         self.forward = self._wrap(self.model)
         self.use_bf16 = config.precision == "bf16" and ctx.device.type == "cuda"
@@ -179,17 +183,32 @@ class Trainer:
         config, ctx = self.config, self.ctx
         with_vm = "vm" in self.model.outputs
         common = dict(with_vm=with_vm, scaling=config.data.input_scaling, seed=config.seed)
-        self.train_set = ShardDataset(self.manifest, "train", max_shift_ms=config.augment.max_onset_shift_ms,
-                                      realism=config.augment.realism, **common)
-        self.val_set = ShardDataset(self.manifest, "validation", **common)
+        in_memory = self._in_memory(with_vm)
+        dataset = InMemoryDataset if in_memory else ShardDataset
+        self.train_set = dataset(self.manifest, "train", max_shift_ms=config.augment.max_onset_shift_ms,
+                                 realism=config.augment.realism, **common)
+        self.val_set = dataset(self.manifest, "validation", **common)
         self.train_sampler = DistributedSampler(
             self.train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=config.seed, drop_last=False
         )
         local_batch = config.batch_size // ctx.world_size
         # Workers are not persistent: each epoch's workers start from the dataset with its new epoch.
-        loader = dict(batch_size=local_batch, num_workers=config.data.num_workers, pin_memory=ctx.device.type == "cuda")
+        loader = dict(batch_size=local_batch, num_workers=0 if in_memory else config.data.num_workers,
+                      pin_memory=ctx.device.type == "cuda", collate_fn=InMemoryDataset.collate if in_memory else None)
         self.train_loader = DataLoader(self.train_set, sampler=self.train_sampler, **loader)
         self.val_loader = DataLoader(self.val_set, sampler=StridedSampler(len(self.val_set), ctx.rank, ctx.world_size), **loader)
+
+    def _in_memory(self, with_vm: bool) -> bool:
+        """Whether the train and validation splits are held in memory (``DataConfig.in_memory``)."""
+        data = self.config.data
+        if data.in_memory != "auto":
+            return data.in_memory == "always"
+        needed = sum(split_bytes(self.manifest, s, with_vm=with_vm) for s in ("train", "validation"))
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", self.ctx.world_size))  # unknown: assume all on this node
+        budget = data.memory_fraction * available_memory_bytes() / max(per_node, 1)
+        self._say(f"training data {needed / 2**20:.0f} MiB per process, budget {budget / 2**20:.0f} MiB: "
+                  f"{'held in memory' if needed <= budget else 'streamed from the shards'}")
+        return needed <= budget
 
     def restore(self) -> None:
         """Continue from RUNDIR/last.pt if there is one (a fresh start otherwise)."""

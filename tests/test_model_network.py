@@ -14,7 +14,7 @@ from model.network import ARCHITECTURES, VM_OFFSET_MV, VM_SCALE_MV, Fire, build_
 def test_output_shapes(architecture):
     net = build_network(architecture).eval()
     out = net(torch.randn(2, 12, 500))
-    expected = {"reference_act": {"act"}, "reference_vm": {"vm"}}.get(architecture, {"act", "vm"})
+    expected = {"reference_act": {"act"}, "resnet_act": {"act"}, "reference_vm": {"vm"}}.get(architecture, {"act", "vm"})
     assert set(out) == expected == set(net.outputs)
     if "act" in out:
         assert out["act"].shape == (2, 75)
@@ -106,3 +106,16 @@ def test_sites_that_never_activate_are_left_out_of_the_loss():
     assert torch.isfinite(loss) and loss.item() == pytest.approx(9.0)
     loss.backward()
     assert torch.isfinite(out["act"].grad).all() and (out["act"].grad[0, :10] == 0).all()
+
+
+def test_residual_network_is_the_reference_size_and_learns_from_position():
+    net = build_network("resnet_act")
+    count = sum(p.numel() for p in net.parameters())
+    reference = sum(p.numel() for p in build_network("reference_act").parameters())
+    assert 0.5 * reference < count < 1.5 * reference
+    assert net.features(torch.randn(1, 12, 500)).shape == (1, 128, 63)
+    x = torch.zeros(1, 12, 500)
+    x[0, :, 100] = 1.0
+    later = torch.roll(x, 200, dims=2)
+    net.eval()
+    assert not torch.allclose(net(x)["act"], net(later)["act"])  # the head keeps when the beat happens

@@ -60,7 +60,7 @@ def add_commands(commands) -> None:
 
     measure = sub.add_parser("measure", help="(internal) short measured run for the cost model")
     measure.add_argument("spec")
-    measure.add_argument("--probe-ms", type=float, default=10.0)
+    measure.add_argument("--probe-ms", type=float, default=50.0)
     measure.set_defaults(handler=run_measure)
 
 
@@ -107,10 +107,15 @@ def run_plan(args: argparse.Namespace) -> int:
     if "estimate" in report:
         e = report["estimate"]
         m = e["model"]
-        print(f"cost estimate (measured: {m['node_steps_per_s']:.3g} node-steps/s, set-up {m['setup_s']:.1f} s per sample):")
-        print(f"  {e['mean_sample_s']:.1f} s per sample on one core (mean {e['voxels_mean']:.0f} voxels)")
-        print(f"  {e['core_hours']:.2f} core-hours; {e['wall_hours'] * 60:.1f} min wall time on {e['cores']} cores "
-              f"({e['slots']} simulations at once), excluding queue waits")
+        print(f"cost estimate, measured in CPU seconds on this machine in a fresh process: warm-up samples, "
+              f"one per condition ({m['warmup_s']:.1f} s: imports, compilation, calibration; paid once per worker), "
+              f"then {m['timed_samples']} sample(s) of other anatomies: set-up {m['setup_s']:.2f} s each "
+              f"(heart, Laplace solves, fibres, sites; {m['reuse_setup_s']:.2f} s for an anatomy built before) and {m['measured_ms']:g} ms of the time loop "
+              f"({m['timed_steps']} steps on {m['measured_voxels']} voxels) at {m['node_steps_per_s']:.3g} node-steps/s")
+        print(f"  {e['mean_sample_s']:.2f} s per sample on one core (mean {e['voxels_mean']:.0f} voxels)")
+        print(f"  {e['core_hours']:.3f} core-hours; {e['wall_hours'] * 60:.1f} min wall time on {e['cores']} cores "
+              f"({e['slots']} simulations at once, with the driver's start and the data set build), "
+              f"excluding queue waits")
     return 0
 
 

@@ -2,15 +2,30 @@
 
 cost of one sample on one core = setup + voxels x steps / rate
 
-* setup (heart, Laplace solves, calibration, sites) and rate (node-steps/s
-  of the time loop) are measured by simulating the first sample for a few
-  milliseconds in a separate process (``ecgi campaign measure``);
+* setup (heart, Laplace solves, fibres, sites, calibration lookup) and rate
+  (node-steps/s of the time loop) are measured in a separate process
+  (``ecgi campaign measure``, in CPU seconds) the way a campaign worker runs samples: short
+  untimed warm-up samples, one per condition, first pay what a long-lived worker pays once
+  (imports, compiling each code path, the grid's calibration), then
+  the set-up of a few samples of other anatomies and their time loops
+  over ``probe_ms`` are timed.  Timing the first sample of a fresh process
+  instead counts those one-off costs for every sample: the demo estimate
+  was 7x too high, almost all of it a 10 ms time loop whose rate was that
+  of its first, compiling steps;
 * voxels are counted for every anatomy of the plan (voxelising an analytic
-  heart takes milliseconds), so size variation across the data set is in.
+  heart takes milliseconds), so size variation across the data set is in;
+* a worker builds a heart once per anatomy (``solver.patient.heart_of``) and
+  the driver submits the samples of one anatomy together, so an anatomy
+  with n samples pays the full set-up on at most ``slots`` workers and the
+  cheaper set-up of a known anatomy (``reuse_setup_s``, measured too) for the
+  rest.  Multi-rank samples are fresh MPI jobs: each builds its heart.
 
-With R ranks per simulation a sample takes cost / (R x efficiency) wall
-seconds on R cores (efficiency 0.9, see docs/performance.md); simulations
-run ``slots`` at a time.  Queue waiting on SLURM is not included.
+Each single-rank worker pays the warm-up once; with R > 1 ranks per
+simulation every sample is a fresh MPI job that pays the MPI start and its
+compilation, and takes cost / (R x efficiency) wall seconds on R cores
+(efficiency 0.9, see docs/performance.md); simulations run ``slots`` at a time.  The wall time adds
+the driver's fixed costs (starting Parsl and its workers, building the data
+set at the end, docs/performance.md).  Queue waiting on SLURM is not included.
 """
 from __future__ import annotations
 
@@ -31,14 +46,27 @@ from .sampling import SamplePlan, plan_samples
 from .spec import CampaignSpec
 
 PARALLEL_EFFICIENCY = 0.9
+#: Fixed and per-task costs of the driver, measured by bench/campaign_throughput.py and
+#: bench/aggregation_throughput.py (docs/performance.md): starting Parsl's interchange and workers,
+#: Parsl's dispatch per task, starting MPI for a multi-rank task, building the data set.
+DRIVER_START_S = 8.0
+TASK_OVERHEAD_S = 0.01
+MPI_START_S = 1.0
+DATASET_SAMPLES_PER_S = 85.0
 
 
 @dataclass
 class CostModel:
-    setup_s: float  #: per-sample set-up (heart, coordinates, calibration)
-    node_steps_per_s: float  #: time-loop throughput on one core
-    measured_voxels: int
-    measured_ms: float
+    setup_s: float  #: per-sample set-up (heart, coordinates, calibration), mean over the timed samples
+    node_steps_per_s: float  #: time-loop throughput on one core, over the timed samples
+    measured_voxels: int  #: mean tissue voxels of the timed samples
+    measured_ms: float  #: simulated time per timed sample
+    warmup_s: float = 0.0  #: the untimed warm-up samples (one-off costs of a worker)
+    warmup_samples: int = 1
+    timed_samples: int = 1
+    timed_steps: int = 0  #: time steps over all timed samples
+    #: set-up of a sample whose anatomy the worker has built before (None: as setup_s)
+    reuse_setup_s: float | None = None
 
 
 @dataclass
@@ -53,7 +81,7 @@ class CostEstimate:
     model: CostModel
 
 
-def measure(spec_path: Path, probe_ms: float = 10.0) -> CostModel:
+def measure(spec_path: Path, probe_ms: float = 50.0) -> CostModel:
     """Run ``ecgi campaign measure`` in a fresh process and parse its result."""
     from .mpi_env import clean_mpi_env
 
@@ -98,14 +126,19 @@ def estimate(spec: CampaignSpec, model: CostModel) -> CostEstimate:
     voxels = geometry_voxels(spec, plans)
     # Sample i has anatomy i % n: weigh each anatomy's cost by its number of samples.
     uses = np.bincount(np.arange(spec.samples) % spec.geometry.n_geometries, minlength=spec.geometry.n_geometries)
-    cost = {g: model.setup_s + (model.measured_voxels if n < 0 else n) * steps / model.node_steps_per_s
-            for g, n in voxels.items()}
-    per_sample = np.array([cost.get(g, 0.0) for g in range(len(uses))])  # unused anatomies cost 0
     ranks = spec.resources.ranks_per_simulation
-    efficiency = 1.0 if ranks == 1 else PARALLEL_EFFICIENCY
-    core_seconds = float((per_sample * uses).sum()) / efficiency
     slots = workers(spec) * (spec.resources.slurm.max_blocks if spec.resources.executor == "slurm" else 1)
-    wall = core_seconds / ranks / slots
+    loop = {g: (model.measured_voxels if n < 0 else n) * steps / model.node_steps_per_s for g, n in voxels.items()}
+    per_sample = np.array([loop.get(g, 0.0) for g in range(len(uses))]) + TASK_OVERHEAD_S  # per anatomy
+    builds = uses if ranks > 1 else np.minimum(uses, slots)  # full set-ups of each anatomy
+    reuse = model.setup_s if model.reuse_setup_s is None else model.reuse_setup_s
+    per_sample += (builds * model.setup_s + (uses - builds) * reuse) / np.maximum(uses, 1)
+    if ranks == 1:  # samples run inside long-lived workers: each pays the one-off costs once
+        efficiency, start, once = 1.0, 0.0, slots * model.warmup_s
+    else:  # every sample is a fresh MPI job: start-up and one condition's compilation each time
+        efficiency, start, once = PARALLEL_EFFICIENCY, MPI_START_S + model.warmup_s / model.warmup_samples, 0.0
+    core_seconds = once + float((uses * (ranks * start + per_sample / efficiency)).sum())
+    wall = core_seconds / ranks / slots + DRIVER_START_S + spec.samples / DATASET_SAMPLES_PER_S
     return CostEstimate(
         samples=spec.samples, slots=slots, cores=slots * ranks, core_hours=core_seconds / 3600,
         wall_hours=wall / 3600, mean_sample_s=float((per_sample * uses).sum() / spec.samples),
@@ -113,8 +146,27 @@ def estimate(spec: CampaignSpec, model: CostModel) -> CostEstimate:
     )
 
 
-def measure_here(spec: CampaignSpec, probe_ms: float) -> CostModel:
-    """The measurement itself (in the ``measure`` subprocess, which may use MPI)."""
+def warmup_plans(plans: list[SamplePlan]) -> list[SamplePlan]:
+    """The first sample of each condition: a worker compiles each condition's code paths once."""
+    first: dict[str, SamplePlan] = {}
+    for plan in plans:
+        first.setdefault(str(plan.values.get("condition", "")), plan)
+    return list(first.values())
+
+
+def timed_plans(plans: list[SamplePlan], count: int) -> list[SamplePlan]:
+    """Up to ``count`` samples after the first, of anatomies other than the first's, one per anatomy."""
+    seen = {plans[0].geometry_index}
+    chosen = []
+    for plan in plans[1:]:
+        if plan.geometry_index not in seen and len(chosen) < count:
+            seen.add(plan.geometry_index)
+            chosen.append(plan)
+    return chosen or plans[:1]
+
+
+def measure_here(spec: CampaignSpec, probe_ms: float, samples: int = 4) -> CostModel:
+    """The measurement itself (in the ``measure`` subprocess, which may use MPI), as a worker runs samples."""
     import time
     from dataclasses import replace
 
@@ -124,13 +176,38 @@ def measure_here(spec: CampaignSpec, probe_ms: float) -> CostModel:
 
     from .patients import patient_config
 
-    plan = plan_samples(spec)[0]
-    config = patient_config(spec, plan)
-    config = replace(config, time=replace(config.time, duration_ms=probe_ms))
-    start = time.perf_counter()
-    patient = PatientSimulation(config, MPI.COMM_SELF)
-    setup = time.perf_counter() - start
-    result = patient.run().result
-    return CostModel(setup_s=setup, node_steps_per_s=result.provenance["node_steps_per_s"],
-                     measured_voxels=result.provenance["tissue_voxels"], measured_ms=probe_ms)
+    def patient(plan: SamplePlan, duration_ms: float) -> PatientSimulation:
+        config = patient_config(spec, plan)
+        return PatientSimulation(replace(config, time=replace(config.time, duration_ms=duration_ms)), MPI.COMM_SELF)
+
+    # CPU time, not wall time: the estimate is for cores a sample has to itself, and other
+    # processes on the measuring machine must not inflate it
+    clock = time.process_time
+    plans = plan_samples(spec)
+    warm = warmup_plans(plans)
+    start = clock()
+    for plan in warm:
+        patient(plan, min(probe_ms, 2.0)).run()
+    warmup = clock() - start
+    setups, voxels, steps, node_steps, loop_s = [], [], 0, 0.0, 0.0
+    timed = timed_plans(plans, samples)
+    for plan in timed:
+        start = clock()
+        simulation = patient(plan, probe_ms)
+        setups.append(clock() - start)
+        start = clock()
+        provenance = simulation.run().result.provenance
+        loop_s += clock() - start
+        voxels.append(provenance["tissue_voxels"])
+        steps += provenance["steps"]
+        node_steps += provenance["tissue_voxels"] * provenance["steps"]
+    reuse = []
+    for plan in timed:  # the same anatomies again: their hearts are known to this worker now
+        start = clock()
+        patient(plan, probe_ms)
+        reuse.append(clock() - start)
+    return CostModel(setup_s=float(np.mean(setups)), node_steps_per_s=node_steps / max(loop_s, 1e-9),
+                     measured_voxels=int(np.mean(voxels)), measured_ms=probe_ms, warmup_s=warmup,
+                     warmup_samples=len(warm), timed_samples=len(setups), timed_steps=steps,
+                     reuse_setup_s=float(np.mean(reuse)))
 

@@ -123,6 +123,9 @@ def samples_to_run(spec: CampaignSpec, layout: CampaignLayout, retry_failed: boo
             final.append(plan.index)
         else:
             todo.append(plan.index)
+    # The samples of one anatomy go out together, so that a worker builds
+    # each heart once and reuses it (solver.patient.heart_of).
+    todo.sort(key=lambda i: (i % spec.geometry.n_geometries, i))
     return plans, plans.subset(done), plans.subset(todo), plans.subset(final)
 
 

@@ -1,0 +1,64 @@
+"""bench/learning_curve.py: the data sets it trains on are valid, its random split loses and repeats no sample,
+and one tiny curve runs end to end."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model.data import load_manifest, read_split, validate_dataset
+from model.synthetic import write_synthetic_dataset
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def curve():
+    spec = importlib.util.spec_from_file_location("learning_curve", REPO / "bench" / "learning_curve.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["learning_curve"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["learning_curve"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("curve") / "data"
+    write_synthetic_dataset(root, train=16, validation=6, test=6, samples=500, seed=11)
+    return root
+
+
+def test_random_split_is_a_permutation_of_every_sample(curve, dataset):
+    pools = curve.split_pools(dataset, "random", seed=0)
+    manifest = load_manifest(dataset)
+    every = np.concatenate([read_split(manifest, s, with_vm=False).act for s in ("train", "validation", "test")])
+    drawn = np.concatenate([pools[s].act for s in ("train", "validation", "test")])
+    assert [len(pools[s].act) for s in ("train", "validation", "test")] == [16, 6, 6]
+    assert np.array_equal(np.sort(every, axis=0), np.sort(drawn, axis=0))
+    assert not np.array_equal(pools["test"].act, read_split(manifest, "test", with_vm=False).act)
+
+
+def test_written_subsets_are_valid_data_sets(curve, dataset, tmp_path):
+    pools = curve.split_pools(dataset, "anatomy", seed=0)
+    subset = curve.take(pools["train"], np.arange(5))
+    root = curve.write_dataset(tmp_path / "d", {"train": subset, "validation": pools["validation"],
+                                                "test": pools["test"]}, 1.0)
+    manifest = load_manifest(root)
+    validate_dataset(manifest, ("train", "validation", "test"), check_sha256=True)
+    assert manifest.split_size("train") == 5
+    assert np.allclose(manifest.statistics["act_mean"], np.nanmean(subset.act, axis=0))
+
+
+def test_a_tiny_curve_runs(curve, dataset, tmp_path, monkeypatch):
+    out = tmp_path / "c"
+    monkeypatch.setattr("sys.argv", ["learning_curve.py", str(dataset), "--sizes", "4,all", "--epochs", "1",
+                                     "--split", "anatomy", "--output", str(out)])
+    assert curve.main() == 0
+    points = json.loads(out.with_suffix(".json").read_text())["points"]
+    assert [p["size"] for p in points] == [4, 16] and all(p["ridge_mae_ms"] > 0 for p in points)
+    assert out.with_suffix(".png").stat().st_size > 0
