@@ -296,6 +296,11 @@ class InMemoryDataset(ShardDataset):
                          for i in indices], dtype=np.int64)
 
     def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        if self.realism is not None and self.realism.enabled:
+            # recording artefacts are drawn sample by sample (still from memory)
+            from torch.utils.data import default_collate
+
+            return default_collate([self[int(i)] for i in indices])
         index = torch.as_tensor(list(indices), dtype=torch.int64)
         shift = torch.from_numpy(self.shifts(indices))
         ecg, act = self._ecg[index], self._act[index] + shift[:, None].float() * self.dt_ms

@@ -96,3 +96,19 @@ def test_raw_millisecond_targets_as_published(dataset, tmp_path):
     state = load_checkpoint(tmp_path / "ms" / "last.pt")
     assert float(state["model"]["act_mean"].abs().max()) == 0 and float(state["model"]["act_std"].min()) == 1
     assert history[0]["train_loss"] > 100 * raw[0]["train_loss"]  # squared milliseconds, not spreads
+
+
+def test_batches_from_memory_carry_the_recording_artefacts_of_the_streamed_samples(dataset):
+    from model.config import RealismConfig
+
+    manifest = load_manifest(dataset)
+    options = dict(with_vm=True, max_shift_ms=20, seed=5, realism=RealismConfig(enabled=True))
+    streamed, held = ShardDataset(manifest, "train", **options), InMemoryDataset(manifest, "train", **options)
+    indices = [4, 11, 2]
+    batch = held.__getitems__(indices)
+    for j, i in enumerate(indices):
+        for key in ("ecg", "act", "vm"):
+            assert torch.allclose(batch[key][j], streamed[i][key], atol=1e-6, equal_nan=True), key
+    assert not torch.allclose(batch["ecg"], InMemoryDataset(manifest, "train", with_vm=True, max_shift_ms=20,
+                                                            seed=5).__getitems__(indices)["ecg"])
+    streamed.close()
