@@ -5,7 +5,7 @@
 
 Runs the default heart (normal activation) on 1 and on 2 MPI ranks and
 reports set-up (heart, Laplace solves, fibres, calibration, sites), the
-time loop split into membrane models, diffusion and pseudo-ECG, and the
+time loop split into membrane models, diffusion and the ECG, and the
 writing of the sample file.
 """
 from __future__ import annotations

@@ -2,10 +2,12 @@
 
 A ``PatientConfig`` describes a heart (shape, fibres, layers), how it is
 activated (root sites after Durrer et al. 1970, bundle branch blocks, a
-scar), its membrane (ionic model, I_Kr block), its place in the torso, and
-the solver settings.  ``PatientSimulation`` builds the heart, turns all of
-that into a monodomain simulation with the 75 sites as probes and the
-pseudo-ECG as an observer, runs it and returns the sample.
+scar), how it repolarises (APD gradients), its membrane (ionic model, I_Kr
+block), its place in the torso, and the solver settings.
+``PatientSimulation`` takes the heart of its anatomy (built once per
+process), turns all of that into a monodomain simulation with the 75 sites
+as probes and the ECG recorder as an observer, runs it and returns the
+sample.
 """
 from __future__ import annotations
 

@@ -258,7 +258,7 @@ class Simulation:
             "wall_time_s": wall,
             "ionic_time_s": ionic_s,  # rank 0's share of the wall time
             "diffusion_time_s": diffusion_s,
-            "observer_time_s": self._observer_s,  # e.g. the pseudo-ECG
+            "observer_time_s": self._observer_s,  # e.g. the ECG
             "steps": steps,
             "tissue_voxels": self.numbering.n,
             "node_steps_per_s": self.numbering.n * steps / max(wall, 1e-9),

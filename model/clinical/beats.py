@@ -29,7 +29,7 @@ so one sample is one millisecond.
    median RR minus 180 ms, a long PR interval, after the onset) when that falls inside the
    window -- the training data's convention: a synthetic
    patient's samples start at the stimulus (t = 0), activation starts at
-   0 ms and the pseudo-ECG's QRS onset lies within the first 2 ms, with
+   0 ms and the ECG's QRS onset lies within the first 2 ms, with
    the potential at rest equal to zero before it (docs/data-formats.md).
 """
 from __future__ import annotations
