@@ -61,11 +61,13 @@ def solve_laplace(
     matrix.zeroRowsColumns(fixed_petsc[mine].astype(PETSc.IntType), diag=1.0, x=x, b=b)
 
     ksp = PETSc.KSP().create(comm=comm)
+    ksp.setOptionsPrefix("laplace_")  # e.g. PETSC_OPTIONS="-laplace_ksp_monitor -laplace_pc_type hypre"
     ksp.setOperators(matrix)
     ksp.setType("cg")
     ksp.getPC().setType("gamg")
     ksp.setTolerances(rtol=rtol, max_it=5000)
     ksp.setInitialGuessNonzero(True)
+    ksp.setFromOptions()
     ksp.solve(b, x)
     if ksp.getConvergedReason() < 0:
         raise SolverError(f"Laplace solve did not converge (PETSc reason {ksp.getConvergedReason()})")

@@ -45,6 +45,7 @@ class ThetaDiffusion:
         lhs.shift(1.0)
         symmetric = a.isSymmetric(1e-12)
         self.ksp = PETSc.KSP().create(comm=a.getComm())
+        self.ksp.setOptionsPrefix("diffusion_")  # e.g. PETSC_OPTIONS="-diffusion_ksp_monitor"
         self.ksp.setOperators(lhs)
         self.ksp.setType("cg" if symmetric else "gmres")
         self.ksp.getPC().setType("jacobi")

@@ -74,3 +74,25 @@ def test_lungs_are_poor_conductors_inside_the_torso():
     assert 0.05 < lung.sum() / with_lungs.inside.sum() < 0.4
     assert np.array_equal(plain.inside, with_lungs.inside)
     assert not lung[tuple(((np.zeros(3) - with_lungs.origin) / 10.0).round().astype(int))]  # not at the heart
+
+
+@pytest.mark.parametrize("option, message", [
+    ("-laplace_ksp_max_it 1", "Laplace solve did not converge"),
+    ("-torso_ksp_max_it 1", "torso lead field of RA did not converge"),
+])
+def test_petsc_options_reach_each_solver_by_its_prefix(tmp_path, option, message):
+    """PETSc's own options (here through PETSC_OPTIONS) configure each solver
+    under its prefix, as in PETSc's examples; a solve starved of iterations
+    is reported in one line."""
+    import yaml
+
+    from tests.conftest import clean_env, run_ecgi
+
+    config = tmp_path / "patient.yaml"
+    config.write_text(yaml.safe_dump({"patient": {
+        "heart": {"dx_mm": 3.0}, "ionic": {"model": "mitchell_schaeffer"},
+        "time": {"dt_ms": 0.1, "duration_ms": 5, "diffusion": "auto"}}}))
+    env = {**clean_env(), "PETSC_OPTIONS": option, "ECGI_CACHE_DIR": str(tmp_path / "cache")}
+    proc = run_ecgi("simulate", config, "-o", tmp_path / "out.h5", "--quiet", check=False, env=env)
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out.h5").exists()
