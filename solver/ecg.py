@@ -110,16 +110,18 @@ def infinite_medium_fields(points: np.ndarray, electrodes: np.ndarray, sigma: fl
     return 1.0 / (4 * np.pi * sigma * np.maximum(r, 0.5 * dx))
 
 
-def electrode_lead_fields(torso: TorsoConfig, points: np.ndarray, dx: float, comm) -> np.ndarray:
+def electrode_lead_fields(torso: TorsoConfig, points: np.ndarray, dx: float, comm,
+                          blood: np.ndarray | None = None) -> np.ndarray:
     """(10, n_points) lead fields Z_e (mV per uA) in ELECTRODE_NAMES order at
     torso-frame points, relative to the ground electrode (RL) in the bounded
-    torso and to infinity in the infinite medium."""
+    torso and to infinity in the infinite medium; ``blood``: the heart's
+    cavity voxel centres (torso frame, voxels of size dx) for blood pools."""
     electrodes = {name: np.asarray(torso.electrodes[name], float) for name in ELECTRODE_NAMES}
     if torso.volume_conductor == "infinite":
         return infinite_medium_fields(points, np.array(list(electrodes.values())), torso.body.conductivity_S_per_m, dx)
     from .torso import lead_fields, sample_fields
 
-    grid, fields = lead_fields(torso.body, electrodes, comm)
+    grid, fields = lead_fields(torso.body, electrodes, comm, blood=blood, blood_voxel_mm=dx)
     return sample_fields(grid, fields, ELECTRODE_NAMES, points)
 
 

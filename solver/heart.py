@@ -106,6 +106,8 @@ class Heart:
     angle_deg: np.ndarray  #: circumferential angle about the LV axis
     septum: np.ndarray  #: mask: wall between the two cavities
     lv_side: np.ndarray  #: mask: nearer the LV cavity than the RV cavity
+    #: Centres (mm) of the LV and RV cavity voxels: the blood pools.
+    cavity_positions: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
 
     @property
     def positions(self) -> np.ndarray:
@@ -203,6 +205,7 @@ def build_heart(config: HeartConfig, comm: MPI.Comm = MPI.COMM_WORLD, code: np.n
     return Heart(
         anatomy=anatomy, numbering=numbering, surfaces=surfaces, transmural=phi_epi, apicobasal=psi,
         phi_lv=phi_lv, phi_rv=phi_rv, frame=frame, angle_deg=angle, septum=septum, lv_side=to_lv <= to_rv,
+        cavity_positions=origin + dx * np.argwhere((code == LV_CAVITY) | (code == RV_CAVITY)),
     )
 
 

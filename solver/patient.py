@@ -378,7 +378,8 @@ class PatientSimulation:
         sim, heart, cfg = self.simulation, self.heart, self.config
         to_torso = heart_to_torso(cfg.torso, heart.frame.centre, heart.frame.long_axis, heart.frame.septal_axis)
         h = heart.anatomy.dx
-        z = electrode_lead_fields(cfg.torso, to_torso(heart.positions[sim.owned]), h, self.comm)
+        blood = to_torso(heart.cavity_positions) if cfg.torso.body.blood_pools else None
+        z = electrode_lead_fields(cfg.torso, to_torso(heart.positions[sim.owned]), h, self.comm, blood)
         chi_cm = cfg.membrane.surface_to_volume_per_mm * cfg.membrane.capacitance_uF_per_mm2
         sigma_i = cfg.conductivity.intracellular.longitudinal
         ordinary = replace(heart.anatomy, conductivity_scale=self.source_conductivity_scale)

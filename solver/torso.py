@@ -22,7 +22,8 @@ The torso is an elliptic cylinder with rounded ends (mm, torso frame: x to
 the patient's right, y anterior, z superior, origin at the heart centre),
 voxelised at ``dx_mm`` and discretised with the 7-point finite-volume
 Laplacian (harmonic-mean face conductivities).  Optional inhomogeneities:
-lungs (two ellipsoids beside the heart, 0.05 S/m).  Electrodes sit on the
+lungs (two ellipsoids beside the heart, 0.05 S/m) and the ventricles' blood
+pools (0.7 S/m, from the heart's cavities).  Electrodes sit on the
 skin voxel nearest to their nominal position: the limb electrodes where the
 limbs join the torso (shoulders, left hip), as Wilson's limb leads see them.
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -64,9 +66,15 @@ class TorsoGeometry:
     conductivity_S_per_m: float = 0.2
     lungs: bool = False
     lung_conductivity_S_per_m: float = 0.05
+    #: The ventricles' blood (0.7 S/m): a torso voxel is blood where the
+    #: heart's cavities fill at least half of it.  Depends on the heart, so
+    #: its lead fields are solved (and cached) per anatomy and placement.
+    blood_pools: bool = False
+    blood_conductivity_S_per_m: float = 0.7
 
     def validate(self) -> None:
-        if not (self.dx_mm > 0 and self.conductivity_S_per_m > 0 and self.lung_conductivity_S_per_m > 0):
+        if not (self.dx_mm > 0 and self.conductivity_S_per_m > 0 and self.lung_conductivity_S_per_m > 0
+                and self.blood_conductivity_S_per_m > 0):
             raise ConfigError("torso: dx_mm and conductivities must be positive")
         if min(self.semi_axes_mm) <= 4 * self.dx_mm or self.top_mm - self.bottom_mm <= 8 * self.dx_mm:
             raise ConfigError(f"torso: the torso must span many voxels of {self.dx_mm} mm; lower dx_mm")
@@ -97,8 +105,10 @@ class TorsoGrid:
 _LUNGS = (((95.0, -30.0, 60.0), (65.0, 75.0, 130.0)), ((-120.0, -45.0, 70.0), (45.0, 60.0, 115.0)))
 
 
-def voxelise(geometry: TorsoGeometry) -> TorsoGrid:
-    """Conductivity per voxel of the torso's bounding box (plus one empty layer)."""
+def voxelise(geometry: TorsoGeometry, blood: np.ndarray | None = None, blood_voxel_mm: float = 0.0) -> TorsoGrid:
+    """Conductivity per voxel of the torso's bounding box (plus one empty
+    layer); ``blood``: centres (mm, torso frame) of cavity voxels of size
+    ``blood_voxel_mm``, used when the geometry has blood pools."""
     g, h = geometry, geometry.dx_mm
     (cx, cy), (a, b) = g.centre_mm, g.semi_axes_mm
     lo = np.array([cx - a, cy - b, g.bottom_mm]) - 2 * h
@@ -116,7 +126,14 @@ def voxelise(geometry: TorsoGeometry) -> TorsoGrid:
         for centre, semi in _LUNGS:
             lung = ((((np.stack([x, y, z], -1) - centre) / semi) ** 2).sum(-1) <= 1.0) & body
             sigma[lung] = g.lung_conductivity_S_per_m
-    return TorsoGrid(lo, h, sigma)
+    grid = TorsoGrid(lo, h, sigma)
+    if g.blood_pools and blood is not None and len(blood):
+        index = np.round(grid.index_coordinates(blood)).astype(int)
+        inside = np.all((index >= 0) & (index < np.array(sigma.shape)[:, None]), axis=0)
+        flat = np.ravel_multi_index(index[:, inside], sigma.shape)
+        filled = np.bincount(flat, minlength=sigma.size).reshape(sigma.shape) * (blood_voxel_mm / h) ** 3
+        sigma[(filled >= 0.5) & (sigma > 0)] = g.blood_conductivity_S_per_m
+    return grid
 
 
 def skin_voxel(grid: TorsoGrid, point: np.ndarray) -> np.ndarray:
@@ -218,25 +235,34 @@ def cache_dir() -> Path:
     return Path(os.environ.get("ECGI_CACHE_DIR") or Path.home() / ".cache" / "ecgi") / "lead-fields"
 
 
-def _cache_key(geometry: TorsoGeometry, electrodes: dict[str, np.ndarray]) -> str:
+def _cache_key(geometry: TorsoGeometry, electrodes: dict[str, np.ndarray], grid: TorsoGrid | None) -> str:
     description = {"version": CACHE_VERSION, "geometry": asdict(geometry),
                    "electrodes": {k: [float(c) for c in v] for k, v in sorted(electrodes.items())}}
+    if grid is not None:  # blood pools: the conductivity depends on the heart
+        description["conductivity"] = hashlib.sha256(grid.conductivity.tobytes()).hexdigest()
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
 
 
-_MEMORY: dict[str, tuple[TorsoGrid, dict[str, np.ndarray]]] = {}
+#: Lead fields solved or read by this process, newest last (each torso's
+#: fields take about 40 MB).
+_MEMORY: "OrderedDict[str, tuple[TorsoGrid, dict[str, np.ndarray]]]" = OrderedDict()
+MEMORY_ENTRIES = 4
 
 
-def lead_fields(geometry: TorsoGeometry, electrodes: dict[str, np.ndarray], comm,
-                use_cache: bool = True) -> tuple[TorsoGrid, dict[str, np.ndarray]]:
+def lead_fields(geometry: TorsoGeometry, electrodes: dict[str, np.ndarray], comm, use_cache: bool = True,
+                blood: np.ndarray | None = None, blood_voxel_mm: float = 0.0) -> tuple[TorsoGrid, dict[str, np.ndarray]]:
     """The torso grid and its lead fields: from this process's memory, the
-    disk cache, or solved (and cached) once for every later patient."""
+    disk cache, or solved (and cached) once for every later patient (of the
+    same anatomy and placement when the torso has blood pools)."""
     from .files import write_bytes_atomic
 
-    key = _cache_key(geometry, electrodes)
+    grid = voxelise(geometry, blood, blood_voxel_mm) if geometry.blood_pools else None
+    key = _cache_key(geometry, electrodes, grid)
     if use_cache and key in _MEMORY:
+        _MEMORY.move_to_end(key)
         return _MEMORY[key]
-    grid = voxelise(geometry)
+    if grid is None:
+        grid = voxelise(geometry)
     path = cache_dir() / f"{key}.npz"
     fields = None
     if use_cache and comm.Get_rank() == 0 and path.exists():
@@ -256,6 +282,8 @@ def lead_fields(geometry: TorsoGeometry, electrodes: dict[str, np.ndarray], comm
             write_bytes_atomic(path, buffer.getvalue())
     if use_cache:
         _MEMORY[key] = (grid, fields)
+        while len(_MEMORY) > MEMORY_ENTRIES:
+            _MEMORY.popitem(last=False)
     return grid, fields
 
 

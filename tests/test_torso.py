@@ -96,3 +96,32 @@ def test_petsc_options_reach_each_solver_by_its_prefix(tmp_path, option, message
     proc = run_ecgi("simulate", config, "-o", tmp_path / "out.h5", "--quiet", check=False, env=env)
     assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_blood_pools_fill_the_cavities_and_change_the_ecg():
+    """The ventricles' blood (0.7 S/m) sits where the heart's cavities are,
+    and it changes, without overturning, the surface potentials (the Brody
+    effect: a conducting cavity reshapes the field of the wall around it)."""
+    from solver.ecg import heart_to_torso
+    from solver.patient import PatientSimulation, load_patient_config
+
+    def patient(blood_pools: bool):
+        return PatientSimulation(load_patient_config({
+            "heart": {"dx_mm": 3.0}, "ionic": {"model": "mitchell_schaeffer"},
+            "torso": {"body": {"blood_pools": blood_pools}},
+            "time": {"dt_ms": 0.1, "duration_ms": 80, "diffusion": "auto"}}), MPI.COMM_SELF)
+
+    with_blood = patient(True)
+    heart, torso = with_blood.heart, with_blood.config.torso
+    to_torso = heart_to_torso(torso, heart.frame.centre, heart.frame.long_axis, heart.frame.septal_axis)
+    grid = voxelise(torso.body, to_torso(heart.cavity_positions), heart.anatomy.dx)
+    blood = grid.conductivity == torso.body.blood_conductivity_S_per_m
+    cavity_volume = len(heart.cavity_positions) * heart.anatomy.dx**3
+    assert 0.5 < blood.sum() * grid.dx**3 / cavity_volume < 1.5
+    centre = np.argwhere(blood).mean(axis=0) * grid.dx + grid.origin
+    assert np.linalg.norm(centre - to_torso(heart.cavity_positions).mean(axis=0)) < 2 * grid.dx
+
+    leads_blood = with_blood.run().result.extra["leads"][0]
+    leads_plain = patient(False).run().result.extra["leads"][0]
+    change = np.abs(leads_blood - leads_plain).max() / np.abs(leads_plain).max()
+    assert 0.01 < change < 0.8
