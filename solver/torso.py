@@ -37,6 +37,7 @@ import json
 import os
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +97,15 @@ class TorsoGrid:
     def inside(self) -> np.ndarray:
         return self.conductivity > 0
 
+    @cached_property
+    def skin(self) -> np.ndarray:
+        """Grid indices (m, 3) of the body voxels that touch the air."""
+        air_neighbour = np.zeros_like(self.inside)
+        for axis in range(3):
+            for shift in (1, -1):
+                air_neighbour |= ~np.roll(self.inside, shift, axis=axis)
+        return np.argwhere(self.inside & air_neighbour)
+
     def index_coordinates(self, points: np.ndarray) -> np.ndarray:
         """Fractional grid indices (3, n) of points (n, 3), for interpolation."""
         return ((np.asarray(points) - self.origin) / self.dx).T
@@ -138,14 +148,8 @@ def voxelise(geometry: TorsoGeometry, blood: np.ndarray | None = None, blood_vox
 
 def skin_voxel(grid: TorsoGrid, point: np.ndarray) -> np.ndarray:
     """Grid index of the body voxel nearest to ``point`` that touches the air."""
-    inside = grid.inside
-    air_neighbour = np.zeros_like(inside)
-    for axis in range(3):
-        for shift in (1, -1):
-            air_neighbour |= ~np.roll(inside, shift, axis=axis)
-    skin = np.argwhere(inside & air_neighbour)
-    positions = grid.origin + grid.dx * skin
-    return skin[np.argmin(((positions - np.asarray(point)) ** 2).sum(axis=1))]
+    positions = grid.origin + grid.dx * grid.skin
+    return grid.skin[np.argmin(((positions - np.asarray(point)) ** 2).sum(axis=1))]
 
 
 def _laplacian_rows(grid: TorsoGrid, rows: np.ndarray) -> scipy.sparse.csr_matrix:

@@ -44,10 +44,11 @@ RBBB_AXIS_DEG = (-30.0, 90.0)  # from the initial 60 ms
 
 
 def simulate(condition: str, model: str = "mitchell_schaeffer", dx: float = 2.0, dt: float = 0.1,
-             duration: float = 450.0) -> BeatMeasures:
+             duration: float = 450.0, **settings) -> tuple[np.ndarray, BeatMeasures]:
     config = load_patient_config({
         "geometry_id": "textbook", "heart": {"dx_mm": dx}, "activation": {"condition": condition},
         "ionic": {"model": model}, "time": {"dt_ms": dt, "duration_ms": duration, "diffusion": "auto"},
+        **settings,
     })
     sample = PatientSimulation(config, MPI.COMM_SELF).run()
     leads = sample.result.extra["leads"][0].astype(np.float64)
@@ -139,13 +140,7 @@ def test_normal_t_waves_are_concordant_with_mitchell_schaeffer_apd_gradients(bea
 def test_uniform_membrane_gives_discordant_t_waves():
     """Without the APD gradients the T wave mirrors the QRS (its area cancels
     it): the gradients, not chance, make the T wave upright."""
-    config = load_patient_config({
-        "geometry_id": "textbook", "heart": {"dx_mm": 2.0},
-        "repolarisation": {"transmural_apd_fraction": 0.0, "apicobasal_apd_fraction": 0.0},
-        "ionic": {"model": "mitchell_schaeffer"}, "time": {"dt_ms": 0.1, "duration_ms": 450, "diffusion": "auto"},
-    })
-    leads = PatientSimulation(config, MPI.COMM_SELF).run().result.extra["leads"][0].astype(np.float64)
-    m = measure_beat(leads, 1.0)
+    _, m = simulate("normal", repolarisation={"transmural_apd_fraction": 0.0, "apicobasal_apd_fraction": 0.0})
     assert not any(t_wave_concordant(m).values())
 
 

@@ -78,6 +78,10 @@ class CampaignLayout:
     def parsl_dir(self) -> Path:
         return self.root / "parsl"
 
+    @property
+    def samples_dir(self) -> Path:
+        return self.root / "samples"
+
     def _shard_dir(self, kind: str, plan: SamplePlan) -> Path:
         return self.root / kind / f"shard-{plan.shard:05d}"
 

@@ -136,7 +136,7 @@ def refuse_other_sample_format(layout: CampaignLayout) -> None:
 
     from solver.output import FORMAT_VERSION, format_mismatch
 
-    for path in (layout.root / "samples").glob("shard-*/*.h5"):
+    for path in layout.samples_dir.glob("shard-*/*.h5"):
         try:
             with h5py.File(path, "r") as f:
                 version = f.attrs.get("format_version")
