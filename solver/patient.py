@@ -299,7 +299,13 @@ _HEARTS: "OrderedDict[str, tuple[Heart, HeartCoordinates, np.ndarray]]" = Ordere
 HEART_CACHE_SIZE = 4
 
 
+#: HeartConfig fields a patient applies to its copy of the heart (the fast
+#: layer's conductivity is calibrated per sample): not part of the anatomy.
+_PER_PATIENT_FIELDS = ("fast_layer_mm", "fast_layer_conductivity_factor", "fast_layer_max_height")
+
+
 def _anatomy_key(config: HeartConfig, comm: MPI.Comm) -> str:
+    anatomy = {k: v for k, v in to_mapping(config).items() if k not in _PER_PATIENT_FIELDS}
     stamp = None
     if config.anatomy_file is not None:
         try:
@@ -307,7 +313,7 @@ def _anatomy_key(config: HeartConfig, comm: MPI.Comm) -> str:
             stamp = [info.st_size, info.st_mtime_ns]
         except OSError:
             stamp = "missing"  # build_heart reports it
-    return json.dumps([to_mapping(config), comm.Get_size(), stamp], sort_keys=True, default=str)
+    return json.dumps([anatomy, comm.Get_size(), stamp], sort_keys=True, default=str)
 
 
 def heart_of(config: HeartConfig, comm: MPI.Comm) -> tuple[Heart, HeartCoordinates, np.ndarray]:

@@ -116,3 +116,26 @@ def test_samples_of_one_anatomy_reuse_its_heart_but_not_each_others_tissue():
     again = PatientSimulation(load_patient_config(coarse_patient()), MPI.COMM_SELF)
     assert len(patient._HEARTS) == 1 and again.heart.frame is fresh.heart.frame  # built once
     np.testing.assert_array_equal(again.run().result.extra["leads"][0], expected)
+
+
+def test_samples_with_other_conduction_velocities_share_the_heart():
+    """A campaign calibrates the fast layer's conductivity per sample; the
+    heart of the anatomy is still built once, and the sample's own factor
+    gives the same ECG as a heart built for it alone."""
+    import solver.patient as patient
+
+    def faster_layer() -> dict:
+        data = coarse_patient()
+        data["calibration"] = {"longitudinal_m_per_s": 0.45}  # the default is 0.5
+        return data
+
+    patient._HEARTS.clear()
+    alone = PatientSimulation(load_patient_config(faster_layer()), MPI.COMM_SELF).run().result.extra["leads"][0]
+    patient._HEARTS.clear()
+    first = PatientSimulation(load_patient_config(coarse_patient()), MPI.COMM_SELF)
+    first_leads = first.run().result.extra["leads"][0]
+    shared = PatientSimulation(load_patient_config(faster_layer()), MPI.COMM_SELF)
+    assert len(patient._HEARTS) == 1 and shared.heart.frame is first.heart.frame
+    leads = shared.run().result.extra["leads"][0]
+    np.testing.assert_array_equal(leads, alone)
+    assert np.abs(leads - first_leads).max() > 1e-3  # the sample's own velocities took effect

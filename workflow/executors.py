@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from .layout import FINAL_KINDS
+from .mpi_env import one_thread_exports
 from .spec import CampaignSpec
 from .task import EXIT_KINDS
 
@@ -86,9 +87,11 @@ def _scheduler_options(spec: CampaignSpec) -> str:
 
 def _worker_init(spec: CampaignSpec) -> str:
     """The spec's worker init, after putting this installation's commands on
-    PATH (on a shared file system the nodes see the same environment)."""
+    PATH (on a shared file system the nodes see the same environment) and
+    giving each simulation process one thread."""
     bin_dir = shlex.quote(str(Path(sys.executable).parent))
-    return f"export PATH={bin_dir}:$PATH\n{spec.resources.slurm.worker_init}".strip()
+    user_init = spec.resources.slurm.worker_init if spec.resources.executor == "slurm" else ""
+    return f"export PATH={bin_dir}:$PATH\n{one_thread_exports()}\n{user_init}".strip()
 
 
 def slurm_provider(spec: CampaignSpec):
@@ -117,7 +120,8 @@ def parsl_config(spec: CampaignSpec, run_dir: Path):
     if r.executor == "slurm":
         provider = slurm_provider(spec)
     else:
-        provider = LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1, launcher=SimpleLauncher())
+        provider = LocalProvider(init_blocks=1, min_blocks=1, max_blocks=1, launcher=SimpleLauncher(),
+                                 worker_init=_worker_init(spec))
     if r.ranks_per_simulation == 1 or r.executor == "local":
         # Locally a worker per simulation slot is enough: multi-rank tasks
         # start their own mpiexec (Parsl's MPI mode needs a batch scheduler).
