@@ -13,7 +13,7 @@ from pydicom.data import get_testdata_file
 from model.clinical import beats as B
 from model.clinical.conditioning import condition, remove_baseline, remove_high_frequency, resample
 from model.clinical.readers import read_ecg
-from tests.clinical_records import QRS_OFFSET_MS, QRS_ONSET_MS, beat_shape, make_record, sensitivity_ppv
+from tests.clinical_records import QRS_OFFSET_MS, QRS_ONSET_MS, beat_shape, ludb_qrs, make_record, sensitivity_ppv
 
 DATA = Path(__file__).parent / "data" / "clinical"
 
@@ -149,3 +149,23 @@ def test_a_fast_rhythm_keeps_the_next_beat_out_of_the_window():
     window = B.network_window(found.median, found.onset, 500, end=end)
     assert np.all(window[end:] == 0) and np.abs(window[:end]).max() > 0.5
     assert B.next_beat_ms(B.analyse(condition(make_record(rate_hz=500.0, rr_ms=900.0)[0], 500.0).signals, 500), 500) is None
+
+
+@pytest.mark.parametrize("record", ["24", "51"])
+def test_left_bundle_branch_blocks_against_cardiologists_annotations(record):
+    """LUDB records with complete LBBB (24 in sinus rhythm, 51 in atrial fibrillation), each lead
+    delineated by cardiologists: every annotated beat is found and nothing else in the annotated
+    span, and the median beat's QRS is as broad as theirs (earliest onset to latest offset over
+    the 12 leads: 198 and 185 ms)."""
+    path = DATA / "ludb" / record
+    assert "Complete left bundle branch block." in path.with_suffix(".hea").read_text()
+    onsets, peaks, offsets = ludb_qrs(str(path))
+    ecg = read_ecg(path.with_suffix(".hea"))
+    assert ecg.rate_hz == 500 and ecg.signals.shape == (5000, 12)
+    conditioned = condition(ecg.signals, ecg.rate_hz).signals
+    found = B.detect_qrs(conditioned)
+    annotated_span = found[(found > onsets[0] - 300) & (found < offsets[-1] + 300)]
+    assert sensitivity_ppv(annotated_span, peaks, tolerance_ms=50.0) == (1.0, 1.0)
+    beats = B.analyse(conditioned, 500)
+    assert beats.qrs_ms >= 140  # a complete LBBB; a normal QRS is below 110 ms
+    assert abs(beats.qrs_ms - np.median(offsets - onsets)) <= 40
