@@ -32,7 +32,6 @@ sys.path.insert(0, str(REPO))
 
 from solver.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES  # noqa: E402
 
-V_REST_MV, V_PEAK_MV = -85.0, 40.0
 #: The smallest simulation configuration: the sample file stores it, nothing runs it.
 _TINY_CONFIG = {
     "anatomy": {"dx_mm": 0.5, "slab": {"size_mm": [1, 1, 1]}},
@@ -42,14 +41,12 @@ _TINY_CONFIG = {
     "stimuli": [{"amplitude_uA_per_mm3": 50, "box": {"min_mm": [0, 0, 0], "max_mm": [1, 1, 1]}}],
 }
 
-
 def synthetic_vm(act_ms: np.ndarray, samples: int, apd_ms: float = 250.0) -> np.ndarray:
-    """(samples, sites) mV: a sigmoid upstroke at each activation time, repolarising apd_ms later."""
-    t = np.arange(samples, dtype=np.float64)[:, None]
-    up = 1.0 / (1.0 + np.exp(-(t - act_ms[None, :]) / 0.5))
-    down = 1.0 / (1.0 + np.exp(-(t - act_ms[None, :] - apd_ms) / 15.0))
-    return V_REST_MV + (V_PEAK_MV - V_REST_MV) * up * (1.0 - down)
+    """(samples, sites) mV: model.synthetic's action potential at each activation time."""
+    from model.synthetic import action_potentials
 
+    sites = len(act_ms)
+    return action_potentials(act_ms[None], np.full((1, sites), apd_ms), np.ones((1, sites)), samples)[0]
 
 def write_synthetic_sample(
     path: Path, geometry_id: str, condition: str, parameters: dict[str, float],
@@ -66,7 +63,7 @@ def write_synthetic_sample(
     act = rng.uniform(5.0, 0.3 * samples, n_sites)
     vm = synthetic_vm(act, samples)
     weights = rng.normal(0.0, 0.02, (len(ELECTRODE_NAMES), n_sites))
-    electrodes = (vm - V_REST_MV) @ weights.T
+    electrodes = (vm - vm[:1]) @ weights.T  # no potential at rest
     result = SimulationResult(
         config=config_from_dict(_TINY_CONFIG), dx_mm=0.5, origin_mm=np.zeros(3), grid_shape=(1, 1, 1),
         tissue_ijk=np.zeros((1, 3), np.int32), activation_ms=np.zeros(1), time_ms=np.arange(samples, dtype=float),
@@ -82,7 +79,6 @@ def write_synthetic_sample(
     patient = PatientConfig(geometry_id=geometry_id, label=condition, parameters=dict(parameters))
     return write_simulation(path, result, datasets, patient_attributes(patient))
 
-
 def generate(directory: Path, count: int, samples: int, seed: int = 0) -> list[Path]:
     """``count`` sample files over count // 10 (at least 3) geometries."""
     rng = np.random.default_rng(seed)
@@ -95,7 +91,6 @@ def generate(directory: Path, count: int, samples: int, seed: int = 0) -> list[P
         )
         for i in range(count)
     ]
-
 
 def measure(count: int, samples: int, samples_per_shard: int) -> dict:
     from workflow.dataset import build_dataset
@@ -126,7 +121,6 @@ def measure(count: int, samples: int, samples_per_shard: int) -> dict:
             "shard_bytes_per_sample": round(shard_bytes / count),
         }
 
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--samples", type=int, default=200, help="sample files to aggregate (200)")
@@ -143,7 +137,6 @@ def main() -> None:
     print(f"  rebuild {report['rebuild_s']:8.2f} s  {report['rebuild_samples_per_s']:8.1f} samples/s "
           f"({report['rebuild_shards_written']} shards rewritten, manifest identical: {report['rebuild_manifest_identical']})")
     print(f"  bytes per sample: sample file {report['sample_file_bytes_per_sample']}, shards {report['shard_bytes_per_sample']}")
-
 
 if __name__ == "__main__":
     main()

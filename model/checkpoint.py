@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from solver.errors import ConfigError, OutputError
-from solver.files import remove_stale_temporaries, temporary_path
+from solver.files import atomic_output, remove_stale_temporaries
 
 from .network import EcgiNet, build_network
 
@@ -37,19 +37,11 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     file or the new one, never a partial one.
     """
     path = Path(path)
-    tmp = temporary_path(path)
     try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        # A full disk must not leave a partial copy behind (it fills the disk further).
-        tmp.unlink(missing_ok=True)
-        if isinstance(exc, RuntimeError):  # torch's writer reports a full disk as "unexpected pos ..."
-            raise _write_error(path, exc) from exc
-        raise
+        with atomic_output(path, fsync=True) as tmp:
+            torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **state}, tmp)
+    except RuntimeError as exc:  # torch's writer reports a full disk as "unexpected pos ..."
+        raise _write_error(path, exc) from exc
     remove_stale_temporaries(path)
 
 
@@ -69,17 +61,12 @@ def publish_copy(source: Path, target: Path) -> None:
     replaced (os.replace swaps the name, not the file); filesystems without
     links get a real copy.
     """
-    tmp = temporary_path(target)
-    tmp.unlink(missing_ok=True)
-    try:
+    with atomic_output(target) as tmp:
+        tmp.unlink(missing_ok=True)
         try:
             os.link(source, tmp)
         except OSError:
             shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     remove_stale_temporaries(target)
 
 

@@ -23,36 +23,12 @@ from torch.utils.data import DataLoader
 
 from solver.errors import ConfigError
 from solver.sites import SITE_GROUPS, SITE_NAMES
+from solver.traces import apd90_ms, threshold_crossing_ms
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import ShardDataset, load_manifest, validate_dataset
-from .network import threshold_crossing_ms
 
 _GROUP_COLUMNS = {group: np.array([SITE_NAMES.index(s) for s in sites]) for group, sites in SITE_GROUPS.items()}
-
-
-def apd90_ms(vm: np.ndarray, dt_ms: float = 1.0) -> np.ndarray:
-    """Action-potential duration at 90 % repolarisation of traces along the last axis.
-
-    From the steepest upstroke to the first fall below peak - 0.9 (peak - rest)
-    after the peak, with rest the trace's first value.  NaN where the trace
-    has no action potential (swing < 10 mV) or does not repolarise in the window.
-    """
-    vm = np.asarray(vm, dtype=np.float64)
-    t = np.arange(vm.shape[-1])
-    upstroke = np.argmax(np.diff(vm, axis=-1), axis=-1)
-    after_upstroke = np.where(t >= upstroke[..., None], vm, -np.inf)
-    peak_index = np.argmax(after_upstroke, axis=-1)
-    peak = np.take_along_axis(vm, peak_index[..., None], -1)[..., 0]
-    rest = vm[..., 0]
-    level = peak - 0.9 * (peak - rest)
-    below = (vm < level[..., None]) & (t > peak_index[..., None])
-    r = np.argmax(below, axis=-1)
-    before = np.take_along_axis(vm, np.maximum(r - 1, 0)[..., None], -1)[..., 0]
-    at = np.take_along_axis(vm, r[..., None], -1)[..., 0]
-    crossing = r - 1 + (before - level) / np.where(before > at, before - at, 1.0)
-    apd = (crossing - (upstroke + 0.5)) * dt_ms
-    return np.where(below.any(axis=-1) & (peak - rest >= 10.0), apd, np.nan)
 
 
 def trace_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -134,7 +110,7 @@ def trace_errors(true: np.ndarray, pred: np.ndarray, dt_ms: float) -> dict[str, 
     return {
         "vm_sq": ((pred - true) ** 2).sum(axis=(0, 2)), "vm_corr": trace_correlation(pred, true),
         "apd_true": apd90_ms(true, dt_ms), "apd_pred": apd90_ms(pred, dt_ms),
-        "vm_act_pred": threshold_crossing_ms(torch.from_numpy(np.ascontiguousarray(pred)), dt_ms=dt_ms).numpy(),
+        "vm_act_pred": threshold_crossing_ms(pred, dt_ms, never=pred.shape[-1] * dt_ms),
     }
 
 

@@ -24,8 +24,11 @@ outputs back into milliseconds and millivolts.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
+
+from solver.traces import threshold_crossing_ms
 
 N_LEADS = 12
 N_SITES = 75
@@ -182,22 +185,6 @@ def upstroke_time_ms(vm: torch.Tensor, temperature: float, dt_ms: float = 1.0) -
     return (weights * times).sum(-1)
 
 
-def threshold_crossing_ms(vm_mv: torch.Tensor, threshold_mv: float = 0.0, dt_ms: float = 1.0) -> torch.Tensor:
-    """First time each trace (last axis) rises above the threshold, linearly interpolated.
-
-    The data set's definition of activation, used for networks that predict
-    traces only.  A trace that never crosses gets the end of the window.
-    """
-    above = vm_mv > threshold_mv
-    k = above.to(torch.uint8).argmax(-1).clamp_min(1)
-    before = vm_mv.gather(-1, (k - 1).unsqueeze(-1)).squeeze(-1)
-    after = vm_mv.gather(-1, k.unsqueeze(-1)).squeeze(-1)
-    rise = after - before
-    frac = torch.where(rise > 0, (threshold_mv - before) / torch.where(rise > 0, rise, 1.0), 0.0).clamp(0.0, 1.0)
-    times = (k - 1 + frac) * dt_ms
-    return torch.where(above.any(-1), times, torch.full_like(times, vm_mv.shape[-1] * dt_ms))
-
-
 class EcgiNet(nn.Module):
     """A trunk with an activation head, a voltage head, or both.
 
@@ -261,8 +248,17 @@ class EcgiNet(nn.Module):
         if "act" in out:
             physical["act"] = out["act"].float() * self.act_std + self.act_mean
         else:
-            physical["act"] = threshold_crossing_ms(physical["vm"])
+            physical["act"] = crossing_times(physical["vm"])
         return physical
+
+
+def crossing_times(vm_mv: torch.Tensor) -> torch.Tensor:
+    """The traces' activation times (solver.traces, the data sets' definition),
+    for networks that predict traces only; a trace that never crosses gets the
+    end of the window (not differentiable: evaluation and prediction only)."""
+    window_ms = float(vm_mv.shape[-1])
+    times = threshold_crossing_ms(vm_mv.detach().cpu().numpy(), never=window_ms)
+    return torch.from_numpy(times.astype(np.float32)).to(vm_mv.device)
 
 
 def build_network(architecture: str = "reference_act", dropout: float = 0.5, softargmax_temperature: float = 0.02) -> EcgiNet:

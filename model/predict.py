@@ -19,7 +19,6 @@ The steps (docs/clinical.md tells them in full):
 """
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,9 @@ import numpy as np
 import torch
 
 from solver.errors import ConfigError
+from solver.files import atomic_output
 from solver.sites import LEAD_NAMES, SITE_NAMES, site_group
+from solver.traces import apd90_ms
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .clinical import beats as beatlib
@@ -38,7 +39,6 @@ from .clinical.conditioning import Conditioned, condition, resample
 from .clinical.readers import MAX_AMPLITUDE_MV, EcgRecord, EcgWarning, check_amplitude, read_ecg
 from .clinical.trust import N_FEATURES, OodReference, mc_dropout, reference_from_dataset
 from .data import scale_ecg
-from .evaluate import apd90_ms
 
 __all__ = ["EcgRecord", "EcgWarning", "MAX_AMPLITUDE_MV", "Prediction", "check_amplitude", "format_table",
            "predict", "prepare_ecg", "read_ecg", "write_prediction"]
@@ -203,9 +203,7 @@ def _beat_windows(record: EcgRecord, samples: int, mode: str, mains_hz, predicti
 def write_prediction(path: str | Path, prediction: Prediction, source: str, checkpoint: str) -> Path:
     """HDF5 with ``act`` (75,) ms, ``vm`` (T, 75) mV when predicted, and the prepared ``ecg``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with h5py.File(tmp, "w") as f:
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update(format="ecgi-prediction", format_version=1, source=source, checkpoint=checkpoint,
                        architecture=prediction.architecture)
         act = f.create_dataset("act", data=prediction.act.astype(np.float32))
@@ -217,7 +215,6 @@ def write_prediction(path: str | Path, prediction: Prediction, source: str, chec
             vm.attrs.update(sites=list(SITE_NAMES), dt_ms=1.0, units="mV")
             f.create_dataset("apd90", data=apd90_ms(prediction.vm.T).astype(np.float32)).attrs["units"] = "ms"
         _write_trust(f, prediction)
-    os.replace(tmp, path)
     return path
 
 

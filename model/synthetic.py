@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 
 from solver.sites import LEAD_NAMES, SITE_NAMES
+from solver.traces import threshold_crossing_ms
 
 V_REST_MV = -85.5
 V_PEAK_MV = 50.0
@@ -134,17 +135,6 @@ def action_potentials(act_ms: np.ndarray, apd_ms: np.ndarray, amplitude: np.ndar
     return V_REST_MV + swing * upstroke * plateau * repolarisation
 
 
-def first_crossing_ms(vm: np.ndarray, threshold_mv: float = 0.0) -> np.ndarray:
-    """(K, 75): first time each trace rises above the threshold, linearly interpolated."""
-    above = vm > threshold_mv
-    k = np.argmax(above, axis=1)
-    k = np.maximum(k, 1)
-    before = np.take_along_axis(vm, (k - 1)[:, None, :], axis=1)[:, 0]
-    after = np.take_along_axis(vm, k[:, None, :], axis=1)[:, 0]
-    frac = (threshold_mv - before) / np.where(after > before, after - before, 1.0)
-    return (k - 1 + np.clip(frac, 0.0, 1.0)).astype(np.float64)
-
-
 @dataclass
 class SyntheticBatch:
     ecg: np.ndarray  # (K, T, 12) mV
@@ -193,7 +183,7 @@ def simulate(rng: np.random.Generator, count: int, samples: int, heart_scale: fl
         params.append([onset, cv, cv_transmural, apd_base, apd_scale, scar_delay, heart_scale])
     # Activation is read from traces long enough to hold every upstroke, then cropped to ``samples``.
     vm = action_potentials(np.array(act), np.array(apd), np.array(amp), max(samples, 400))
-    act_ms = first_crossing_ms(vm)
+    act_ms = threshold_crossing_ms(vm, axis=1)
     vm = vm[:, :samples]
     ecg = np.einsum("ls,kts->ktl", lead_field, vm - V_REST_MV)
     ecg += rng.normal(0.0, 0.01, ecg.shape)

@@ -7,9 +7,11 @@ system is atomic, so a crash leaves the old file or the new one, never a mix.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
+from typing import Iterator
 
 
 def temporary_path(path: Path) -> Path:
@@ -17,16 +19,34 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+@contextlib.contextmanager
+def atomic_output(path: str | Path, fsync: bool = False) -> Iterator[Path]:
+    """The one way ecgi writes a file: yields a temporary name beside
+    ``path`` to write (and close) the file under; on success it is renamed
+    over ``path`` (after an fsync if asked), on any failure removed, so a
+    reader never sees a partial file and a full disk is not filled further.
+
+        with atomic_output(path) as tmp:
+            with h5py.File(tmp, "w") as f:
+                ...
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_path(path)
     try:
-        tmp.write_bytes(data)
+        yield tmp
+        if fsync:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_text_atomic(path: Path, text: str) -> None:

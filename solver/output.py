@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -19,7 +18,7 @@ import h5py
 import numpy as np
 import yaml
 
-from .files import temporary_path
+from .files import atomic_output
 
 if TYPE_CHECKING:  # importing the solver would start MPI in readers of sample files
     from .simulation import SimulationResult
@@ -47,19 +46,12 @@ def write_simulation(
     """Write ``result`` plus extra ``datasets`` (name -> (values, attrs)) and
     file ``attributes`` to ``path``, atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
-    try:
-        with h5py.File(tmp, "w") as f:
-            _write_contents(f, result)
-            _write_datasets(f, datasets or {})
-            f.attrs.update(attributes or {})
-            f.attrs["checksum_sha256"] = datasets_checksum(f)
-            f.attrs["complete"] = True
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        _write_contents(f, result)
+        _write_datasets(f, datasets or {})
+        f.attrs.update(attributes or {})
+        f.attrs["checksum_sha256"] = datasets_checksum(f)
+        f.attrs["complete"] = True
     return path
 
 

@@ -21,7 +21,8 @@ from workflow.dataset import (
     SPLITS, Manifest, RunningMoments, assign_splits, build_dataset, find_sample_files, fit_length,
     split_counts, verify_dataset,
 )
-from workflow.llnl import activation_times, find_pairs, import_llnl
+from solver.traces import threshold_crossing_ms
+from workflow.llnl import find_pairs, import_llnl
 
 LENGTH = 40  # time samples in the sample files
 TRACE = 50  # time samples in the data set: the files are padded
@@ -316,19 +317,19 @@ def test_llnl_import_leads_activation_and_volunteer_splits(llnl, tmp_path):
             assert _strings(data["geometry_ids"])[i] == sample_id.split("volunteer.")[1].split("_")[0]
             np.testing.assert_allclose(data["ecg"][i], _expected_leads(electrodes), rtol=1e-6, atol=1e-6)
             np.testing.assert_array_equal(data["vm"][i], vm.astype(np.float32))
-            np.testing.assert_array_equal(data["act"][i], activation_times(vm, 1.0))
+            np.testing.assert_array_equal(data["act"][i], threshold_crossing_ms(vm, 1.0, axis=0).astype(np.float32))
     assert sorted(seen) == sorted(arrays)
     verify_dataset(tmp_path / "dataset")
 
 
 def test_activation_is_the_interpolated_first_crossing_of_zero():
     vm = np.array([[-80.0, 5.0, -80.0], [-20.0, 10.0, -80.0], [20.0, -50.0, -80.0], [30.0, 30.0, -80.0]])
-    act = activation_times(vm, 1.0)
+    act = threshold_crossing_ms(vm, 1.0, axis=0)
     assert act[0] == pytest.approx(1.5)  # -20 -> 20 mV between 1 and 2 ms
     assert act[1] == 0.0  # above from the first sample; the later dip does not count
     assert np.isnan(act[2])
     _, vm, upstroke = _llnl_arrays(np.random.default_rng(3))
-    act = activation_times(vm, 1.0)
+    act = threshold_crossing_ms(vm, 1.0, axis=0)
     assert np.all(np.abs(act[:-1] - upstroke[:-1]) < 1.0) and np.isnan(act[-1])
 
 

@@ -18,7 +18,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ import h5py
 import numpy as np
 
 from solver.errors import ConfigError
-from solver.files import sha256_file, write_text_atomic
+from solver.files import atomic_output, sha256_file, write_text_atomic
 from solver.sites import LEAD_NAMES, SITE_NAMES
 
 FORMAT = "ecgi-dataset"
@@ -450,17 +449,10 @@ def write_shard(
     samples_per_trace: int, source_digest: str,
 ) -> None:
     """One shard, one sample in memory at a time, under a temporary name until complete."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as f:
-            _write_shard_contents(f, split, samples, parameter_names, samples_per_trace)
-            f.attrs["source_digest"] = source_digest
-            f.attrs["complete"] = True
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        _write_shard_contents(f, split, samples, parameter_names, samples_per_trace)
+        f.attrs["source_digest"] = source_digest
+        f.attrs["complete"] = True
 
 
 def _write_shard_contents(

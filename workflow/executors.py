@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import os
 import shlex
+import string
 import sys
 from pathlib import Path
+
+from solver.files import write_text_atomic
 
 from .layout import FINAL_KINDS
 from .mpi_env import one_thread_exports
@@ -30,6 +33,8 @@ from .task import EXIT_KINDS
 def classify_failure(exc: BaseException) -> str:
     """The failure kind of a task exception (see workflow.layout.FINAL_KINDS)."""
     from parsl.app.errors import AppTimeout, BashExitFailure
+    from parsl.executors.errors import ExecutorError  # BadStateException is one
+    from parsl.executors.high_throughput.errors import ManagerLost, WorkerLost
 
     from .apps import TaskFailed
 
@@ -37,8 +42,7 @@ def classify_failure(exc: BaseException) -> str:
         return EXIT_KINDS.get(exc.exitcode, "unknown")
     if isinstance(exc, AppTimeout):
         return "timeout"
-    name = type(exc).__name__
-    if name in ("ManagerLost", "WorkerLost", "BadStateException", "ExecutorError"):
+    if isinstance(exc, (ManagerLost, WorkerLost, ExecutorError)):
         return "node_lost"
     if isinstance(exc, OSError):
         return "io_error"
@@ -162,5 +166,8 @@ def render_slurm_script(spec: CampaignSpec, script_dir: Path) -> str:
         "worker_init": worker_init, "user_script": command,
         "job_stdout_path": f"{path}.stdout", "job_stderr_path": f"{path}.stderr",
     }
-    provider._write_submit_script(template_string, str(path), f"{spec.name}.block", job_config)
-    return path.read_text()
+    # The SlurmProvider's own template, filled in as the provider fills it
+    # when it submits (string.Template, the block's name as ``jobname``).
+    script = string.Template(template_string).substitute(jobname=f"{spec.name}.block", **job_config)
+    write_text_atomic(path, script)
+    return script

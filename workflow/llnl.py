@@ -27,6 +27,7 @@ import numpy as np
 
 from solver.errors import ConfigError
 from solver.sites import ELECTRODE_NAMES, SITE_NAMES
+from solver.traces import threshold_crossing_ms
 
 from .dataset import DT_MS, Manifest, SampleArrays, write_dataset
 
@@ -35,7 +36,6 @@ FOLDER_GLOB = "data_hearts_dd_0p2*"
 PAIR_FILE = re.compile(r"(?P<kind>pECGData|VmData)_(?P<tag>.+)\.npy")
 #: The volunteer (heart) token of a tag, not glued to a longer word or number.
 VOLUNTEER = re.compile(r"(?<![A-Za-z0-9])volunteer\.(?P<geometry>v\d+)(?!\d)")
-ACTIVATION_THRESHOLD_MV = 0.0
 
 
 @dataclass(frozen=True)
@@ -55,23 +55,7 @@ class LlnlPair:
 
         electrodes = np.load(self.ecg_path).astype(np.float64)
         vm = np.load(self.vm_path)
-        return SampleArrays(twelve_leads(electrodes), vm, activation_times(vm, DT_MS))
-
-
-def activation_times(vm: np.ndarray, dt_ms: float, threshold_mV: float = ACTIVATION_THRESHOLD_MV) -> np.ndarray:
-    """(T, S) -> (S,) ms: the first upward crossing of the threshold, placed
-    by linear interpolation between the samples either side of it; 0 when
-    the first sample is already above, NaN when no sample is."""
-    vm = np.asarray(vm, dtype=np.float64)
-    above = vm > threshold_mV
-    first = above.argmax(axis=0)
-    columns = np.arange(vm.shape[1])
-    before = np.maximum(first - 1, 0)
-    v0, v1 = vm[before, columns], vm[first, columns]
-    rising = first > 0
-    fraction = np.divide(threshold_mV - v0, v1 - v0, out=np.zeros_like(v0), where=rising)
-    times = np.where(rising, (before + fraction) * dt_ms, 0.0)
-    return np.where(above.any(axis=0), times, np.nan).astype(np.float32)
+        return SampleArrays(twelve_leads(electrodes), vm, threshold_crossing_ms(vm, DT_MS, axis=0).astype(np.float32))
 
 
 def find_pairs(path: str | Path) -> list[LlnlPair]:
