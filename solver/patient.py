@@ -426,11 +426,13 @@ def sample_datasets(sample: Sample) -> dict:
 
 def patient_attributes(config: PatientConfig) -> dict:
     """File attributes of a sample: what it is, for data set building."""
+    from .output import YAML_DUMPER
+
     return {
         "geometry_id": config.geometry_id,
         "condition": config.condition_label(),
         "parameters_json": json.dumps(config.parameters, sort_keys=True),
-        "patient_yaml": yaml.safe_dump(to_mapping(config), sort_keys=False),
+        "patient_yaml": yaml.dump(to_mapping(config), Dumper=YAML_DUMPER, sort_keys=False),
     }
 
 

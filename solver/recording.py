@@ -17,13 +17,24 @@ class ActivationTimes:
     def __init__(self, n_local: int, threshold_mv: float):
         self.threshold = threshold_mv
         self.times = np.full(n_local, np.nan)
+        #: Cells not activated yet: only these are checked, and once none is
+        #: left (within the QRS) the rest of the beat costs nothing here.
+        self._pending = np.arange(n_local)
+
+    @property
+    def all_activated(self) -> bool:
+        return self._pending.size == 0
 
     def update(self, v_before: np.ndarray, v_after: np.ndarray, t_before: float, dt: float) -> None:
-        thr = self.threshold
-        crossed = (v_before < thr) & (v_after >= thr) & np.isnan(self.times)
+        if self.all_activated:
+            return
+        thr, pending = self.threshold, self._pending
+        vb, va = v_before[pending], v_after[pending]
+        crossed = (vb < thr) & (va >= thr)
         if crossed.any():
-            vb, va = v_before[crossed], v_after[crossed]
-            self.times[crossed] = t_before + dt * (thr - vb) / (va - vb)
+            vb, va = vb[crossed], va[crossed]
+            self.times[pending[crossed]] = t_before + dt * (thr - vb) / (va - vb)
+            self._pending = pending[~crossed]
 
     def n_inactive(self, comm: MPI.Comm) -> int:
         return comm.allreduce(int(np.isnan(self.times).sum()), op=MPI.SUM)

@@ -151,7 +151,8 @@ class Simulation:
         step = 0
         for step in range(n_steps):
             t = step * dt
-            np.copyto(v_before, vm)
+            if not activation.all_activated:
+                np.copyto(v_before, vm)
             t0 = clock()
             self.model.step(vm, states, self.stimuli.current(step), dt, self.cell_type)
             t1 = clock()
