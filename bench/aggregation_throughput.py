@@ -4,7 +4,7 @@
     python bench/aggregation_throughput.py [--samples 200] [--length 500] [--json]
 
 Writes --samples synthetic sample files (the real writer,
-solver.output.write_simulation, with action-potential-shaped Vm at the 75
+solver.numerics.output.write_simulation, with action-potential-shaped Vm at the 75
 sites and electrode potentials from a fixed random lead field, so that the
 traces compress like simulated ones) to a temporary directory, then times
 ``workflow.dataset.build_dataset``:
@@ -30,7 +30,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from solver.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES  # noqa: E402
+from solver.common.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES  # noqa: E402
 
 #: The smallest simulation configuration: the sample file stores it, nothing runs it.
 _TINY_CONFIG = {
@@ -53,11 +53,11 @@ def write_synthetic_sample(
     rng: np.random.Generator, samples: int = 500,
 ) -> Path:
     """A sample file as ``ecgi simulate`` writes it for a patient, from made-up traces."""
-    from solver.config import config_from_dict
-    from solver.leads import twelve_leads
-    from solver.output import write_simulation
+    from solver.numerics.config import config_from_dict
+    from solver.patient.leads import twelve_leads
+    from solver.numerics.output import write_simulation
     from solver.patient import PatientConfig, patient_attributes
-    from solver.simulation import SimulationResult
+    from solver.numerics.simulation import SimulationResult
 
     n_sites = len(SITE_NAMES)
     act = rng.uniform(5.0, 0.3 * samples, n_sites)

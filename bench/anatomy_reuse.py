@@ -16,6 +16,7 @@ import time
 from mpi4py import MPI
 
 import solver.patient as patient
+import solver.patient.simulation as patient_simulation
 
 CONDITIONS = ("normal", "lbbb", "rbbb")
 
@@ -41,7 +42,7 @@ def main() -> None:
     times = {"rebuilt": [], "reused": []}
     for i in range(args.samples):
         condition = CONDITIONS[i % len(CONDITIONS)]
-        patient._HEARTS.clear()
+        patient_simulation._HEARTS.clear()
         times["rebuilt"].append(one_sample(condition, args.dx, args.duration))
         times["reused"].append(one_sample(condition, args.dx, args.duration))  # heart from the cache
     for mode, values in times.items():

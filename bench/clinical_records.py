@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from model.predict import predict
-from solver.sites import SITE_GROUPS, SITE_NAMES
+from solver.common.sites import SITE_GROUPS, SITE_NAMES
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "clinical"
 #: (file, diagnosis as its source states it)

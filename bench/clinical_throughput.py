@@ -31,7 +31,7 @@ from pydicom.data import get_testdata_file  # noqa: E402
 from model.clinical import beats  # noqa: E402
 from model.clinical.conditioning import condition  # noqa: E402
 from model.clinical.readers import read_ecg  # noqa: E402
-from solver.sites import LEAD_NAMES  # noqa: E402
+from solver.common.sites import LEAD_NAMES  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -53,7 +53,7 @@ def plot(condition: str, torso: np.ndarray, infinite: np.ndarray, path: Path) ->
 
 
 def criteria_row(condition: str, leads: np.ndarray) -> str:
-    from solver.ecg_measures import measure_beat
+    from solver.patient.ecg_measures import measure_beat
 
     m = measure_beat(leads, 1.0)
     axis = m.frontal_axis_initial_deg if condition == "rbbb" else m.frontal_axis_deg

@@ -43,8 +43,8 @@ from model.config import load_train_config  # noqa: E402
 from model.data import SplitArrays, load_manifest, read_split  # noqa: E402
 from model.evaluate import evaluate  # noqa: E402
 from model.train import train  # noqa: E402
-from solver.files import sha256_file  # noqa: E402
-from solver.sites import LEAD_NAMES, SITE_NAMES  # noqa: E402
+from solver.common.files import sha256_file  # noqa: E402
+from solver.common.sites import LEAD_NAMES, SITE_NAMES  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 

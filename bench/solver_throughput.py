@@ -77,8 +77,8 @@ def diffusion_bytes(nonzeros_per_row: float) -> float:
 def worker(args) -> None:
     from mpi4py import MPI
 
-    from solver.config import config_from_dict
-    from solver.simulation import Simulation
+    from solver.numerics.config import config_from_dict
+    from solver.numerics.simulation import Simulation
 
     comm = MPI.COMM_WORLD
     config = config_from_dict(slab_config(args.voxels, args.model, args.steps))

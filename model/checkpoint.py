@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from solver.errors import ConfigError, OutputError
-from solver.files import atomic_output, remove_stale_temporaries
+from solver.common.errors import ConfigError, OutputError
+from solver.common.files import atomic_output, remove_stale_temporaries
 
 from .network import EcgiNet, build_network
 

@@ -15,7 +15,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from solver.errors import ConfigError
+from solver.common.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 SBATCH_TEMPLATE = REPO / "slurm" / "train.sbatch"
@@ -123,7 +123,7 @@ def run_train(args: argparse.Namespace) -> int:
     run_dir = Path(args.output or Path("runs") / Path(args.config).stem)
     if args.submit:
         return _submit(args, run_dir)
-    from solver.files import check_writable
+    from solver.common.files import check_writable
 
     check_writable(run_dir, RUN_FREE_BYTES, directory=True)
     from .train import train
@@ -209,7 +209,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
     if args.report:
-        from solver.files import check_writable
+        from solver.common.files import check_writable
 
         check_writable(args.report, REPORT_FREE_BYTES, directory=True)
     result = evaluate(args.checkpoint, args.dataset, args.split, args.batch_size, baselines=not args.no_baselines)
@@ -228,12 +228,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def _sites(text: str) -> list[str]:
-    from solver.sites import SITE_NAMES
+    from solver.common.sites import SITE_NAMES
 
     sites = [s.strip() for s in text.split(",") if s.strip()]
     unknown = [s for s in sites if s not in SITE_NAMES]
     if unknown:
-        raise ConfigError(f"unknown site(s) {', '.join(unknown)}; names are those of solver.sites.SITE_NAMES")
+        raise ConfigError(f"unknown site(s) {', '.join(unknown)}; names are those of solver.common.sites.SITE_NAMES")
     return sites
 
 
@@ -260,7 +260,7 @@ def _or_na(value: float | None) -> str:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from solver.files import check_writable
+    from solver.common.files import check_writable
 
     from .predict import format_table, predict, write_prediction
 

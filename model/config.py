@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from solver.errors import ConfigError
-from solver.typedconfig import from_mapping, load_file
+from solver.common.errors import ConfigError
+from solver.common.typedconfig import from_mapping, load_file
 
 Architecture = Literal["reference_act", "reference_vm", "multitask", "consistent", "resnet_act"]
 

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from solver.errors import ConfigError
-from solver.files import sha256_file
-from solver.sites import LEAD_NAMES, SITE_NAMES
+from solver.common.errors import ConfigError
+from solver.common.files import sha256_file
+from solver.common.sites import LEAD_NAMES, SITE_NAMES
 
 SPLITS = ("train", "validation", "test")
 _STATISTICS = ("ecg_mean", "ecg_std", "act_mean", "act_std", "vm_mean", "vm_std")
@@ -74,7 +74,7 @@ def load_manifest(root: str | Path) -> Manifest:
     except (KeyError, TypeError, ValueError) as exc:
         raise ConfigError(f"{path}: malformed manifest ({type(exc).__name__}: {exc})") from None
     if leads != list(LEAD_NAMES) or sites != list(SITE_NAMES):
-        raise ConfigError(f"{path}: leads/sites differ from solver.sites (names and order must match)")
+        raise ConfigError(f"{path}: leads/sites differ from solver.common.sites (names and order must match)")
     for key, values in stats.items():
         expected = len(LEAD_NAMES) if key.startswith("ecg") else len(SITE_NAMES)
         if values.shape != (expected,) or not np.all(np.isfinite(values)):

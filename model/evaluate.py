@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from solver.errors import ConfigError
-from solver.sites import SITE_GROUPS, SITE_NAMES
-from solver.traces import apd90_ms, threshold_crossing_ms
+from solver.common.errors import ConfigError
+from solver.common.sites import SITE_GROUPS, SITE_NAMES
+from solver.common.traces import apd90_ms, threshold_crossing_ms
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import ShardDataset, load_manifest, validate_dataset

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from solver.traces import threshold_crossing_ms
+from solver.common.traces import threshold_crossing_ms
 
 N_LEADS = 12
 N_SITES = 75
@@ -253,7 +253,7 @@ class EcgiNet(nn.Module):
 
 
 def crossing_times(vm_mv: torch.Tensor) -> torch.Tensor:
-    """The traces' activation times (solver.traces, the data sets' definition),
+    """The traces' activation times (solver.common.traces, the data sets' definition),
     for networks that predict traces only; a trace that never crosses gets the
     end of the window (not differentiable: evaluation and prediction only)."""
     window_ms = float(vm_mv.shape[-1])

@@ -28,10 +28,10 @@ import h5py
 import numpy as np
 import torch
 
-from solver.errors import ConfigError
-from solver.files import atomic_output
-from solver.sites import LEAD_NAMES, SITE_NAMES, site_group
-from solver.traces import apd90_ms
+from solver.common.errors import ConfigError
+from solver.common.files import atomic_output
+from solver.common.sites import LEAD_NAMES, SITE_NAMES, site_group
+from solver.common.traces import apd90_ms
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .clinical import beats as beatlib

@@ -16,7 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from solver.plots import bullseye
-from solver.sites import LEAD_NAMES, SITE_GROUPS, SITE_NAMES, site_group
+from solver.common.sites import LEAD_NAMES, SITE_GROUPS, SITE_NAMES, site_group
 
 from .evaluate import Evaluation
 

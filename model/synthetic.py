@@ -25,8 +25,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from solver.sites import LEAD_NAMES, SITE_NAMES
-from solver.traces import threshold_crossing_ms
+from solver.common.sites import LEAD_NAMES, SITE_NAMES
+from solver.common.traces import threshold_crossing_ms
 
 V_REST_MV = -85.5
 V_PEAK_MV = 50.0

@@ -36,9 +36,9 @@ import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from solver.errors import ConfigError
-from solver.files import write_text_atomic
-from solver.typedconfig import to_mapping
+from solver.common.errors import ConfigError
+from solver.common.files import write_text_atomic
+from solver.common.typedconfig import to_mapping
 
 from .checkpoint import (
     load_checkpoint,

@@ -82,17 +82,17 @@ def _progress_printer(quiet: bool):
 def run_simulate(args: argparse.Namespace) -> int:
     """A plain simulation configuration, or a synthetic patient (top-level
     key ``patient``), which also writes the ECG and the 75 sites."""
-    from .files import check_writable
+    from .common.files import check_writable
 
     # Before MPI, the mesh and hours of simulation: the output must be writable.
     check_writable(args.output, SAMPLE_FREE_BYTES)
     from mpi4py import MPI
 
-    from .config import config_from_dict
-    from .output import write_simulation
+    from .numerics.config import config_from_dict
+    from .numerics.output import write_simulation
     from .patient import PatientSimulation, load_patient_config, write_sample
-    from .simulation import Simulation
-    from .typedconfig import load_file
+    from .numerics.simulation import Simulation
+    from .common.typedconfig import load_file
 
     def build(data):
         if isinstance(data, dict) and set(data) == {"patient"}:
@@ -115,13 +115,13 @@ def run_simulate(args: argparse.Namespace) -> int:
 def run_niederer(args: argparse.Namespace) -> int:
     from mpi4py import MPI
 
-    from .niederer import (
+    from .verification.niederer import (
         activation_at_points,
         calibrated_niederer_config,
         niederer_config,
         points_mm,
     )
-    from .simulation import Simulation
+    from .numerics.simulation import Simulation
 
     config = niederer_config(args.dx, args.dt, args.diffusion)
     if args.calibrated:
@@ -156,8 +156,8 @@ def run_niederer(args: argparse.Namespace) -> int:
 def run_calibrate(args: argparse.Namespace) -> int:
     from mpi4py import MPI
 
-    from .calibration import VelocityTargets, calibrate_shared
-    from .config import IonicConfig, MembraneConfig
+    from .patient.calibration import VelocityTargets, calibrate_shared
+    from .numerics.config import IonicConfig, MembraneConfig
 
     targets = VelocityTargets(args.longitudinal, args.transverse, args.fast_layer or None)
     targets.validate()
@@ -179,7 +179,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
 
 
 def run_plot(args: argparse.Namespace) -> int:
-    from .files import check_writable
+    from .common.files import check_writable
     from .plots import plot_sample
 
     check_writable(args.output, directory=True)

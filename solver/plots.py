@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .sites import LEAD_NAMES, SITE_NAMES  # noqa: E402
+from .common.sites import LEAD_NAMES, SITE_NAMES  # noqa: E402
 
 #: Standard 4 x 3 layout: columns I-III, aVR-aVF, V1-V3, V4-V6.
 ECG_LAYOUT = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
@@ -119,7 +119,7 @@ def plot_sample(sample_path: str | Path, out_dir: str | Path) -> list[Path]:
     stem = sample_path.stem
     with h5py.File(sample_path, "r") as f:
         if "leads" not in f:
-            from .errors import ConfigError
+            from .common.errors import ConfigError
 
             raise ConfigError(f"{sample_path}: not a synthetic-patient sample (no 'leads' dataset)")
         condition = f.attrs.get("condition", "")

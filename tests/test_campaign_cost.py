@@ -56,7 +56,7 @@ def test_measurement_predicts_warm_samples_within_a_quarter(small_spec):
     """Run samples after a warm-up, as a worker does, and compare their CPU time with the estimate."""
     from mpi4py import MPI
 
-    import solver.patient as patient
+    import solver.patient.simulation as patient
     from solver.patient import PatientSimulation
     from workflow.patients import patient_config
 

@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 
 from bench.aggregation_throughput import synthetic_vm, write_synthetic_sample
-from solver.errors import ConfigError
-from solver.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES
+from solver.common.errors import ConfigError
+from solver.common.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES
 from workflow import dataset_cli
-from solver.files import sha256_file
+from solver.common.files import sha256_file
 from workflow.dataset import (
     SPLITS, Manifest, RunningMoments, assign_splits, build_dataset, find_sample_files, fit_length,
     split_counts, verify_dataset,
 )
-from solver.traces import threshold_crossing_ms
+from solver.common.traces import threshold_crossing_ms
 from workflow.llnl import find_pairs, import_llnl
 
 LENGTH = 40  # time samples in the sample files

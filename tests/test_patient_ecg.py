@@ -7,10 +7,10 @@ import pytest
 import yaml
 from mpi4py import MPI
 
-from solver.leads import twelve_leads
-from solver.ecg_measures import qrs_duration
+from solver.patient.leads import twelve_leads
+from solver.patient.ecg_measures import qrs_duration
 from solver.patient import PatientSimulation, load_patient_config
-from solver.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES
+from solver.common.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES
 
 
 def coarse_patient(**activation) -> dict:
@@ -106,7 +106,7 @@ def test_blocks_without_roots_are_refused():
 def test_samples_of_one_anatomy_reuse_its_heart_but_not_each_others_tissue():
     """The heart is built once per anatomy and process; a scar or a block of
     one sample must not leak into the next sample of the same anatomy."""
-    import solver.patient as patient
+    import solver.patient.simulation as patient
 
     patient._HEARTS.clear()
     fresh = PatientSimulation(load_patient_config(coarse_patient()), MPI.COMM_SELF)
@@ -122,7 +122,7 @@ def test_samples_with_other_conduction_velocities_share_the_heart():
     """A campaign calibrates the fast layer's conductivity per sample; the
     heart of the anatomy is still built once, and the sample's own factor
     gives the same ECG as a heart built for it alone."""
-    import solver.patient as patient
+    import solver.patient.simulation as patient
 
     def faster_layer() -> dict:
         data = coarse_patient()

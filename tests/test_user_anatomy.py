@@ -11,10 +11,10 @@ import pytest
 from mpi4py import MPI
 from scipy.spatial import Delaunay
 
-from solver.biventricle import LV_CAVITY, OUTSIDE, RV_CAVITY, TISSUE, BiventricleShape, regions
-from solver.errors import ConfigError
-from solver.heart import HeartConfig, build_heart
-from solver.user_anatomy import load_labelled_anatomy, save_labelled_image, voxelise_tetrahedra
+from solver.patient.biventricle import LV_CAVITY, OUTSIDE, RV_CAVITY, TISSUE, BiventricleShape, regions
+from solver.common.errors import ConfigError
+from solver.patient.heart import HeartConfig, build_heart
+from solver.patient.user_anatomy import load_labelled_anatomy, save_labelled_image, voxelise_tetrahedra
 
 FACE_TAGS = {LV_CAVITY: 1, RV_CAVITY: 2, OUTSIDE: 3}
 

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from solver.errors import ConfigError
+from solver.common.errors import ConfigError
 
 
 def add_commands(commands) -> None:

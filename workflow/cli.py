@@ -89,8 +89,8 @@ def describe_error(exc: BaseException) -> tuple[str, int] | None:
     """(message, exit status) of an expected failure; None for a bug."""
     import errno
 
-    from solver.errors import EcgiError
-    from solver.files import describe_os_error
+    from solver.common.errors import EcgiError
+    from solver.common.files import describe_os_error
 
     if isinstance(exc, EcgiError):
         return str(exc), exc.exit_code

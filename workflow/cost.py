@@ -14,7 +14,7 @@ cost of one sample on one core = setup + voxels x steps / rate
   of its first, compiling steps;
 * voxels are counted for every anatomy of the plan (voxelising an analytic
   heart takes milliseconds), so size variation across the data set is in;
-* a worker builds a heart once per anatomy (``solver.patient.heart_of``) and
+* a worker builds a heart once per anatomy (``solver.patient.simulation.heart_of``) and
   the driver submits the samples of one anatomy together, so an anatomy
   with n samples pays the full set-up on at most ``slots`` workers and the
   cheaper set-up of a known anatomy (``reuse_setup_s``, measured too) for the
@@ -38,7 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
-from solver.errors import ConfigError, RunError
+from solver.common.errors import ConfigError, RunError
 
 from .executors import workers
 from .parameters import apply_parameters
@@ -103,8 +103,8 @@ def measure(spec_path: Path, probe_ms: float = 50.0) -> CostModel:
 
 def geometry_voxels(spec: CampaignSpec, plans: Sequence[SamplePlan]) -> dict[int, int]:
     """Tissue voxel count of every anatomy of the plan."""
-    from solver.biventricle import TISSUE, BiventricleShape, regions
-    from solver.typedconfig import from_mapping
+    from solver.patient.biventricle import TISSUE, BiventricleShape, regions
+    from solver.common.typedconfig import from_mapping
 
     counts: dict[int, int] = {}
     for plan in plans[:spec.geometry.n_geometries]:  # sample i has anatomy i % n

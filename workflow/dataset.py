@@ -26,9 +26,9 @@ from typing import Iterable, Iterator, Mapping, Protocol, Sequence
 import h5py
 import numpy as np
 
-from solver.errors import ConfigError
-from solver.files import atomic_output, sha256_file, write_text_atomic
-from solver.sites import LEAD_NAMES, SITE_NAMES
+from solver.common.errors import ConfigError
+from solver.common.files import atomic_output, sha256_file, write_text_atomic
+from solver.common.sites import LEAD_NAMES, SITE_NAMES
 
 FORMAT = "ecgi-dataset"
 SHARD_FORMAT = "ecgi-shard"
@@ -230,7 +230,7 @@ _SAMPLE_DATASETS = {"leads": len(LEAD_NAMES), "vm_sites": len(SITE_NAMES)}
 
 
 def _read_sample_file(path: Path, sample_id: str) -> SampleFile:
-    from solver.output import IncompleteFileError, verify_simulation_file
+    from solver.numerics.output import IncompleteFileError, verify_simulation_file
 
     try:
         verify_simulation_file(path)
@@ -243,7 +243,7 @@ def _read_sample_file(path: Path, sample_id: str) -> SampleFile:
 
 
 def _sample_file_metadata(f: h5py.File, path: Path, sample_id: str) -> SampleFile:
-    from solver.output import FORMAT_VERSION, format_mismatch
+    from solver.numerics.output import FORMAT_VERSION, format_mismatch
 
     if f.attrs.get("format_version") != FORMAT_VERSION:
         raise ConfigError(format_mismatch(path, f.attrs.get("format_version")))

@@ -64,7 +64,7 @@ def split_fractions(text: str) -> tuple[float, ...]:
 def run_build(args: argparse.Namespace) -> int:
     from .dataset import build_dataset, find_sample_files
 
-    from solver.files import check_writable
+    from solver.common.files import check_writable
 
     directory = Path(args.directory)
     output = Path(args.output) if args.output else directory / "dataset"
@@ -80,7 +80,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_import_llnl(args: argparse.Namespace) -> int:
-    from solver.files import check_writable
+    from solver.common.files import check_writable
 
     from .llnl import import_llnl
 

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from solver.errors import EcgiError
+from solver.common.errors import EcgiError
 
 REPO = Path(__file__).resolve().parent.parent
 CAMPAIGN = REPO / "examples" / "campaigns" / "demo.yaml"

@@ -22,7 +22,7 @@ import string
 import sys
 from pathlib import Path
 
-from solver.files import write_text_atomic
+from solver.common.files import write_text_atomic
 
 from .layout import FINAL_KINDS
 from .mpi_env import one_thread_exports

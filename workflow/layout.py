@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 import h5py
 
-from solver.files import write_text_atomic
+from solver.common.files import write_text_atomic
 
 from .sampling import SamplePlan
 
@@ -119,7 +119,7 @@ class CampaignLayout:
         except OSError:
             return False
         if full_check:
-            from solver.output import IncompleteFileError, verify_simulation_file
+            from solver.numerics.output import IncompleteFileError, verify_simulation_file
 
             try:
                 verify_simulation_file(path)

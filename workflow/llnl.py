@@ -10,7 +10,7 @@ of paired NumPy files, one pair per simulated beat:
 
 ``pECGData_<tag>.npy`` holds (T, 10) electrode potentials (RA, LA, LL, RL,
 V1..V6) and ``VmData_<tag>.npy`` (T, 75) transmembrane voltages in the order
-of ``solver.sites.SITE_NAMES`` (mV), both sampled every 1 ms (T = 500).  The
+of ``solver.common.sites.SITE_NAMES`` (mV), both sampled every 1 ms (T = 500).  The
 anatomy is the volunteer named in the tag (``volunteer.v10`` -> ``v10``,
 wherever it appears in the tag, ``VOLUNTEER`` below); the data set splits by
 it.  The sample id is ``<folder>/<tag>``, unique across folders.
@@ -25,9 +25,9 @@ from typing import Mapping
 
 import numpy as np
 
-from solver.errors import ConfigError
-from solver.sites import ELECTRODE_NAMES, SITE_NAMES
-from solver.traces import threshold_crossing_ms
+from solver.common.errors import ConfigError
+from solver.common.sites import ELECTRODE_NAMES, SITE_NAMES
+from solver.common.traces import threshold_crossing_ms
 
 from .dataset import DT_MS, Manifest, SampleArrays, write_dataset
 
@@ -51,7 +51,7 @@ class LlnlPair:
     parameters: Mapping[str, float] = field(default_factory=dict)
 
     def read(self) -> SampleArrays:
-        from solver.leads import twelve_leads
+        from solver.patient.leads import twelve_leads
 
         electrodes = np.load(self.ecg_path).astype(np.float64)
         vm = np.load(self.vm_path)

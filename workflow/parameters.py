@@ -12,7 +12,7 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 
-from solver.errors import ConfigError
+from solver.common.errors import ConfigError
 
 CONDITIONS = ("normal", "lbbb", "rbbb", "scar", "ikr_block")
 
@@ -61,7 +61,7 @@ def _set(path: str) -> Apply:
 
 def _scale_shape(keys: tuple[str, ...], axes: tuple[int, ...]) -> Apply:
     def apply(config: dict, value, rng) -> None:
-        from solver.biventricle import BiventricleShape
+        from solver.patient.biventricle import BiventricleShape
 
         shape = config.setdefault("heart", {}).setdefault("shape", {})
         defaults = BiventricleShape()

@@ -26,9 +26,9 @@ from typing import Optional, TextIO
 
 import yaml
 
-from solver.errors import ConfigError, RunError
-from solver.files import check_writable, write_text_atomic
-from solver.typedconfig import load_file
+from solver.common.errors import ConfigError, RunError
+from solver.common.files import check_writable, write_text_atomic
+from solver.common.typedconfig import load_file
 
 from .executors import classify_failure, parsl_config, task_command, workers
 from .layout import CampaignLayout, SampleRecord, driver_alive, write_json_atomic
@@ -124,7 +124,7 @@ def samples_to_run(spec: CampaignSpec, layout: CampaignLayout, retry_failed: boo
         else:
             todo.append(plan.index)
     # The samples of one anatomy go out together, so that a worker builds
-    # each heart once and reuses it (solver.patient.heart_of).
+    # each heart once and reuses it (solver.patient.simulation.heart_of).
     todo.sort(key=lambda i: (i % spec.geometry.n_geometries, i))
     return plans, plans.subset(done), plans.subset(todo), plans.subset(final)
 
@@ -134,7 +134,7 @@ def refuse_other_sample_format(layout: CampaignLayout) -> None:
     samples to a directory an older ecgi filled (any one sample tells)."""
     import h5py
 
-    from solver.output import FORMAT_VERSION, format_mismatch
+    from solver.numerics.output import FORMAT_VERSION, format_mismatch
 
     for path in layout.samples_dir.glob("shard-*/*.h5"):
         try:

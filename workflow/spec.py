@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from solver.errors import ConfigError
-from solver.typedconfig import from_mapping, load_file, to_mapping
+from solver.common.errors import ConfigError
+from solver.common.typedconfig import from_mapping, load_file, to_mapping
 
 #: Upper bounds of the spec's counts (docs/data-formats.md): far above any
 #: real campaign, low enough that a typo cannot exhaust the driver's memory.
@@ -101,7 +101,7 @@ class SolverSettings:
     diffusion: Literal["explicit", "crank-nicolson", "backward-euler", "auto"] = "auto"
 
     def validate(self) -> None:
-        from solver.ionic import MODELS
+        from solver.numerics.ionic import MODELS
 
         for name in ("dx_mm", "dt_ms", "duration_ms"):
             if not getattr(self, name) > 0:

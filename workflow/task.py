@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from solver import __version__
-from solver.errors import ConfigError, SolverError
+from solver.common.errors import ConfigError, SolverError
 
 from .layout import CampaignLayout, SampleRecord
 from .sampling import plan_samples

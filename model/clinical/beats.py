@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.signal import butter, find_peaks, sosfiltfilt
 
-from solver.errors import ConfigError
+from solver.common.errors import ConfigError
 
 #: Where the training data puts the QRS onset (ms from the first sample); see the module docstring.
 TRAINING_QRS_ONSET_MS = 0

@@ -34,7 +34,7 @@ from fractions import Fraction
 import numpy as np
 from scipy.signal import butter, iirnotch, resample_poly, sosfiltfilt, filtfilt, welch
 
-from solver.sites import LEAD_NAMES
+from solver.common.sites import LEAD_NAMES
 
 TARGET_RATE_HZ = 1000.0
 HIGHPASS_HZ = 0.5

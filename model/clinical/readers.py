@@ -41,8 +41,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from solver.errors import ConfigError
-from solver.sites import LEAD_NAMES
+from solver.common.errors import ConfigError
+from solver.common.sites import LEAD_NAMES
 
 MIN_RATE_HZ = 50.0
 MAX_RATE_HZ = 20000.0

@@ -17,7 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from solver.plots import bullseye
-from solver.sites import LEAD_NAMES, SITE_GROUPS, SITE_NAMES, site_group
+from solver.common.sites import LEAD_NAMES, SITE_GROUPS, SITE_NAMES, site_group
 
 _AHA = [SITE_NAMES.index(f"AHA{i:02d}") for i in range(1, 18)]
 _RV = [SITE_NAMES.index(s) for s in SITE_GROUPS["RV"]]
@@ -64,7 +64,7 @@ def median_figure(prediction, path: Path, samples: int) -> Path:
     return _save(fig, path)
 
 
-# RV segments (solver/segments.py) on an unrolled RV endocardium: (row, first column, columns spanned);
+# RV segments (solver/patient/segments.py) on an unrolled RV endocardium: (row, first column, columns spanned);
 # rows basal, mid, apical; columns anteroseptal, anterior, lateral, inferior, inferoseptal.
 _RV_LAYOUT = {1: (0, 1, 1), 2: (0, 2, 1), 3: (0, 3, 1), 4: (0, 4, 1), 5: (0, 0, 1),
               6: (1, 1, 1), 7: (1, 2, 1), 8: (1, 3, 1), 9: (1, 4, 1), 10: (1, 0, 1),

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from solver.errors import ConfigError
+from solver.common.errors import ConfigError
 
 QRS_MS = 120
 ENERGY_MS = 250

@@ -4,7 +4,7 @@ Units are part of every field name (mm, ms, S/m, uA/mm^3, mV): a YAML file
 reads unambiguously without the documentation at hand.  ``load_config``
 parses and validates; what can only be checked against the voxelised
 anatomy (a stimulus that misses the tissue, a probe outside the heart, the
-explicit stability limit) is checked by ``solver.simulation`` before the
+explicit stability limit) is checked by ``solver.numerics.simulation`` before the
 first time step.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
-from .errors import ConfigError
-from .typedconfig import from_mapping, load_file, to_mapping
+from ..common.errors import ConfigError
+from ..common.typedconfig import from_mapping, load_file, to_mapping
 
 Vector3 = tuple[float, float, float]
 
@@ -43,7 +43,7 @@ class SlabAnatomy:
 
 @dataclass
 class VoxelFileAnatomy:
-    """A voxel anatomy saved by ``solver.anatomy.save_anatomy`` (HDF5)."""
+    """A voxel anatomy saved by ``solver.numerics.anatomy.save_anatomy`` (HDF5)."""
 
     path: Path
 

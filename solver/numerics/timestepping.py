@@ -15,7 +15,7 @@ from __future__ import annotations
 from petsc4py import PETSc
 
 from .conduction import DiffusionOperator
-from .errors import ConfigError, SolverError
+from ..common.errors import ConfigError, SolverError
 
 
 class ExplicitDiffusion:

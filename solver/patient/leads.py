@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .sites import ELECTRODE_NAMES, LEAD_NAMES
+from ..common.sites import ELECTRODE_NAMES, LEAD_NAMES
 
 
 def twelve_leads(electrodes: np.ndarray) -> np.ndarray:

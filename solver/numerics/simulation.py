@@ -22,7 +22,7 @@ from petsc4py import PETSc
 from .anatomy import VoxelAnatomy, build_anatomy
 from .conduction import assemble_diffusion_operator
 from .config import SimulationConfig
-from .errors import ConfigError, SolverError
+from ..common.errors import ConfigError, SolverError
 from .ionic import create_model
 from .partition import number_tissue
 from .recording import ActivationTimes, ProbeTraces, gather_natural
@@ -246,7 +246,7 @@ class Simulation:
             )
 
     def _provenance(self, wall: float, steps: int, ionic_s: float, diffusion_s: float) -> dict:
-        from . import __version__
+        from .. import __version__
 
         return {
             "ecgi_version": __version__,

@@ -12,7 +12,7 @@ import itertools
 
 import numpy as np
 
-from .config import (
+from ..numerics.config import (
     AnatomyConfig,
     BoxRegion,
     ConductivityConfig,
@@ -25,7 +25,7 @@ from .config import (
     TimeConfig,
     TissueConductivity,
 )
-from .simulation import SimulationResult
+from ..numerics.simulation import SimulationResult
 
 SLAB_MM = (20.0, 7.0, 3.0)
 INTRACELLULAR = TissueConductivity(longitudinal=0.17, transverse=0.019)
@@ -90,7 +90,7 @@ def calibrated_niederer_config(config: SimulationConfig, comm) -> SimulationConf
     grid, so only the discretisation error is removed."""
     from dataclasses import replace
 
-    from .calibration import calibrate_shared, reference_velocities
+    from ..patient.calibration import calibrate_shared, reference_velocities
 
     targets = None
     if comm.Get_rank() == 0:

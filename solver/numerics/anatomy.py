@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from .config import AnatomyConfig, SlabAnatomy
-from .errors import ConfigError
+from ..common.errors import ConfigError
 from .ionic import CELL_TYPE_CODES
 
 
@@ -25,7 +25,7 @@ class VoxelAnatomy:
     origin: np.ndarray  #: centre of voxel (0, 0, 0) in mm, shape (3,)
     tissue: np.ndarray  #: bool (nx, ny, nz)
     fibres: np.ndarray  #: float64 (nx, ny, nz, 3), unit vectors in tissue
-    cell_type: np.ndarray  #: int8 (nx, ny, nz), codes from solver.ionic
+    cell_type: np.ndarray  #: int8 (nx, ny, nz), codes from solver.numerics.ionic
     #: Multiplies both conductivities per voxel (1: normal tissue); a scar
     #: border zone or a fast subendocardial layer changes it.
     conductivity_scale: np.ndarray  #: float64 (nx, ny, nz)

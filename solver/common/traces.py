@@ -3,7 +3,7 @@ how long its action potential lasts.
 
 These are the data sets' definitions, shared by everything that reads traces
 (the LLNL import, the synthetic data set, the networks' voltage outputs and
-their evaluation); the solver's own recorder (solver.recording.ActivationTimes)
+their evaluation); the solver's own recorder (solver.numerics.recording.ActivationTimes)
 applies the same threshold crossing step by step while it runs.  No MPI here.
 """
 from __future__ import annotations

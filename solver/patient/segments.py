@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ConfigError
+from ..common.errors import ConfigError
 from .heart import Heart
-from .sites import SITE_NAMES
+from ..common.sites import SITE_NAMES
 
 #: Normalised heights of the ring boundaries: cap | apical | mid | basal.
 LV_RINGS = (0.08, 0.36, 0.68)

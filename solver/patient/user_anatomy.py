@@ -1,8 +1,8 @@
 """User anatomies: labelled voxel images and tetrahedral meshes as region codes.
 
-``load_labelled_anatomy(path, dx)`` returns what ``solver.heart.build_heart``
+``load_labelled_anatomy(path, dx)`` returns what ``solver.patient.heart.build_heart``
 needs: an int8 image of region codes (``OUTSIDE``, ``TISSUE``, ``LV_CAVITY``,
-``RV_CAVITY`` of ``solver.biventricle``) on a grid of spacing ``dx`` mm, and
+``RV_CAVITY`` of ``solver.patient.biventricle``) on a grid of spacing ``dx`` mm, and
 the centre of voxel (0, 0, 0) in mm.  Surfaces (endocardia, epicardium, base)
 are derived from the codes later, so the codes are all a file must supply.
 
@@ -49,7 +49,7 @@ import numpy as np
 from scipy.spatial import ConvexHull, Delaunay, QhullError
 
 from .biventricle import LV_CAVITY, OUTSIDE, RV_CAVITY, TISSUE
-from .errors import ConfigError
+from ..common.errors import ConfigError
 
 if TYPE_CHECKING:
     import meshio

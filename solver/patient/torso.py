@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse
 
-from .errors import ConfigError, SolverError
+from ..common.errors import ConfigError, SolverError
 
 Vector3 = tuple[float, float, float]
 GROUND = "RL"
@@ -258,7 +258,7 @@ def lead_fields(geometry: TorsoGeometry, electrodes: dict[str, np.ndarray], comm
     """The torso grid and its lead fields: from this process's memory, the
     disk cache, or solved (and cached) once for every later patient (of the
     same anatomy and placement when the torso has blood pools)."""
-    from .files import write_bytes_atomic
+    from ..common.files import write_bytes_atomic
 
     grid = voxelise(geometry, blood, blood_voxel_mm) if geometry.blood_pools else None
     key = _cache_key(geometry, electrodes, grid)

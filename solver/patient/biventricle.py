@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .errors import ConfigError
+from ..common.errors import ConfigError
 
 Vector3 = tuple[float, float, float]
 

@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 from mpi4py import MPI
 
-from .config import (
+from ..numerics.config import (
     AnatomyConfig,
     BoxRegion,
     ConductivityConfig,
@@ -35,8 +35,8 @@ from .config import (
     TimeConfig,
     TissueConductivity,
 )
-from .errors import ConfigError
-from .files import write_text_atomic
+from ..common.errors import ConfigError
+from ..common.files import write_text_atomic
 
 CACHE_VERSION = 1
 
@@ -92,7 +92,7 @@ def cable_velocity(
         membrane=membrane,
         output=OutputConfig(interval_ms=dt * max(1, round(1.0 / dt))),
     )
-    from .simulation import Simulation
+    from ..numerics.simulation import Simulation
 
     result = Simulation(config, MPI.COMM_SELF).run()
     x = result.tissue_ijk[:, 0] * dx

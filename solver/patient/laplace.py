@@ -11,11 +11,11 @@ import numpy as np
 from mpi4py import MPI
 from petsc4py import PETSc
 
-from .anatomy import VoxelAnatomy
-from .conduction import assemble_diffusion_operator
-from .config import TissueConductivity
-from .errors import SolverError
-from .partition import TissueNumbering
+from ..numerics.anatomy import VoxelAnatomy
+from ..numerics.conduction import assemble_diffusion_operator
+from ..numerics.config import TissueConductivity
+from ..common.errors import SolverError
+from ..numerics.partition import TissueNumbering
 
 _ISOTROPIC = TissueConductivity(longitudinal=1.0, transverse=1.0)
 

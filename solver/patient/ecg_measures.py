@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .sites import LEAD_NAMES
+from ..common.sites import LEAD_NAMES
 
 _INDEX = {name: i for i, name in enumerate(LEAD_NAMES)}
 

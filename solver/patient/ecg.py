@@ -2,7 +2,7 @@
 
 The heart sits in a right-handed torso frame (mm; x to the patient's right,
 y anterior, z superior: RAS) with its centre at the origin.  Its own frame
-(LV long axis z from apex to base, septum +x, anterior +y; see solver.heart)
+(LV long axis z from apex to base, septum +x, anterior +y; see solver.patient.heart)
 is rotated so that the long axis points from the apex up, to the right and
 backwards, as in a normal chest: the apex lies left, anterior and inferior.
 ``TorsoConfig`` adds a per-patient rotation and shift on top.
@@ -17,7 +17,7 @@ conductivity speeds the activation but is not part of the ECG's source
 dipole of the heart).  Scar keeps its reduced conductivity in both.
 
 Electrode potentials are phi_e = sum_v Z_e(x_v) I_m(x_v) h^3 with the lead
-fields Z_e of ``solver.torso`` (bounded torso, by reciprocity; default) or of
+fields Z_e of ``solver.patient.torso`` (bounded torso, by reciprocity; default) or of
 an infinite homogeneous medium, Z_e = 1 / (4 pi sigma |x - x_e|).  Since
 both the lead fields and A_source are fixed, they are combined once into
 one electrodes-by-voxels matrix W = h^3 chi Cm (sigma_i/sigma_m) Z A_source
@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 
 from .leads import twelve_leads
-from .sites import ELECTRODE_NAMES, LEAD_NAMES
+from ..common.sites import ELECTRODE_NAMES, LEAD_NAMES
 from .torso import GROUND, TorsoGeometry
 
 Vector3 = tuple[float, float, float]
@@ -76,7 +76,7 @@ class TorsoConfig:
     electrodes: dict[str, Vector3] = field(default_factory=lambda: dict(DEFAULT_ELECTRODES))
 
     def validate(self) -> None:
-        from .errors import ConfigError
+        from ..common.errors import ConfigError
 
         missing = [e for e in ELECTRODE_NAMES if e not in self.electrodes]
         if missing:

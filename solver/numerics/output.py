@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import yaml
 
-from .files import atomic_output
+from ..common.files import atomic_output
 
 if TYPE_CHECKING:  # importing the solver would start MPI in readers of sample files
     from .simulation import SimulationResult

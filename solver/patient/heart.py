@@ -5,7 +5,7 @@ anatomy) into a ``Heart``:
 
 1. surfaces: LV and RV endocardium, epicardium, base;
 2. harmonic coordinates from Laplace problems on the tissue voxels
-   (``solver.laplace``, same partition as the solver): transmural depth
+   (``solver.patient.laplace``, same partition as the solver): transmural depth
    phi_epi (0 endocardium, 1 epicardium), apico-basal psi (0 apex, 1 base),
    and phi_lv, phi_rv for the septum;
 3. the LV frame: centre, long axis (apex to base), septal and anterior axes,
@@ -23,7 +23,7 @@ import numpy as np
 from mpi4py import MPI
 from scipy import ndimage
 
-from .anatomy import VoxelAnatomy
+from ..numerics.anatomy import VoxelAnatomy
 from .biventricle import (
     LV_CAVITY,
     OUTSIDE,
@@ -35,11 +35,11 @@ from .biventricle import (
     regions,
     surface_labels,
 )
-from .errors import ConfigError
+from ..common.errors import ConfigError
 from .fibres import FibreAngles, ldrb_fibres
-from .ionic import ENDO, EPI, MID
+from ..numerics.ionic import ENDO, EPI, MID
 from .laplace import solve_laplace, tissue_gradient
-from .partition import TissueNumbering, number_tissue
+from ..numerics.partition import TissueNumbering, number_tissue
 
 
 @dataclass
@@ -49,7 +49,7 @@ class HeartConfig:
     dx_mm: float = 1.0
     shape: BiventricleShape = field(default_factory=BiventricleShape)
     #: A user anatomy instead of the analytic shape: a labelled voxel image
-    #: (.npy or .h5, see solver.user_anatomy) or a VTK tetrahedral mesh.
+    #: (.npy or .h5, see solver.patient.user_anatomy) or a VTK tetrahedral mesh.
     anatomy_file: Optional[Path] = None
     #: Mesh coordinates times this are mm (1000 for a mesh in metres).
     anatomy_scale: float = 1.0

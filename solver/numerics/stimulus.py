@@ -7,7 +7,7 @@ import numpy as np
 
 from .anatomy import VoxelAnatomy
 from .config import StimulusConfig
-from .errors import ConfigError
+from ..common.errors import ConfigError
 from .partition import local_positions
 
 #: Tolerance (in voxel sizes) for points on a region's boundary.
