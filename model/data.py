@@ -8,7 +8,6 @@ Validation opens each shard briefly and closes it before any worker starts.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,97 +18,20 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from solver.common.errors import ConfigError
-from solver.common.files import sha256_file
+from solver.common.datasets import Manifest, check_dataset
 from solver.common.sites import LEAD_NAMES, SITE_NAMES
 
-SPLITS = ("train", "validation", "test")
-_STATISTICS = ("ecg_mean", "ecg_std", "act_mean", "act_std", "vm_mean", "vm_std")
 InputScaling = Literal["range", "standardise"]
 
 
-@dataclass(frozen=True)
-class ShardEntry:
-    path: Path
-    samples: int
-    sha256: str | None
-
-
-@dataclass
-class Manifest:
-    """The parsed manifest.json; ``samples`` (key ``samples_per_step``) is T, the length of every trace."""
-
-    root: Path
-    dt_ms: float
-    samples: int
-    splits: dict[str, list[ShardEntry]]
-    statistics: dict[str, np.ndarray]
-
-    def split_size(self, split: str) -> int:
-        return sum(entry.samples for entry in self.splits.get(split, []))
-
-
 def load_manifest(root: str | Path) -> Manifest:
-    """Parse DATASET/manifest.json, refusing anything that is not a version-1 ecgi data set."""
-    root = Path(root)
-    path = root / "manifest.json"
-    if not root.is_dir():
-        raise ConfigError(f"{root}: no such data set directory")
-    if not path.is_file():
-        raise ConfigError(f"{path}: missing; a data set directory needs a manifest.json (docs/data-formats.md)")
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(raw, dict) or raw.get("format") != "ecgi-dataset" or raw.get("format_version") != 1:
-        raise ConfigError(f"{path}: not an ecgi data set manifest (format 'ecgi-dataset', version 1)")
-    try:
-        leads, sites = list(raw["leads"]), list(raw["sites"])
-        splits = {
-            name: [ShardEntry(root / e["file"], int(e["samples"]), e.get("sha256")) for e in entries]
-            for name, entries in raw["splits"].items()
-        }
-        stats = {key: np.asarray(raw["statistics"][key], dtype=np.float64) for key in _STATISTICS}
-        manifest = Manifest(root, float(raw["dt_ms"]), int(raw["samples_per_step"]), splits, stats)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: malformed manifest ({type(exc).__name__}: {exc})") from None
-    if leads != list(LEAD_NAMES) or sites != list(SITE_NAMES):
-        raise ConfigError(f"{path}: leads/sites differ from solver.common.sites (names and order must match)")
-    for key, values in stats.items():
-        expected = len(LEAD_NAMES) if key.startswith("ecg") else len(SITE_NAMES)
-        if values.shape != (expected,) or not np.all(np.isfinite(values)):
-            raise ConfigError(f"{path}: statistics.{key} must be {expected} finite numbers")
-    return manifest
+    """The data set's manifest (solver.common.datasets), checked."""
+    return Manifest.load(root)
 
 
 def validate_dataset(manifest: Manifest, splits: Sequence[str], check_sha256: bool = False) -> None:
-    """Check every shard of ``splits`` exists, matches the manifest and has the documented shapes."""
-    for split in splits:
-        if manifest.split_size(split) == 0:
-            raise ConfigError(f"{manifest.root / 'manifest.json'}: split {split!r} has no samples")
-        for entry in manifest.splits[split]:
-            _validate_shard(entry, manifest, check_sha256)
-
-
-def _validate_shard(entry: ShardEntry, manifest: Manifest, check_sha256: bool) -> None:
-    path = entry.path
-    if not path.is_file():
-        raise ConfigError(f"{path}: shard listed in the manifest is missing")
-    if check_sha256 and entry.sha256 and sha256_file(path) != entry.sha256:
-        raise ConfigError(f"{path}: sha256 differs from the manifest (corrupt or replaced shard)")
-    t, k = manifest.samples, entry.samples
-    expected = {"ecg": (k, t, len(LEAD_NAMES)), "vm": (k, t, len(SITE_NAMES)), "act": (k, len(SITE_NAMES)), "conditions": (k,)}
-    try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("format") != "ecgi-shard" or not f.attrs.get("complete", False):
-                raise ConfigError(f"{path}: not a complete ecgi shard (attributes format/complete)")
-            for name, shape in expected.items():
-                if name not in f:
-                    raise ConfigError(f"{path}: dataset {name!r} is missing")
-                if f[name].shape != shape:
-                    raise ConfigError(f"{path}: dataset {name!r} has shape {f[name].shape}, expected {shape}")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot be read as HDF5 ({exc})") from None
+    """Every shard of ``splits`` exists, matches the manifest and has the documented shapes."""
+    check_dataset(manifest, splits, check_sha256)
 
 
 def scale_ecg(ecg: np.ndarray, scaling: InputScaling, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -190,7 +112,7 @@ class ShardDataset(Dataset):
     ) -> None:
         self.entries = manifest.splits[split]
         self.offsets = np.cumsum([0] + [e.samples for e in self.entries])
-        self.ecg_mean, self.ecg_std = ecg_stats or (manifest.statistics["ecg_mean"], manifest.statistics["ecg_std"])
+        self.ecg_mean, self.ecg_std = ecg_stats or (manifest.statistic("ecg_mean"), manifest.statistic("ecg_std"))
         self.dt_ms = manifest.dt_ms
         self.with_vm = with_vm
         self.scaling = scaling

@@ -16,16 +16,14 @@ region (scar) or lengthen repolarisation (IKr block).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from solver.common.sites import LEAD_NAMES, SITE_NAMES
+from solver.common.datasets import MANIFEST_NAME, ArraySample, Manifest, SampleArrays, ShardInfo, write_shard
+from solver.common.files import write_text_atomic
+from solver.common.sites import SITE_NAMES
 from solver.common.traces import threshold_crossing_ms
 
 V_REST_MV = -85.5
@@ -194,26 +192,14 @@ def simulate(rng: np.random.Generator, count: int, samples: int, heart_scale: fl
 
 
 def _write_shard(path: Path, split: str, batch: SyntheticBatch, sample_ids: list[str], geometry_ids: list[str]) -> str:
-    """Write one shard under a temporary name, rename it into place, return its sha256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    k, t, _ = batch.ecg.shape
-    strings = h5py.string_dtype()
-    with h5py.File(tmp, "w") as f:
-        f.attrs.update(format="ecgi-shard", format_version=1, split=split, complete=False)
-        ecg = f.create_dataset("ecg", data=batch.ecg, chunks=(1, t, 12), compression="gzip")
-        ecg.attrs["leads"] = list(LEAD_NAMES)
-        ecg.attrs["dt_ms"] = 1.0
-        vm = f.create_dataset("vm", data=batch.vm, chunks=(1, t, 75), compression="gzip")
-        vm.attrs["sites"] = list(SITE_NAMES)
-        f.create_dataset("act", data=batch.act, chunks=(1, 75), compression="gzip")
-        for name, values in (("sample_ids", sample_ids), ("geometry_ids", geometry_ids), ("conditions", batch.conditions)):
-            f.create_dataset(name, data=np.array(values, dtype=object), dtype=strings, chunks=(1,), compression="gzip")
-        params = f.create_dataset("parameters", data=batch.parameters, chunks=(1, batch.parameters.shape[1]), compression="gzip")
-        params.attrs["parameter_names"] = list(PARAMETER_NAMES)
-        f.attrs["complete"] = True
-    os.replace(tmp, path)
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """One shard through the data set format's writer; returns its sha256."""
+    rows = [
+        ArraySample(sample_id, geometry_id, condition, dict(zip(PARAMETER_NAMES, map(float, parameters))),
+                    SampleArrays(ecg, vm, act))
+        for sample_id, geometry_id, condition, parameters, ecg, vm, act in zip(
+            sample_ids, geometry_ids, batch.conditions, batch.parameters, batch.ecg, batch.vm, batch.act)
+    ]
+    return write_shard(path, split, rows, PARAMETER_NAMES, batch.ecg.shape[1])
 
 
 def _statistics(batches: list[SyntheticBatch]) -> dict[str, list[float]]:
@@ -234,7 +220,7 @@ def write_synthetic_dataset(
     """Write DATASET/manifest.json and its shards; splits never share a geometry."""
     root = Path(root)
     rng = np.random.default_rng(seed)
-    splits: dict[str, list[dict]] = {}
+    splits: dict[str, list[ShardInfo]] = {}
     train_batches: list[SyntheticBatch] = []
     geometry = 0
     for split, count in (("train", train), ("validation", validation), ("test", test)):
@@ -255,17 +241,12 @@ def write_synthetic_dataset(
             ids = [f"synthetic-{split}-{start + i:05d}" for i in range(k)]
             file = f"{split}/shard-{shard:05d}.h5"
             sha = _write_shard(root / file, split, batch, ids, geometry_ids)
-            splits[split].append({"file": file, "samples": k, "sha256": sha})
+            splits[split].append(ShardInfo(file, k, sha))
             if split == "train":
                 train_batches.append(batch)
-    manifest = {
-        "format": "ecgi-dataset", "format_version": 1, "leads": list(LEAD_NAMES), "sites": list(SITE_NAMES),
-        "dt_ms": 1.0, "samples_per_step": samples, "splits": splits, "statistics": _statistics(train_batches),
-    }
-    path = root / "manifest.json"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, path)
+    manifest = Manifest(splits=splits, statistics=_statistics(train_batches), samples_per_step=samples)
+    path = root / MANIFEST_NAME
+    write_text_atomic(path, manifest.to_json())
     return path
 
 

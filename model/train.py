@@ -156,7 +156,7 @@ class Trainer:
         self.model = build_network(net.architecture, net.dropout, net.softargmax_temperature)
         if config.loss.act_target == "standardised":  # else mean 0, spread 1: the network fits milliseconds
             self.model.set_activation_statistics(
-                torch.from_numpy(manifest.statistics["act_mean"]), torch.from_numpy(manifest.statistics["act_std"])
+                torch.from_numpy(manifest.statistic("act_mean")), torch.from_numpy(manifest.statistic("act_std"))
             )
         self.model.to(ctx.device)
         self.forward = self._wrap(self.model)
@@ -312,7 +312,7 @@ class Trainer:
         if not hasattr(self, "_ood"):
             from .clinical.trust import reference_from_dataset
 
-            stats = self.manifest.statistics
+            stats = {key: self.manifest.statistic(key) for key in ("ecg_mean", "ecg_std")}
             self._ood = None
             if self.manifest.split_size("train") >= 2:
                 self._ood = dataclasses.asdict(reference_from_dataset(
@@ -330,8 +330,8 @@ class Trainer:
             "epoch": self.epoch, "model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
             "scheduler": self.scheduler.state_dict(), "rng": rngs, "config": to_mapping(self.config),
             "inputs": {"scaling": self.config.data.input_scaling, "samples": self.manifest.samples,
-                       "dt_ms": self.manifest.dt_ms, "ecg_mean": self.manifest.statistics["ecg_mean"].tolist(),
-                       "ecg_std": self.manifest.statistics["ecg_std"].tolist(), "ood": self._ood_reference()},
+                       "dt_ms": self.manifest.dt_ms, "ecg_mean": self.manifest.statistic("ecg_mean").tolist(),
+                       "ecg_std": self.manifest.statistic("ecg_std").tolist(), "ood": self._ood_reference()},
             "history": self.history, "best_val_loss": self.best_val_loss, "world_size": self.ctx.world_size,
         }
         save_checkpoint(self.run_dir / LAST, state)

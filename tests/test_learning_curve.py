@@ -51,7 +51,7 @@ def test_written_subsets_are_valid_data_sets(curve, dataset, tmp_path):
     manifest = load_manifest(root)
     validate_dataset(manifest, ("train", "validation", "test"), check_sha256=True)
     assert manifest.split_size("train") == 5
-    assert np.allclose(manifest.statistics["act_mean"], np.nanmean(subset.act, axis=0))
+    assert np.allclose(manifest.statistic("act_mean"), np.nanmean(subset.act, axis=0))
 
 
 def test_a_tiny_curve_runs(curve, dataset, tmp_path, monkeypatch):

@@ -84,7 +84,7 @@ def test_site_mean_is_exact_when_every_site_is_constant(data, tmp_path):
         with h5py.File(path, "r+") as f:
             f["act"][...] = np.broadcast_to(constant, f["act"].shape)
     manifest = load_manifest(copy)
-    stats = (manifest.statistics["ecg_mean"], manifest.statistics["ecg_std"])
+    stats = (manifest.statistic("ecg_mean"), manifest.statistic("ecg_std"))
     predictions = predict_baselines(manifest, "test", scaling="range", ecg_stats=stats, with_vm=False)
     assert np.array_equal(predictions["site_mean"].act, np.broadcast_to(constant, (8, 75)))
     assert np.allclose(predictions["ridge"].act, constant, atol=1e-3)
@@ -93,7 +93,7 @@ def test_site_mean_is_exact_when_every_site_is_constant(data, tmp_path):
 
 def test_baselines_follow_the_split_order_and_beat_nothing_by_accident(data):
     manifest = load_manifest(data)
-    stats = (manifest.statistics["ecg_mean"], manifest.statistics["ecg_std"])
+    stats = (manifest.statistic("ecg_mean"), manifest.statistic("ecg_std"))
     predictions = predict_baselines(manifest, "test", scaling="range", ecg_stats=stats, with_vm=True)
     truth = read_split(manifest, "test", with_vm=True)
     for name in ("site_mean", "ridge"):

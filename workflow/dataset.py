@@ -26,56 +26,37 @@ from typing import Iterable, Iterator, Mapping, Protocol, Sequence
 import h5py
 import numpy as np
 
+from solver.common.datasets import (
+    DT_MS,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    SHARD_FORMAT,
+    SPLITS,
+    Manifest,
+    SampleArrays,
+    ShardInfo,
+    ShardSample,
+    check_shard,
+    write_shard,
+)
 from solver.common.errors import ConfigError
-from solver.common.files import atomic_output, sha256_file, write_text_atomic
+from solver.common.files import sha256_file, write_text_atomic
 from solver.common.sites import LEAD_NAMES, SITE_NAMES
 
-FORMAT = "ecgi-dataset"
-SHARD_FORMAT = "ecgi-shard"
-FORMAT_VERSION = 1
-SPLITS = ("train", "validation", "test")
-DT_MS = 1.0
-MANIFEST_NAME = "manifest.json"
 _SHARD_NAME = re.compile(r"shard-\d{5}\.h5")
 _STATISTICS = ("ecg", "act", "vm")
-#: Filters of the numeric datasets: byte shuffling before fast gzip halves
-#: the time to write and to read a smooth float32 trace and makes it smaller
-#: than gzip alone at its default level.
-_NUMBERS = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class SampleArrays:
-    """One sample's traces and targets, before cropping to the data set's length."""
-
-    ecg: np.ndarray  #: (T, 12) mV, leads in LEAD_NAMES order
-    vm: np.ndarray  #: (T, 75) mV, sites in SITE_NAMES order
-    act: np.ndarray  #: (75,) ms, NaN where a site never activated
-
-
-class Sample(Protocol):
-    """What the shard writer needs from a sample, whatever it was read from."""
-
-    @property
-    def sample_id(self) -> str: ...
-
-    @property
-    def geometry_id(self) -> str: ...
-
-    @property
-    def condition(self) -> str: ...
-
-    @property
-    def parameters(self) -> Mapping[str, float]: ...
+class Sample(ShardSample, Protocol):
+    """A sample a build reads (solver.common.datasets.ShardSample) that also
+    says when its content changed."""
 
     @property
     def fingerprint(self) -> str:
         """Changes whenever the sample's content does; decides whether a shard is rewritten."""
         ...
-
-    def read(self) -> SampleArrays: ...
 
 
 @dataclass(frozen=True)
@@ -92,77 +73,6 @@ class BuildReport:
     written: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class ShardInfo:
-    file: str  #: relative to the data set directory
-    samples: int
-    sha256: str
-
-
-@dataclass
-class Manifest:
-    """manifest.json; ``report`` is set on the manifest a build returns, never stored."""
-
-    splits: dict[str, list[ShardInfo]]
-    statistics: dict[str, list[float]]
-    samples_per_step: int
-    dt_ms: float = DT_MS
-    leads: list[str] = field(default_factory=lambda: list(LEAD_NAMES))
-    sites: list[str] = field(default_factory=lambda: list(SITE_NAMES))
-    format: str = FORMAT
-    format_version: int = FORMAT_VERSION
-    report: BuildReport | None = field(default=None, compare=False, repr=False)
-
-    def split_size(self, split: str) -> int:
-        return sum(shard.samples for shard in self.splits.get(split, []))
-
-    def to_json(self) -> str:
-        """The file's text: documented key order, no timestamps, so equal manifests are equal bytes."""
-        document = {
-            "format": self.format,
-            "format_version": self.format_version,
-            "leads": list(self.leads),
-            "sites": list(self.sites),
-            "dt_ms": self.dt_ms,
-            "samples_per_step": self.samples_per_step,
-            "splits": {
-                split: [{"file": s.file, "samples": s.samples, "sha256": s.sha256} for s in shards]
-                for split, shards in self.splits.items()
-            },
-            "statistics": self.statistics,
-        }
-        return json.dumps(document, indent=1) + "\n"
-
-    @classmethod
-    def load(cls, path: str | Path) -> Manifest:
-        """Read a manifest file, or the manifest.json of a data set directory."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / MANIFEST_NAME
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such manifest (a data set directory holds {MANIFEST_NAME})")
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{path}: not a readable JSON manifest ({exc})") from None
-        if not isinstance(raw, dict) or raw.get("format") != FORMAT or raw.get("format_version") != FORMAT_VERSION:
-            raise ConfigError(f"{path}: not an {FORMAT} manifest, version {FORMAT_VERSION}")
-        try:
-            return cls(
-                splits={
-                    split: [ShardInfo(str(s["file"]), int(s["samples"]), str(s["sha256"])) for s in shards]
-                    for split, shards in raw["splits"].items()
-                },
-                statistics={key: [float(x) for x in values] for key, values in raw["statistics"].items()},
-                samples_per_step=int(raw["samples_per_step"]),
-                dt_ms=float(raw["dt_ms"]),
-                leads=[str(x) for x in raw["leads"]],
-                sites=[str(x) for x in raw["sites"]],
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ConfigError(f"{path}: malformed manifest ({type(exc).__name__}: {exc})") from None
 
 
 @dataclass(frozen=True)
@@ -418,9 +328,9 @@ def _ensure_shard(
         if previous.get(file, sha) == sha:
             report.reused.append(file)
             return ShardInfo(file, len(samples), sha)
-    write_shard(path, split, samples, parameter_names, samples_per_trace, digest)
+    sha = write_shard(path, split, samples, parameter_names, samples_per_trace, {"source_digest": digest})
     report.written.append(file)
-    return ShardInfo(file, len(samples), sha256_file(path))
+    return ShardInfo(file, len(samples), sha)
 
 
 def _shard_digest_on_disk(path: Path) -> str | None:
@@ -442,57 +352,6 @@ def _previous_hashes(root: Path) -> dict[str, str]:
     except ConfigError:
         return {}
     return {s.file: s.sha256 for shards in manifest.splits.values() for s in shards}
-
-
-def write_shard(
-    path: Path, split: str, samples: Sequence[Sample], parameter_names: Sequence[str],
-    samples_per_trace: int, source_digest: str,
-) -> None:
-    """One shard, one sample in memory at a time, under a temporary name until complete."""
-    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
-        _write_shard_contents(f, split, samples, parameter_names, samples_per_trace)
-        f.attrs["source_digest"] = source_digest
-        f.attrs["complete"] = True
-
-
-def _write_shard_contents(
-    f: h5py.File, split: str, samples: Sequence[Sample], parameter_names: Sequence[str], t: int,
-) -> None:
-    k, n_leads, n_sites = len(samples), len(LEAD_NAMES), len(SITE_NAMES)
-    f.attrs.update(format=SHARD_FORMAT, format_version=FORMAT_VERSION, split=split)
-    ecg = f.create_dataset("ecg", (k, t, n_leads), np.float32, chunks=(1, t, n_leads), **_NUMBERS)
-    ecg.attrs["leads"] = list(LEAD_NAMES)
-    ecg.attrs["dt_ms"] = DT_MS
-    vm = f.create_dataset("vm", (k, t, n_sites), np.float32, chunks=(1, t, n_sites), **_NUMBERS)
-    vm.attrs["sites"] = list(SITE_NAMES)
-    act = f.create_dataset("act", (k, n_sites), np.float32, chunks=(1, n_sites), **_NUMBERS)
-    for row, sample in enumerate(samples):
-        arrays = sample.read()
-        ecg[row] = fit_length(arrays.ecg, t)
-        vm[row] = fit_length(arrays.vm, t)
-        act[row] = arrays.act
-    strings = h5py.string_dtype()
-    for name, values in (
-        ("sample_ids", [s.sample_id for s in samples]),
-        ("geometry_ids", [s.geometry_id for s in samples]),
-        ("conditions", [s.condition for s in samples]),
-    ):
-        f.create_dataset(name, data=np.array(values, dtype=object), dtype=strings, chunks=(1,), compression="gzip")
-    table = np.array([[s.parameters.get(n, np.nan) for n in parameter_names] for s in samples], np.float64)
-    table = table.reshape(k, len(parameter_names))
-    # HDF5 cannot chunk a zero-width dimension: without parameters the table is an empty contiguous dataset.
-    chunking = {"chunks": (1, len(parameter_names)), **_NUMBERS} if parameter_names else {}
-    params = f.create_dataset("parameters", data=table, **chunking)
-    params.attrs["parameter_names"] = np.array(parameter_names, dtype=strings)
-
-
-def fit_length(trace: np.ndarray, t: int) -> np.ndarray:
-    """(T', C) -> (t, C) float32: cropped, or padded by holding the last value
-    (a trace that ended at rest stays at rest rather than jumping to 0 mV)."""
-    trace = np.asarray(trace, dtype=np.float32)
-    if len(trace) >= t:
-        return trace[:t]
-    return np.concatenate([trace, np.repeat(trace[-1:], t - len(trace), axis=0)])
 
 
 def _remove_stale_shards(root: Path, splits: dict[str, list[ShardInfo]], report: BuildReport) -> None:
@@ -568,13 +427,8 @@ def train_statistics(shards: Sequence[Path]) -> dict[str, list[float]]:
 
 def verify_dataset(directory: str | Path) -> Manifest:
     """Check that every shard the manifest lists is present with its recorded sha256."""
-    directory = Path(directory)
     manifest = Manifest.load(directory)
     for shards in manifest.splits.values():
         for shard in shards:
-            path = directory / shard.file
-            if not path.is_file():
-                raise ConfigError(f"{path}: shard listed in the manifest is missing")
-            if sha256_file(path) != shard.sha256:
-                raise ConfigError(f"{path}: sha256 differs from the manifest (corrupted or replaced shard)")
+            check_shard(shard, manifest, check_sha256=True)
     return manifest

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .dataset import Manifest
+    from solver.common.datasets import Manifest
 
 
 #: Free space a data set build needs before it starts (its first shards).

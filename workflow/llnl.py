@@ -25,11 +25,12 @@ from typing import Mapping
 
 import numpy as np
 
+from solver.common.datasets import DT_MS, Manifest, SampleArrays
 from solver.common.errors import ConfigError
 from solver.common.sites import ELECTRODE_NAMES, SITE_NAMES
 from solver.common.traces import threshold_crossing_ms
 
-from .dataset import DT_MS, Manifest, SampleArrays, write_dataset
+from .dataset import write_dataset
 
 FOLDER_GLOB = "data_hearts_dd_0p2*"
 #: ``pECGData_<tag>.npy`` / ``VmData_<tag>.npy``.
