@@ -209,23 +209,3 @@ def run_measure(args: argparse.Namespace) -> int:
 
     print(json.dumps(asdict(measure_here(load_spec(args.spec), args.probe_ms))))
     return 0
-
-
-def add_demo_command(commands) -> None:
-    demo = commands.add_parser(
-        "demo", help="the whole pipeline, small, on this machine (what `make demo` runs)",
-        description="Run a local campaign of synthetic patients, build the data set, train the activation-time "
-        "network on the CPU, evaluate it on held-out anatomies and write DIR/report.html. Running it again "
-        "resumes; interrupting it loses nothing that had finished.",
-    )
-    demo.add_argument("--output", default="demo", help="directory for everything (default demo)")
-    demo.add_argument("--samples", type=int, help="number of patients (default: examples/campaigns/demo.yaml)")
-    demo.add_argument("--epochs", type=int, help="training epochs (default: examples/train/demo.yaml)")
-    demo.set_defaults(handler=run_demo_command)
-
-
-def run_demo_command(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
-    run_demo(Path(args.output), samples=args.samples, epochs=args.epochs)
-    return 0

@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     from model import cli as model_cli
     from solver import cli as solver_cli
 
-    from . import campaign_cli, dataset_cli
+    from . import campaign_cli, dataset_cli, demo
 
     parser = argparse.ArgumentParser(
         prog="ecgi",
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     solver_cli.add_commands(commands)
     campaign_cli.add_commands(commands)
     dataset_cli.add_commands(commands)
-    campaign_cli.add_demo_command(commands)
+    demo.add_command(commands)
     model_cli.add_commands(commands)
     return parser
 

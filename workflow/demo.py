@@ -16,6 +16,7 @@ run as the same commands a user types, in child processes.
 """
 from __future__ import annotations
 
+import argparse
 import html
 import json
 import subprocess
@@ -193,3 +194,21 @@ def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
     return html.escape(str(value))
+
+
+def add_command(commands) -> None:
+    demo = commands.add_parser(
+        "demo", help="the whole pipeline, small, on this machine (what `make demo` runs)",
+        description="Run a local campaign of synthetic patients, build the data set, train the activation-time "
+        "network on the CPU, evaluate it on held-out anatomies and write DIR/report.html. Running it again "
+        "resumes; interrupting it loses nothing that had finished.",
+    )
+    demo.add_argument("--output", default="demo", help="directory for everything (default demo)")
+    demo.add_argument("--samples", type=int, help="number of patients (default: examples/campaigns/demo.yaml)")
+    demo.add_argument("--epochs", type=int, help="training epochs (default: examples/train/demo.yaml)")
+    demo.set_defaults(handler=_run_command)
+
+
+def _run_command(args: argparse.Namespace) -> int:
+    run_demo(Path(args.output), samples=args.samples, epochs=args.epochs)
+    return 0
