@@ -21,6 +21,9 @@ def add_commands(commands) -> None:
     simulate.add_argument("config", help="simulation configuration (YAML)")
     simulate.add_argument("-o", "--output", required=True, help="HDF5 file to write")
     simulate.add_argument("--quiet", action="store_true", help="no progress line")
+    simulate.add_argument("--petsc-options", default="", metavar="OPTIONS",
+                          help="PETSc options for ecgi's solvers by their prefixes diffusion_, laplace_, torso_, "
+                          "e.g. \"-laplace_ksp_monitor -torso_pc_type gamg\" (also: PETSC_OPTIONS)")
     simulate.set_defaults(handler=run_simulate)
 
     bench = commands.add_parser("bench", help="verification benchmarks of the solver")
@@ -83,10 +86,15 @@ def run_simulate(args: argparse.Namespace) -> int:
     """A plain simulation configuration, or a synthetic patient (top-level
     key ``patient``), which also writes the ECG and the 75 sites."""
     from .common.files import check_writable
+    from .numerics.petsc_options import insert_petsc_options, parse_petsc_options
 
-    # Before MPI, the mesh and hours of simulation: the output must be writable.
+    # Before MPI, the mesh and hours of simulation: the output must be writable
+    # and the PETSc options well formed.
     check_writable(args.output, SAMPLE_FREE_BYTES)
+    parse_petsc_options(args.petsc_options)
     from mpi4py import MPI
+
+    insert_petsc_options(args.petsc_options)
 
     from .numerics.config import config_from_dict
     from .numerics.output import write_simulation

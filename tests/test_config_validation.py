@@ -10,6 +10,7 @@ from mpi4py import MPI
 from solver.numerics.config import config_from_dict, load_config
 from solver.common.errors import ConfigError
 from solver.numerics.simulation import Simulation
+from tests.conftest import REPO
 
 VALID = {
     "anatomy": {"dx_mm": 0.5, "slab": {"size_mm": [4, 2, 1]}},
@@ -123,3 +124,43 @@ def test_cli_reports_config_errors_without_traceback(tmp_path, ecgi):
     assert "ecgi simulate: error:" in proc.stderr and "unknown ionic model 'nonsense'" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "out.h5").exists()
+
+
+def test_a_campaign_frozen_by_an_older_ecgi_resumes(tmp_path):
+    """A setting added to the spec since the campaign was frozen takes its
+    default: resuming is no change of the spec; a changed value still is."""
+    from workflow.layout import CampaignLayout
+    from workflow.runner import freeze_spec
+    from workflow.spec import load_spec
+
+    spec = load_spec(REPO / "examples" / "campaigns" / "tiny.yaml")
+    layout = CampaignLayout(tmp_path / "campaign")
+    layout.spec_path.parent.mkdir(parents=True)
+    freeze_spec(spec, layout, force=False)
+    frozen = yaml.safe_load(layout.spec_path.read_text())
+    del frozen["solver"]["petsc_options"]  # as an older ecgi froze it
+    layout.spec_path.write_text(yaml.safe_dump(frozen))
+    freeze_spec(spec, layout, force=False, resuming=True)
+    frozen["solver"]["dt_ms"] = 0.05
+    layout.spec_path.write_text(yaml.safe_dump(frozen))
+    with pytest.raises(ConfigError, match=r"solver.dt_ms: 0.05 -> 0.1"):
+        freeze_spec(spec, layout, force=False, resuming=True)
+
+
+@pytest.mark.parametrize("options, message", [
+    ("-laplace_ksp_type cg -torso_pc_type gamg -diffusion_ksp_monitor", None),
+    ("-torso_ksp_rtol 1e-10 -laplace_ksp_max_it -1", None),
+    ("laplace_ksp_type cg", "is a value without an option name"),
+    ("-laplace_ksp_type cg gmres", "is a value without an option name"),
+    ("-laplace ksp; rm -rf /", "is a value without an option name"),
+    ("-$(reboot)", "is not an option name"),
+    ("-torso_ksp_type 'unterminated", "No closing quotation"),
+])
+def test_petsc_options_are_checked_before_any_work(options, message):
+    from solver.numerics.petsc_options import parse_petsc_options
+
+    if message is None:
+        assert parse_petsc_options(options)
+    else:
+        with pytest.raises(ConfigError, match=message):
+            parse_petsc_options(options)

@@ -76,14 +76,15 @@ def test_lungs_are_poor_conductors_inside_the_torso():
     assert not lung[tuple(((np.zeros(3) - with_lungs.origin) / 10.0).round().astype(int))]  # not at the heart
 
 
-@pytest.mark.parametrize("option, message", [
-    ("-laplace_ksp_max_it 1", "Laplace solve did not converge"),
-    ("-torso_ksp_max_it 1", "torso lead field of RA did not converge"),
+@pytest.mark.parametrize("option, message, how", [
+    ("-laplace_ksp_max_it 1", "Laplace solve did not converge", "environment"),
+    ("-torso_ksp_max_it 1", "torso lead field of RA did not converge", "environment"),
+    ("-laplace_ksp_max_it 1", "Laplace solve did not converge", "command line"),
 ])
-def test_petsc_options_reach_each_solver_by_its_prefix(tmp_path, option, message):
-    """PETSc's own options (here through PETSC_OPTIONS) configure each solver
-    under its prefix, as in PETSc's examples; a solve starved of iterations
-    is reported in one line."""
+def test_petsc_options_reach_each_solver_by_its_prefix(tmp_path, option, message, how):
+    """PETSc's own options (through PETSC_OPTIONS or ``--petsc-options``)
+    configure each solver under its prefix, as in PETSc's examples; a solve
+    starved of iterations is reported in one line."""
     import yaml
 
     from tests.conftest import clean_env, run_ecgi
@@ -92,8 +93,13 @@ def test_petsc_options_reach_each_solver_by_its_prefix(tmp_path, option, message
     config.write_text(yaml.safe_dump({"patient": {
         "heart": {"dx_mm": 3.0}, "ionic": {"model": "mitchell_schaeffer"},
         "time": {"dt_ms": 0.1, "duration_ms": 5, "diffusion": "auto"}}}))
-    env = {**clean_env(), "PETSC_OPTIONS": option, "ECGI_CACHE_DIR": str(tmp_path / "cache")}
-    proc = run_ecgi("simulate", config, "-o", tmp_path / "out.h5", "--quiet", check=False, env=env)
+    env = {**clean_env(), "ECGI_CACHE_DIR": str(tmp_path / "cache")}
+    flags = []
+    if how == "environment":
+        env["PETSC_OPTIONS"] = option
+    else:
+        flags = ["--petsc-options", option]
+    proc = run_ecgi("simulate", config, "-o", tmp_path / "out.h5", "--quiet", *flags, check=False, env=env)
     assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "out.h5").exists()
 

@@ -74,7 +74,7 @@ def freeze_spec(spec: CampaignSpec, layout: CampaignLayout, force: bool, resumin
                 raise ConfigError(f"{exc}; the campaign's frozen spec is damaged: run `ecgi campaign run SPEC "
                                   "--force` with the campaign's spec file to replace it") from None
             old = None
-        changes = spec_differences(old, new) if isinstance(old, dict) else ["spec.yaml unreadable"]
+        changes = spec_differences(_with_defaults(old), new) if isinstance(old, dict) else ["spec.yaml unreadable"]
         moved = [c for c in changes if c.startswith("output_dir:")]
         changes = [c for c in changes if not c.startswith("output_dir:")]
         if changes and not force:
@@ -86,6 +86,15 @@ def freeze_spec(spec: CampaignSpec, layout: CampaignLayout, force: bool, resumin
         if not changes and not moved:
             return
     write_text_atomic(layout.spec_path, yaml.safe_dump(new, sort_keys=False))
+
+
+def _with_defaults(frozen: dict) -> dict:
+    """A frozen spec as this version of ecgi reads it: settings added since
+    it was frozen take their defaults, so they are no change of the spec."""
+    try:
+        return {**spec_from_dict(frozen).to_dict(), "output_dir": frozen.get("output_dir")}
+    except ConfigError:
+        return frozen
 
 
 def load_frozen_spec(campaign_dir: Path) -> CampaignSpec:

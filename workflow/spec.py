@@ -99,9 +99,14 @@ class SolverSettings:
     ionic_model: str = "mitchell_schaeffer"
     duration_ms: float = 500.0
     diffusion: Literal["explicit", "crank-nicolson", "backward-euler", "auto"] = "auto"
+    #: PETSc options for every sample's solvers (solver.numerics.petsc_options).
+    petsc_options: str = ""
 
     def validate(self) -> None:
         from solver.numerics.ionic import MODELS
+        from solver.numerics.petsc_options import parse_petsc_options
+
+        parse_petsc_options(self.petsc_options)
 
         for name in ("dx_mm", "dt_ms", "duration_ms"):
             if not getattr(self, name) > 0:

@@ -33,6 +33,7 @@ def run_task(campaign_dir: Path, sample_id: str) -> int:
     # module for its exit statuses and must not initialise MPI.
     from mpi4py import MPI
 
+    from solver.numerics.petsc_options import insert_petsc_options
     from solver.patient import PatientSimulation, write_sample
 
     from .patients import patient_config
@@ -54,6 +55,7 @@ def run_task(campaign_dir: Path, sample_id: str) -> int:
     if root:
         layout.write_record(plan, record)
     try:
+        insert_petsc_options(spec.solver.petsc_options)
         config = patient_config(spec, plan)
         sample = PatientSimulation(config, comm).run()
         if root:
