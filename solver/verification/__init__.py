@@ -1,0 +1,1 @@
+"""The solver against published benchmarks (docs/verification.md)."""
