@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import butter, sosfilt
 
-from solver.patient.leads import LEAD_NAMES
+from solver.common.sites import LEAD_NAMES
 
 _PRECORDIAL = slice(6, 12)
 
