@@ -52,3 +52,23 @@ def calibration_cache(tmp_path_factory):
     path = tmp_path_factory.mktemp("ecgi-cache")
     os.environ["ECGI_CACHE_DIR"] = str(path)
     yield path
+
+
+def submit_two_task_training(tmp_path: Path, env: dict[str, str], partition: str) -> tuple[str, Path]:
+    """``ecgi train --submit`` of a two-process CPU training on a small
+    synthetic data set; returns the job id and the run directory."""
+    import re
+
+    from model.synthetic import write_synthetic_dataset
+
+    data = tmp_path / "data"
+    write_synthetic_dataset(data, train=64, validation=16, test=16, seed=0)
+    run_dir = tmp_path / "run"
+    config = tmp_path / "train.yaml"
+    config.write_text("epochs: 2\nbatch_size: 16\nnetwork: {architecture: reference_act}\n"
+                      "data: {num_workers: 0}\ntensorboard: false\n")
+    proc = run_ecgi("train", config, "--data", data, "--output", run_dir, "--submit", "--nodes", "1",
+                    "--gpus-per-node", "0", "--tasks-per-node", "2", "--cpus-per-task", "1",
+                    "--time", "00:10:00", "--partition", partition, env=env)
+    return re.search(r"submitted job (\d+)", proc.stdout).group(1), run_dir
+

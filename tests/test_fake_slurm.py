@@ -4,7 +4,6 @@ test_campaign_slurm.py and test_model_slurm.py."""
 from __future__ import annotations
 
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -13,9 +12,8 @@ import pytest
 import torch
 import yaml
 
-from model.synthetic import write_synthetic_dataset
 from tests import fake_slurm
-from tests.conftest import clean_env, run_ecgi
+from tests.conftest import clean_env, run_ecgi, submit_two_task_training
 
 
 @pytest.fixture
@@ -74,18 +72,9 @@ def test_campaign_runs_in_blocks_of_the_fake_cluster(fake_cluster, tmp_path):
 
 
 def test_training_submitted_with_sbatch_runs_two_gloo_processes(fake_cluster, tmp_path):
-    data = tmp_path / "data"
-    write_synthetic_dataset(data, train=32, validation=8, test=8, seed=0)
-    run_dir = tmp_path / "run"
-    config = tmp_path / "train.yaml"
-    config.write_text("epochs: 1\nbatch_size: 16\nnetwork: {architecture: reference_act}\n"
-                      "data: {num_workers: 0}\ntensorboard: false\n")
-    proc = run_ecgi("train", config, "--data", data, "--output", run_dir, "--submit", "--nodes", "1",
-                    "--gpus-per-node", "0", "--tasks-per-node", "2", "--cpus-per-task", "1",
-                    "--time", "00:10:00", "--partition", "debug",
-                    env={**fake_cluster, "WORKER_INIT": f"export PATH={Path(sys.executable).parent}:$PATH"})
-    job_id = int(re.search(r"submitted job (\d+)", proc.stdout).group(1))
-    job = next(j for j in fake_slurm_jobs(fake_cluster) if j.job_id == job_id)
+    env = {**fake_cluster, "WORKER_INIT": f"export PATH={Path(sys.executable).parent}:$PATH"}
+    job_id, run_dir = submit_two_task_training(tmp_path, env, "debug")
+    job = next(j for j in fake_slurm_jobs(fake_cluster) if j.job_id == int(job_id))
     deadline = time.time() + 300
     while job.alive and time.time() < deadline:
         time.sleep(0.5)
