@@ -9,6 +9,7 @@ from mpi4py import MPI
 
 from solver.leads import twelve_leads
 from solver.ecg_measures import qrs_duration
+from solver.errors import ConfigError
 from solver.patient import PatientSimulation, load_patient_config
 from solver.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES
 
@@ -98,7 +99,7 @@ def test_qrs_duration_of_the_default_heart(condition, qrs_range):
 
 
 def test_blocks_without_roots_are_refused():
-    with pytest.raises(Exception, match="no root site is left"):
+    with pytest.raises(ConfigError, match="no root site is left"):
         load_patient_config(coarse_patient(condition="lbbb", roots=[
             {"name": "lv_only", "ventricle": "lv", "height": 0.5, "angle_deg": 0}]))
 
