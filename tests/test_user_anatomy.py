@@ -162,9 +162,14 @@ def test_a_tetrahedral_heart_mesh_loads_and_builds(heart_mesh):
     path, code = heart_mesh
     loaded, _ = load_labelled_anatomy(path, 2.0)
     assert (loaded == TISSUE).sum() == pytest.approx((code == TISSUE).sum(), rel=0.02)
-    # The LV cavity is convex, so its hull is exact; the RV crescent's is close.
+    # The LV cavity is convex, so its hull is exact.  The RV crescent's hull
+    # also spans the septum (tissue, excluded) and may take in a few groove
+    # voxels near the base; for this heart at dx 2 mm it gives the RV cavity
+    # voxel for voxel (2464 of 2464).  5 %, about 120 voxels, allows a few
+    # grooves' worth, while a hull that leaked into the outside space or lost
+    # the base opening would be off by far more.
     assert (loaded == LV_CAVITY).sum() == pytest.approx((code == LV_CAVITY).sum(), rel=0.05)
-    assert (loaded == RV_CAVITY).sum() == pytest.approx((code == RV_CAVITY).sum(), rel=0.25)
+    assert (loaded == RV_CAVITY).sum() == pytest.approx((code == RV_CAVITY).sum(), rel=0.05)
 
     heart = build_heart(HeartConfig(dx_mm=2.0, anatomy_file=path), MPI.COMM_SELF)
     surfaces = heart.surfaces
