@@ -56,6 +56,7 @@ def test_bad_spec_is_refused_before_anything_runs(tmp_path, change, message):
     assert not (tmp_path / "campaign").exists()
 
 
+@pytest.mark.slow
 def test_campaign_runs_resumes_and_recomputes_only_what_is_broken(tmp_path):
     path = spec(tmp_path)
     directory = tmp_path / "campaign"
@@ -83,6 +84,7 @@ def test_campaign_runs_resumes_and_recomputes_only_what_is_broken(tmp_path):
     assert status(directory)["done"] == 6
 
 
+@pytest.mark.slow
 def test_a_sample_that_always_fails_is_reported_and_does_not_block_its_shard(tmp_path):
     # A stimulus so strong the voltage runs away: a solver error, final.
     from workflow.sampling import plan_samples
@@ -116,6 +118,7 @@ def test_a_sample_that_always_fails_is_reported_and_does_not_block_its_shard(tmp
     assert records(directory) == before
 
 
+@pytest.mark.slow
 def test_killed_driver_then_resume_finishes_every_sample_exactly_once(tmp_path):
     path = spec(tmp_path, samples=8, solver={"dx_mm": 3.0, "dt_ms": 0.05, "ionic_model": "mitchell_schaeffer", "duration_ms": 200})
     directory = tmp_path / "campaign"
@@ -174,6 +177,8 @@ def test_plan_is_deterministic_and_estimates_cost(tmp_path):
     assert a == b
 
 
+@pytest.mark.mpi
+@pytest.mark.slow
 def test_two_rank_simulations_match_single_rank_ones(tmp_path):
     """Multi-rank samples run under mpiexec from Parsl workers and give the
     same data as single-rank ones."""

@@ -4,9 +4,12 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from tests.conftest import run_ecgi
 
 
+@pytest.mark.slow
 def test_miniature_demo_produces_every_artefact(tmp_path):
     out = tmp_path / "demo"
     proc = run_ecgi("demo", "--output", out, "--samples", "12", "--epochs", "1", timeout=900)

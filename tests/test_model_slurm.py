@@ -4,10 +4,13 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 import torch
 
 from model.synthetic import write_synthetic_dataset
 from tests.conftest import run_ecgi
+
+pytestmark = [pytest.mark.slurm]
 
 
 def test_two_task_gloo_training_through_sbatch(slurm_cluster, tmp_path):

@@ -56,6 +56,7 @@ def test_uniform_vm_gives_a_zero_ecg():
     assert np.abs(ecg.potentials[0]).max() < 1e-9
 
 
+@pytest.mark.mpi
 @pytest.mark.parametrize("activation", [{}, {"condition": "lbbb"}])
 def test_ecg_and_sites_are_identical_on_one_and_two_ranks(tmp_path, ecgi, activation):
     config = tmp_path / "patient.yaml"
