@@ -158,6 +158,25 @@ def test_labels_touching_the_border_get_an_outside_layer(tmp_path, analytic_1mm)
     np.testing.assert_allclose(padded_origin, origin - 1.0)
 
 
+def test_a_labelled_image_file_builds_the_same_heart_as_its_shape(tmp_path):
+    """A voxel-file anatomy (HDF5 labels) through build_heart: the heart, its
+    surfaces and its 75 sites are those of the analytic shape it was saved from."""
+    from solver.segments import place_sites
+
+    code, origin = regions(BiventricleShape(), 2.0)
+    path = tmp_path / "heart.h5"
+    save_labelled_image(path, code, 2.0, origin)
+    from_file = build_heart(HeartConfig(dx_mm=2.0, anatomy_file=path), MPI.COMM_SELF)
+    analytic = build_heart(HeartConfig(dx_mm=2.0), MPI.COMM_SELF)
+    assert from_file.numbering.n == (code == TISSUE).sum() == analytic.numbering.n
+    np.testing.assert_allclose(np.sort(from_file.positions, axis=0), np.sort(analytic.positions, axis=0))
+    for surface in ("lv_endo", "rv_endo", "epi"):
+        assert getattr(from_file.surfaces, surface).sum() == getattr(analytic.surfaces, surface).sum(), surface
+    np.testing.assert_allclose(np.sort(from_file.transmural), np.sort(analytic.transmural), atol=1e-6)
+    sites = place_sites(from_file)
+    assert len(sites) == 75 and np.all((sites >= 0) & (sites < from_file.numbering.n))
+
+
 def test_a_tetrahedral_heart_mesh_loads_and_builds(heart_mesh):
     path, code = heart_mesh
     loaded, _ = load_labelled_anatomy(path, 2.0)
