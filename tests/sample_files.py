@@ -1,5 +1,5 @@
 """Sample files as ``ecgi simulate`` writes them for a patient, from made-up
-traces: the real writer (solver.output.write_simulation) with action-potential
+traces: the real writer (solver.numerics.output.write_simulation) with action-potential
 shaped Vm at the 75 sites and electrode potentials from a random lead field.
 Nothing is simulated, so a test data set of many samples costs milliseconds."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from solver.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES
+from solver.common.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES
 
 V_REST_MV, V_PEAK_MV = -85.0, 40.0
 #: The smallest simulation configuration: the sample file stores it, nothing runs it.
@@ -34,11 +34,11 @@ def write_synthetic_sample(
     rng: np.random.Generator, samples: int = 500,
 ) -> Path:
     """A sample file with random activation times at the 75 sites."""
-    from solver.config import config_from_dict
-    from solver.leads import twelve_leads
-    from solver.output import write_simulation
+    from solver.numerics.config import config_from_dict
+    from solver.patient.leads import twelve_leads
+    from solver.numerics.output import write_simulation
     from solver.patient import PatientConfig, patient_attributes
-    from solver.simulation import SimulationResult
+    from solver.numerics.simulation import SimulationResult
 
     n_sites = len(SITE_NAMES)
     act = rng.uniform(5.0, 0.3 * samples, n_sites)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from model.cli import sbatch_command
-from solver.errors import ConfigError
+from solver.common.errors import ConfigError
 from tests.conftest import REPO
 from workflow.executors import render_slurm_script
 from workflow.spec import spec_from_dict

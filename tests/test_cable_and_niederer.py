@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from solver.config import (
+from solver.numerics.config import (
     AnatomyConfig, BoxRegion, ConductivityConfig, IonicConfig, OutputConfig, SimulationConfig,
     SlabAnatomy, StimulusConfig, TimeConfig,
 )
-from solver.niederer import EXTRACELLULAR, INTRACELLULAR, activation_at_points
-from solver.simulation import Simulation
+from solver.verification.niederer import EXTRACELLULAR, INTRACELLULAR, activation_at_points
+from solver.numerics.simulation import Simulation
 
 
 def cable_velocity(dx: float, model: str = "tt06", dt: float = 0.01) -> float:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from solver.calibration import cable_velocity
-from solver.config import IonicConfig, MembraneConfig
+from solver.patient.calibration import cable_velocity
+from solver.numerics.config import IonicConfig, MembraneConfig
 from tests.conftest import run_ecgi
 
 

@@ -13,7 +13,7 @@ from pydicom.data import get_testdata_file
 from model.clinical import beats as B
 from model.clinical.conditioning import condition, remove_baseline, remove_high_frequency, resample
 from model.clinical.readers import read_ecg
-from solver.errors import ConfigError
+from solver.common.errors import ConfigError
 from tests.clinical_records import QRS_OFFSET_MS, QRS_ONSET_MS, beat_shape, ludb_qrs, make_record, sensitivity_ppv
 
 DATA = Path(__file__).parent / "data" / "clinical"

@@ -14,8 +14,8 @@ from model.config import config_from_dict
 from model.predict import format_table, predict
 from model.synthetic import write_synthetic_dataset
 from model.train import train
-from solver.errors import ConfigError
-from solver.sites import LEAD_NAMES
+from solver.common.errors import ConfigError
+from solver.common.sites import LEAD_NAMES
 from tests.clinical_records import make_record
 from workflow.cli import main
 

@@ -17,8 +17,8 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from model.clinical.readers import EcgWarning, lead_name, read_ecg
-from solver.errors import ConfigError
-from solver.sites import LEAD_NAMES
+from solver.common.errors import ConfigError
+from solver.common.sites import LEAD_NAMES
 from tests.clinical_records import make_record
 
 DATA = Path(__file__).parent / "data" / "clinical"

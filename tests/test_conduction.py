@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from solver.anatomy import VoxelAnatomy
-from solver.conduction import assemble_diffusion_operator, conductivity_tensors
-from solver.config import TissueConductivity
-from solver.partition import number_tissue
+from solver.numerics.anatomy import VoxelAnatomy
+from solver.numerics.conduction import assemble_diffusion_operator, conductivity_tensors
+from solver.numerics.config import TissueConductivity
+from solver.numerics.partition import number_tissue
 
 SIGMA = TissueConductivity(longitudinal=0.13, transverse=0.017)
 CHI_CM = 1.4

@@ -7,9 +7,9 @@ import pytest
 import yaml
 from mpi4py import MPI
 
-from solver.config import config_from_dict, load_config
-from solver.errors import ConfigError
-from solver.simulation import Simulation
+from solver.numerics.config import config_from_dict, load_config
+from solver.common.errors import ConfigError
+from solver.numerics.simulation import Simulation
 
 VALID = {
     "anatomy": {"dx_mm": 0.5, "slab": {"size_mm": [4, 2, 1]}},
@@ -80,7 +80,7 @@ def test_stimulus_voxel_outside_the_grid_is_refused():
 def test_empty_tissue_mask_is_refused(tmp_path):
     import numpy as np
 
-    from solver.anatomy import VoxelAnatomy
+    from solver.numerics.anatomy import VoxelAnatomy
 
     shape = (3, 3, 3)
     with pytest.raises(ConfigError, match="tissue mask is empty"):

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from tests.sample_files import synthetic_vm, write_synthetic_sample
-from solver.errors import ConfigError
-from solver.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES
+from solver.common.errors import ConfigError
+from solver.common.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES
 from workflow import dataset_cli
-from solver.files import sha256_file
+from solver.common.files import sha256_file
 from workflow.dataset import (
     SPLITS, Manifest, RunningMoments, assign_splits, build_dataset, find_sample_files, fit_length,
     split_counts, verify_dataset,

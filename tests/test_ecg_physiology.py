@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from solver.ecg_measures import BeatMeasures, measure_beat
+from solver.patient.ecg_measures import BeatMeasures, measure_beat
 from solver.patient import PatientSimulation, load_patient_config
-from solver.sites import LEAD_NAMES
+from solver.common.sites import LEAD_NAMES
 
 # --- every condition -------------------------------------------------------
 MIN_LIMB_TO_PRECORDIAL = 0.25  # largest limb-lead QRS over the largest precordial
@@ -152,7 +152,7 @@ def test_normal_t_waves_are_concordant_with_tt06_cell_types():
 def test_a_campaign_of_older_samples_is_refused_not_mixed(tmp_path):
     import h5py
 
-    from solver.errors import ConfigError
+    from solver.common.errors import ConfigError
     from tests.test_campaign_local import spec
     from workflow.layout import CampaignLayout
     from workflow.runner import refuse_other_sample_format

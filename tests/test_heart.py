@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from solver.fibres import FibreAngles, axis_frame
-from solver.heart import HeartConfig, build_heart
-from solver.laplace import tissue_gradient
-from solver.segments import aha_segment, heart_coordinates, place_sites
-from solver.sites import SITE_NAMES
+from solver.patient.fibres import FibreAngles, axis_frame
+from solver.patient.heart import HeartConfig, build_heart
+from solver.patient.laplace import tissue_gradient
+from solver.patient.segments import aha_segment, heart_coordinates, place_sites
+from solver.common.sites import SITE_NAMES
 
 
 @pytest.fixture(scope="module")

@@ -153,7 +153,7 @@ def test_failures_met_while_writing_become_one_line(capsys, exc, status, message
 
 
 def test_computation_failures_exit_1_and_bugs_keep_their_traceback(capsys):
-    from solver.errors import RunError, SolverError
+    from solver.common.errors import RunError, SolverError
     from workflow.cli import report_error
 
     assert report_error(RunError("executor died"), "ecgi x") == 1
@@ -163,8 +163,8 @@ def test_computation_failures_exit_1_and_bugs_keep_their_traceback(capsys):
 
 
 def test_check_writable(tmp_path):
-    from solver.errors import OutputError
-    from solver.files import check_writable
+    from solver.common.errors import OutputError
+    from solver.common.files import check_writable
 
     assert check_writable(tmp_path / "new" / "deeper" / "out.h5") == tmp_path / "new" / "deeper" / "out.h5"
     assert not (tmp_path / "new").exists()  # checked, not created
@@ -389,7 +389,7 @@ def test_checkpoint_write_on_a_disk_that_fills_up(mounts):
     import torch
 
     from model.checkpoint import save_checkpoint
-    from solver.errors import OutputError
+    from solver.common.errors import OutputError
 
     disk = mounts.tmpfs("300k")
     with pytest.raises(OutputError, match="no space left on device"):
@@ -461,7 +461,7 @@ def test_resume_verify_recomputes_a_silently_altered_sample_up_front(campaign, t
     only when the data set build verifies the files, and says so)."""
     import h5py
 
-    from solver.output import IncompleteFileError, verify_simulation_file
+    from solver.numerics.output import IncompleteFileError, verify_simulation_file
 
     copy = copy_campaign(campaign, tmp_path / "c")
     victim = sorted((copy / "samples").rglob("*.h5"))[0]

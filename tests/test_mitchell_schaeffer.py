@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from solver.ionic import create_model
+from solver.numerics.ionic import create_model
 
 
 def paced_trace(model, dt=0.01, duration=600.0, stim=(0.0, 1.0, 40.0)):

@@ -15,7 +15,7 @@ from model.config import config_from_dict
 from model.data import load_manifest, read_split, scale_ecg, scale_ecg_batch
 from model.synthetic import action_potentials, write_synthetic_dataset
 from model.train import train
-from solver.sites import SITE_GROUPS
+from solver.common.sites import SITE_GROUPS
 from workflow.cli import main
 
 METRIC_KEYS = {"act_mae_ms", "act_rmse_ms", "act_mae_ms_by_group", "act_mae_ms_by_condition", "vm_rmse_mv",

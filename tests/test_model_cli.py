@@ -20,8 +20,8 @@ from model.network import build_network
 from model.predict import EcgWarning, predict, read_ecg
 from model.synthetic import write_synthetic_dataset
 from model.train import train
-from solver.errors import ConfigError
-from solver.sites import LEAD_NAMES, SITE_GROUPS
+from solver.common.errors import ConfigError
+from solver.common.sites import LEAD_NAMES, SITE_GROUPS
 from workflow.cli import main
 
 REPO = Path(__file__).resolve().parent.parent

@@ -15,8 +15,8 @@ from model.config import config_from_dict, load_train_config
 from model.data import ShardDataset, StridedSampler, load_manifest, shift_onset, validate_dataset
 from model.distributed import expand_nodelist, launch_info, port_from_job_id
 from model.synthetic import write_synthetic_dataset
-from solver.errors import ConfigError
-from solver.sites import LEAD_NAMES, SITE_NAMES
+from solver.common.errors import ConfigError
+from solver.common.sites import LEAD_NAMES, SITE_NAMES
 
 
 @pytest.fixture(scope="module")

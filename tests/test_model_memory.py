@@ -10,7 +10,7 @@ from model.config import config_from_dict
 from model.data import InMemoryDataset, ShardDataset, load_manifest, split_bytes
 from model.synthetic import write_synthetic_dataset
 from model.train import train
-from solver.errors import ConfigError
+from solver.common.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ import pytest
 import yaml
 from mpi4py import MPI
 
-from solver.config import config_from_dict
-from solver.output import IncompleteFileError, verify_simulation_file, write_simulation
-from solver.simulation import Simulation
+from solver.numerics.config import config_from_dict
+from solver.numerics.output import IncompleteFileError, verify_simulation_file, write_simulation
+from solver.numerics.simulation import Simulation
 from tests.conftest import ECGI, REPO
 
 SMALL = {
@@ -47,7 +47,7 @@ def test_written_file_is_complete_and_documented(tmp_path, result):
 
 
 def test_failure_while_writing_leaves_nothing(tmp_path, result, monkeypatch):
-    import solver.output as output
+    import solver.numerics.output as output
 
     def explode(f, r):
         f.create_dataset("partial", data=np.arange(10))
@@ -91,10 +91,10 @@ def test_run_killed_while_simulating_leaves_no_file(tmp_path):
 _WRITER = """
 import sys, time
 from mpi4py import MPI
-import solver.output as output
-from solver.config import config_from_dict
-from solver.files import temporary_path
-from solver.simulation import Simulation
+import solver.numerics.output as output
+from solver.numerics.config import config_from_dict
+from solver.common.files import temporary_path
+from solver.numerics.simulation import Simulation
 from pathlib import Path
 
 result = Simulation(config_from_dict(%r), MPI.COMM_SELF).run()

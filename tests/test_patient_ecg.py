@@ -7,11 +7,11 @@ import pytest
 import yaml
 from mpi4py import MPI
 
-from solver.leads import twelve_leads
-from solver.ecg_measures import qrs_duration
-from solver.errors import ConfigError
+from solver.patient.leads import twelve_leads
+from solver.patient.ecg_measures import qrs_duration
+from solver.common.errors import ConfigError
 from solver.patient import PatientSimulation, load_patient_config
-from solver.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES
+from solver.common.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES
 
 
 def coarse_patient(**activation) -> dict:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 from mpi4py import MPI
 
-from solver.config import config_from_dict
-from solver.simulation import Simulation
-from solver.stimulus import Pulse
+from solver.numerics.config import config_from_dict
+from solver.numerics.simulation import Simulation
+from solver.numerics.stimulus import Pulse
 
 
 def test_repeated_pulse_is_on_for_its_duration_every_period():

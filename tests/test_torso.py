@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from solver.torso import TorsoGeometry, TorsoGrid, sample_fields, skin_voxel, solve_lead_fields, voxelise
+from solver.patient.torso import TorsoGeometry, TorsoGrid, sample_fields, skin_voxel, solve_lead_fields, voxelise
 
 SIGMA = 0.2  # S/m
 RADIUS = 50.0  # mm
@@ -102,7 +102,7 @@ def test_blood_pools_fill_the_cavities_and_change_the_ecg():
     """The ventricles' blood (0.7 S/m) sits where the heart's cavities are,
     and it changes, without overturning, the surface potentials (the Brody
     effect: a conducting cavity reshapes the field of the wall around it)."""
-    from solver.ecg import heart_to_torso
+    from solver.patient.ecg import heart_to_torso
     from solver.patient import PatientSimulation, load_patient_config
 
     def patient(blood_pools: bool):

@@ -1,4 +1,4 @@
-"""Tests of the ten Tusscher–Panfilov 2006 membrane model (solver.ionic.tt06)."""
+"""Tests of the ten Tusscher–Panfilov 2006 membrane model (solver.numerics.ionic.tt06)."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from solver.ionic import ENDO, EPI, MID, TenTusscherPanfilov2006, create_model
+from solver.numerics.ionic import ENDO, EPI, MID, TenTusscherPanfilov2006, create_model
 
 DT = 0.02  # ms
 BCL = 1000.0  # ms, 1 Hz pacing

@@ -11,10 +11,10 @@ import pytest
 from mpi4py import MPI
 from scipy.spatial import Delaunay
 
-from solver.biventricle import LV_CAVITY, OUTSIDE, RV_CAVITY, TISSUE, BiventricleShape, regions
-from solver.errors import ConfigError
-from solver.heart import HeartConfig, build_heart
-from solver.user_anatomy import load_labelled_anatomy, save_labelled_image, voxelise_tetrahedra
+from solver.patient.biventricle import LV_CAVITY, OUTSIDE, RV_CAVITY, TISSUE, BiventricleShape, regions
+from solver.common.errors import ConfigError
+from solver.patient.heart import HeartConfig, build_heart
+from solver.patient.user_anatomy import load_labelled_anatomy, save_labelled_image, voxelise_tetrahedra
 
 FACE_TAGS = {LV_CAVITY: 1, RV_CAVITY: 2, OUTSIDE: 3}
 
@@ -161,7 +161,7 @@ def test_labels_touching_the_border_get_an_outside_layer(tmp_path, analytic_1mm)
 def test_a_labelled_image_file_builds_the_same_heart_as_its_shape(tmp_path):
     """A voxel-file anatomy (HDF5 labels) through build_heart: the heart, its
     surfaces and its 75 sites are those of the analytic shape it was saved from."""
-    from solver.segments import place_sites
+    from solver.patient.segments import place_sites
 
     code, origin = regions(BiventricleShape(), 2.0)
     path = tmp_path / "heart.h5"
