@@ -7,9 +7,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import ECGI, REPO, run_ecgi
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 
 def slurm_spec(tmp_path: Path, cluster, samples: int, ranks: int = 1) -> Path:
@@ -71,6 +74,7 @@ def test_scancel_of_the_block_then_resume_finishes_the_campaign(slurm_cluster, t
     assert (status["done"], status["failed"], status["pending"]) == (8, 0, 0)
 
 
+@pytest.mark.mpi
 def test_two_rank_simulations_run_under_parsl_mpi_executor(slurm_cluster, tmp_path):
     """Multi-rank samples on SLURM: MPIExecutor hands each task a node, where
     Open MPI's mpiexec starts its ranks inside the block's allocation."""

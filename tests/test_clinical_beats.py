@@ -13,6 +13,7 @@ from pydicom.data import get_testdata_file
 from model.clinical import beats as B
 from model.clinical.conditioning import condition, remove_baseline, remove_high_frequency, resample
 from model.clinical.readers import read_ecg
+from solver.common.errors import ConfigError
 from tests.clinical_records import QRS_OFFSET_MS, QRS_ONSET_MS, beat_shape, ludb_qrs, make_record, sensitivity_ppv
 
 DATA = Path(__file__).parent / "data" / "clinical"
@@ -122,7 +123,7 @@ def test_network_window_puts_the_onset_where_training_does():
 
 
 def test_too_few_beats_and_no_qrs():
-    with pytest.raises(Exception, match="no QRS complex found"):
+    with pytest.raises(ConfigError, match="no QRS complex found"):
         B.analyse(np.zeros((3000, 12)), 500)
 
 

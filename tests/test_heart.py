@@ -75,8 +75,17 @@ def test_75_sites_lie_in_tissue_in_their_segments_in_name_order(heart):
             assert s.lv_endo[voxel] and coords.lv_segment[voxel] == int(name[3:]), name
         elif name.startswith("RV"):
             assert s.rv_endo[voxel] and coords.rv_segment[voxel] == int(name[2:]), name
-        elif name.startswith("EPI_"):
-            assert s.epi[voxel], name
+        elif name.startswith(("EPI_", "MID_")):
+            # Under the endocardial site they name: in the same LV or RV segment.
+            segment = name[4:]
+            if segment.startswith("AHA"):
+                assert coords.lv_segment[voxel] == int(segment[3:]), name
+            else:
+                assert coords.rv_segment[voxel] == int(segment[2:]), name
+            if name.startswith("EPI_"):
+                assert s.epi[voxel], name
+            else:  # mid-wall: inside the wall, on no surface
+                assert not (s.lv_endo[voxel] or s.rv_endo[voxel] or s.epi[voxel] or s.base[voxel]), name
         elif name.startswith("SEPTM_"):
             assert heart.septum[voxel], name
     # Mid-wall sites lie between their endocardial and epicardial partners.

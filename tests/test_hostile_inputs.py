@@ -454,6 +454,38 @@ def test_driver_and_data_set_commands_never_load_mpi(campaign, tmp_path):
         assert "mpi4py.MPI not loaded" in proc.stderr, (args, proc.stderr)
 
 
+def test_resume_verify_recomputes_a_silently_altered_sample_up_front(campaign, tmp_path):
+    """A byte changed inside a sample's data (same size, marks intact) passes
+    the cheap done-check; ``resume --verify`` recomputes every checksum first
+    and reruns exactly that sample in its main pass (a plain resume finds it
+    only when the data set build verifies the files, and says so)."""
+    import h5py
+
+    from solver.numerics.output import IncompleteFileError, verify_simulation_file
+
+    copy = copy_campaign(campaign, tmp_path / "c")
+    victim = sorted((copy / "samples").rglob("*.h5"))[0]
+    with h5py.File(victim) as f:
+        offset = f["act_sites"].id.get_offset()  # contiguous: its bytes lie at one place in the file
+    assert offset is not None
+    data = bytearray(victim.read_bytes())
+    data[offset] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with pytest.raises(IncompleteFileError, match="checksum mismatch"):
+        verify_simulation_file(victim)
+
+    def finished() -> dict[str, str]:
+        return {p.stem: json.loads(p.read_text())["finished_at"] for p in (copy / "records").rglob("*.json")}
+
+    before = finished()
+    assert len(before) == 2 and victim.stem in before
+    proc = run_ecgi("campaign", "resume", copy, "--verify", timeout=300)
+    after = finished()
+    assert {k for k in after if after[k] != before[k]} == {victim.stem}
+    assert "recomputing it" not in proc.stderr, proc.stderr  # found by --verify, not by the build
+    verify_simulation_file(victim)
+
+
 # ----------------------------------------------------------------- processes
 
 

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from model.checkpoint import load_checkpoint
 from model.config import config_from_dict
 from model.evaluate import evaluate
+from model.network import build_network
 from model.synthetic import write_synthetic_dataset
 from model.train import train
 
@@ -66,13 +68,37 @@ def test_shuffled_labels_do_not_generalise(tmp_path):
     assert real_mae < 0.7 * shuffled_mae
 
 
+def _untrained(checkpoint, path):
+    """``checkpoint`` with the weights of a freshly initialised network of its architecture."""
+    state = load_checkpoint(checkpoint)
+    network = state["config"]["network"]
+    torch.manual_seed(0)
+    state["model"] = build_network(network["architecture"], network["dropout"],
+                                   network["softargmax_temperature"]).state_dict()
+    torch.save(state, path)
+    return path
+
+
 @pytest.mark.parametrize("architecture", ["reference_vm", "multitask", "consistent"])
-def test_voltage_networks_train_and_reduce_their_loss(tmp_path, architecture):
+def test_voltage_networks_train_and_beat_the_site_mean_baseline(tmp_path, architecture):
     root = tmp_path / "data"
-    write_synthetic_dataset(root, train=4, validation=2, test=2, samples=96, seed=5)
-    config = config_from_dict({**PLAIN, "epochs": 8, "batch_size": 4, "network": {"architecture": architecture}})
+    write_synthetic_dataset(root, train=48, validation=2, test=8, samples=96, seed=5)
+    config = config_from_dict({**PLAIN, "epochs": 20, "batch_size": 4, "network": {"architecture": architecture}})
     history = train(config, root, tmp_path / "run", progress=False)
     assert history[-1]["train_loss"] < 0.6 * history[0]["train_loss"]
     assert all(np.isfinite(r["val_vm_rmse_mv"]) and np.isfinite(r["val_act_mae_ms"]) for r in history)
     metrics = evaluate(tmp_path / "run" / "last.pt", root).metrics()
-    assert metrics["architecture"] == architecture and metrics["vm_rmse_mv"] < 135.5
+    site_mean = metrics["baselines"]["site_mean"]
+    assert metrics["architecture"] == architecture
+    # Measured (test split, 8 samples): activation MAE 0.49-0.56 of the
+    # site-mean baseline's for all three; Vm RMSE 0.6 of it for reference_vm,
+    # 0.76 for multitask, and 1.1 for consistent, whose voltage head has not
+    # beaten the site-mean traces after 20 (nor 40) epochs of this set.
+    assert metrics["act_mae_ms"] <= 0.8 * site_mean["act_mae_ms"]
+    if architecture == "reference_vm":
+        assert metrics["vm_rmse_mv"] <= 0.8 * site_mean["vm_rmse_mv"]
+    # The same criteria reject a network that learnt nothing.
+    untrained = evaluate(_untrained(tmp_path / "run" / "last.pt", tmp_path / "untrained.pt"), root).metrics()
+    assert untrained["act_mae_ms"] > 0.8 * site_mean["act_mae_ms"]
+    assert untrained["vm_rmse_mv"] > 0.8 * site_mean["vm_rmse_mv"]
+    assert metrics["vm_rmse_mv"] < 0.5 * untrained["vm_rmse_mv"]

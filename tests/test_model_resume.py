@@ -44,9 +44,18 @@ def setup(tmp_path_factory):
     return root
 
 
-def test_killed_and_resumed_run_matches_an_uninterrupted_one(setup):
+@pytest.fixture(scope="module")
+def straight(setup):
+    """An uninterrupted run of CONFIG: the reference, and a finished run to refuse or damage."""
+    run = setup / "straight"
+    proc = finish(ecgi("train", setup / "config.yaml", "--data", setup / "data", "--output", run, "--quiet"))
+    assert proc.returncode == 0, proc.stderr
+    assert (run / "last.pt").is_file()
+    return run
+
+
+def test_killed_and_resumed_run_matches_an_uninterrupted_one(setup, straight):
     data, config = setup / "data", setup / "config.yaml"
-    reference = ecgi("train", config, "--data", data, "--output", setup / "straight", "--quiet")
     victim = ecgi("train", config, "--data", data, "--output", setup / "killed", "--quiet")
     checkpoint = setup / "killed" / "last.pt"
     deadline = time.monotonic() + 240
@@ -61,9 +70,8 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(setup):
     resumed = finish(ecgi("train", config, "--data", data, "--output", setup / "killed", "--resume"))
     assert resumed.returncode == 0, resumed.stderr
     assert f"after epoch {interrupted_at}" in resumed.stderr
-    assert finish(reference).returncode == 0
 
-    straight = torch.load(setup / "straight" / "last.pt", weights_only=True)
+    straight = torch.load(straight / "last.pt", weights_only=True)
     killed = torch.load(checkpoint, weights_only=True)
     assert straight["epoch"] == killed["epoch"] == CONFIG["epochs"]
     for name, value in straight["model"].items():
@@ -74,20 +82,17 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(setup):
     assert len(metrics) == CONFIG["epochs"] + 1 and metrics[0].startswith("epoch,train_loss,val_loss")
 
 
-def test_an_existing_run_is_not_overwritten_without_resume(setup, capsys):
-    run = setup / "straight"
-    if not (run / "last.pt").exists():
-        pytest.skip("needs the uninterrupted run")
-    code = main(["train", str(setup / "config.yaml"), "--data", str(setup / "data"), "--output", str(run)])
+def test_an_existing_run_is_not_overwritten_without_resume(setup, straight, capsys):
+    before = (straight / "last.pt").read_bytes()
+    code = main(["train", str(setup / "config.yaml"), "--data", str(setup / "data"), "--output", str(straight)])
     err = capsys.readouterr().err
     assert code == 2 and "already holds a run (last.pt); pass --resume" in err and "Traceback" not in err
+    assert (straight / "last.pt").read_bytes() == before
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
-def test_corrupt_checkpoint_gives_a_clear_error(setup, tmp_path, capsys, damage):
-    source = setup / "straight" / "last.pt"
-    if not source.exists():
-        pytest.skip("needs the uninterrupted run")
+def test_corrupt_checkpoint_gives_a_clear_error(setup, straight, tmp_path, capsys, damage):
+    source = straight / "last.pt"
     run = tmp_path / "run"
     run.mkdir()
     blob = source.read_bytes()

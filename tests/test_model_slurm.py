@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from tests.conftest import submit_two_task_training
+
+pytestmark = [pytest.mark.slurm]
 
 
 def test_two_task_gloo_training_through_sbatch(slurm_cluster, tmp_path):

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -69,7 +71,7 @@ def test_truncated_or_altered_files_are_detected(tmp_path, result):
         verify_simulation_file(path)
 
 
-def test_killed_run_leaves_no_complete_looking_output(tmp_path):
+def test_run_killed_while_simulating_leaves_no_file(tmp_path):
     config = dict(SMALL, time={"dt_ms": 0.01, "duration_ms": 5000})
     (tmp_path / "long.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "long.h5"
@@ -79,7 +81,57 @@ def test_killed_run_leaves_no_complete_looking_output(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     time.sleep(0.1)
-    assert not out.exists()
-    for leftover in tmp_path.glob(".long.h5.tmp-*"):
-        with pytest.raises(IncompleteFileError):
-            verify_simulation_file(leftover)
+    # Killed before writing began: neither the file nor a temporary one.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.yaml"]
+
+
+# Simulates SMALL, then writes it to argv[1] with write_simulation, stopping
+# for good in the middle of the file: after the results, before the checksum
+# and the ``complete`` mark.  Prints the temporary file's name when it stops.
+_WRITER = """
+import sys, time
+from mpi4py import MPI
+import solver.numerics.output as output
+from solver.numerics.config import config_from_dict
+from solver.common.files import temporary_path
+from solver.numerics.simulation import Simulation
+from pathlib import Path
+
+result = Simulation(config_from_dict(%r), MPI.COMM_SELF).run()
+write_datasets = output._write_datasets
+
+def stall(f, datasets):
+    write_datasets(f, datasets)
+    f.flush()
+    print(temporary_path(Path(sys.argv[1])), flush=True)
+    time.sleep(600)
+
+output._write_datasets = stall
+output.write_simulation(sys.argv[1], result)
+"""
+
+
+def test_run_killed_while_writing_leaves_the_previous_file_intact(tmp_path, result):
+    out = write_simulation(tmp_path / "sim.h5", result)  # a complete file from an earlier run
+    previous = out.read_bytes()
+    config = dict(SMALL, output=dict(SMALL["output"], snapshot_interval_ms=1))  # a different file
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER % (config,), str(out)], cwd=REPO,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        tmp = Path(writer.stdout.readline().strip())
+        # The temporary file exists, beside the final one, with data in it: the kill lands mid-write.
+        assert tmp.parent == tmp_path and tmp.name.startswith(".sim.h5.tmp-"), tmp
+        assert tmp.is_file() and tmp.stat().st_size > 0
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    assert writer.returncode == -signal.SIGKILL
+    # SIGKILL skips every clean-up: the half-written file stays, under its
+    # hidden name, and is recognised as incomplete.
+    assert tmp.is_file()
+    with pytest.raises(IncompleteFileError, match="not a complete"):
+        verify_simulation_file(tmp)
+    # The final name still holds the previous, complete file, unchanged.
+    assert out.read_bytes() == previous
+    verify_simulation_file(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["sim.h5", tmp.name])

@@ -23,6 +23,7 @@ def slab_config(diffusion: str, model: str) -> dict:
     }
 
 
+@pytest.mark.mpi
 @pytest.mark.parametrize("diffusion, model", [("explicit", "tt06"), ("crank-nicolson", "mitchell_schaeffer")])
 def test_one_and_two_ranks_agree_to_round_off(tmp_path, ecgi, diffusion, model):
     config = tmp_path / "slab.yaml"

@@ -9,6 +9,7 @@ from mpi4py import MPI
 
 from solver.patient.leads import twelve_leads
 from solver.patient.ecg_measures import qrs_duration
+from solver.common.errors import ConfigError
 from solver.patient import PatientSimulation, load_patient_config
 from solver.common.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES
 
@@ -55,6 +56,7 @@ def test_uniform_vm_gives_a_zero_ecg():
     assert np.abs(ecg.potentials[0]).max() < 1e-9
 
 
+@pytest.mark.mpi
 @pytest.mark.parametrize("activation", [{}, {"condition": "lbbb"}])
 def test_ecg_and_sites_are_identical_on_one_and_two_ranks(tmp_path, ecgi, activation):
     config = tmp_path / "patient.yaml"
@@ -98,7 +100,7 @@ def test_qrs_duration_of_the_default_heart(condition, qrs_range):
 
 
 def test_blocks_without_roots_are_refused():
-    with pytest.raises(Exception, match="no root site is left"):
+    with pytest.raises(ConfigError, match="no root site is left"):
         load_patient_config(coarse_patient(condition="lbbb", roots=[
             {"name": "lv_only", "ventricle": "lv", "height": 0.5, "angle_deg": 0}]))
 

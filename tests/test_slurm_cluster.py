@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = [pytest.mark.slurm]
+
 try:
     from tests.slurm_cluster import SlurmCluster, missing_requirements
 except ModuleNotFoundError:   # run without the repository root on sys.path
@@ -68,6 +70,7 @@ def test_two_one_core_jobs_side_by_side_and_scancel(slurm_cluster, tmp_path):
     wait_until(lambda: not {j["job_id"] for j in slurm_cluster.squeue()} & set(jobs), 30, "cancelled jobs to leave squeue")
 
 
+@pytest.mark.mpi
 def test_mpiexec_inside_an_allocation(slurm_cluster, tmp_path):
     """Open MPI's mpiexec reads the SLURM allocation (2 tasks -> 2 slots)."""
     job = slurm_cluster.sbatch(f"""#!/bin/bash
@@ -169,6 +172,7 @@ TWO_RANKS = {"num_nodes": 1, "ranks_per_node": 2, "num_ranks": 2}
 TWO_TASKS = "#SBATCH --ntasks-per-node=2"
 
 
+@pytest.mark.mpi
 def test_parsl_mpi_executor_mpiexec(slurm_cluster, parsl_run, tmp_path):
     """MPIExecutor, mpi_launcher="mpiexec".  Its $PARSL_MPI_PREFIX is MPICH
     (Hydra) syntax (``-ppn``, ``-hosts``) that Open MPI's mpiexec rejects; the

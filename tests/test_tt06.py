@@ -274,18 +274,25 @@ def _reference_step(v, y, stim, dt, ct):
 
 
 def test_matches_literal_transcription():
-    """The optimised kernel is an exact rewrite of the published equations."""
+    """The optimised kernel is an exact rewrite of the published equations:
+    over two paced beats (docs/verification.md: agreement to 7e-9 mV)."""
     model = TenTusscherPanfilov2006()
     vm, states = model.initial_state(TYPES)
     ref = [(vm[i], list(states[i])) for i in range(3)]
-    max_dv = 0.0
-    for k in range(int(round(60.0 / DT))):  # upstroke, notch and early plateau
-        stim = np.full(3, STIM_AMP if k < 50 else 0.0)
-        model.step(vm, states, stim, DT, TYPES)
-        for i, c in enumerate(TYPES):
-            ref[i] = _reference_step(ref[i][0], ref[i][1], stim[i], DT, int(c))
-            max_dv = max(max_dv, abs(vm[i] - ref[i][0]))
-    assert max_dv < 1e-6
+    n_steps, n_stim = int(round(BCL / DT)), int(round(STIM_DUR / DT))
+    max_dv, peaks = 0.0, []
+    for beat in range(2):
+        peak = np.full(3, -np.inf)
+        for k in range(n_steps):
+            stim = np.full(3, STIM_AMP if k < n_stim else 0.0)
+            model.step(vm, states, stim, DT, TYPES)
+            for i, c in enumerate(TYPES):
+                ref[i] = _reference_step(ref[i][0], ref[i][1], stim[i], DT, int(c))
+                max_dv = max(max_dv, abs(vm[i] - ref[i][0]))
+            peak = np.maximum(peak, vm)
+        peaks.append(peak)
+    assert max_dv < 1e-8, max_dv
     for i in range(3):
         np.testing.assert_allclose(states[i], ref[i][1], rtol=1e-9, atol=1e-15)
-    assert vm.max() > 20.0  # the window did cover an action potential
+    assert np.min(peaks) > 20.0  # each of the two beats was an action potential in every cell
+    assert np.all(vm < -80.0)  # and repolarised

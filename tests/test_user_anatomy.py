@@ -158,13 +158,37 @@ def test_labels_touching_the_border_get_an_outside_layer(tmp_path, analytic_1mm)
     np.testing.assert_allclose(padded_origin, origin - 1.0)
 
 
+def test_a_labelled_image_file_builds_the_same_heart_as_its_shape(tmp_path):
+    """A voxel-file anatomy (HDF5 labels) through build_heart: the heart, its
+    surfaces and its 75 sites are those of the analytic shape it was saved from."""
+    from solver.patient.segments import place_sites
+
+    code, origin = regions(BiventricleShape(), 2.0)
+    path = tmp_path / "heart.h5"
+    save_labelled_image(path, code, 2.0, origin)
+    from_file = build_heart(HeartConfig(dx_mm=2.0, anatomy_file=path), MPI.COMM_SELF)
+    analytic = build_heart(HeartConfig(dx_mm=2.0), MPI.COMM_SELF)
+    assert from_file.numbering.n == (code == TISSUE).sum() == analytic.numbering.n
+    np.testing.assert_allclose(np.sort(from_file.positions, axis=0), np.sort(analytic.positions, axis=0))
+    for surface in ("lv_endo", "rv_endo", "epi"):
+        assert getattr(from_file.surfaces, surface).sum() == getattr(analytic.surfaces, surface).sum(), surface
+    np.testing.assert_allclose(np.sort(from_file.transmural), np.sort(analytic.transmural), atol=1e-6)
+    sites = place_sites(from_file)
+    assert len(sites) == 75 and np.all((sites >= 0) & (sites < from_file.numbering.n))
+
+
 def test_a_tetrahedral_heart_mesh_loads_and_builds(heart_mesh):
     path, code = heart_mesh
     loaded, _ = load_labelled_anatomy(path, 2.0)
     assert (loaded == TISSUE).sum() == pytest.approx((code == TISSUE).sum(), rel=0.02)
-    # The LV cavity is convex, so its hull is exact; the RV crescent's is close.
+    # The LV cavity is convex, so its hull is exact.  The RV crescent's hull
+    # also spans the septum (tissue, excluded) and may take in a few groove
+    # voxels near the base; for this heart at dx 2 mm it gives the RV cavity
+    # voxel for voxel (2464 of 2464).  5 %, about 120 voxels, allows a few
+    # grooves' worth, while a hull that leaked into the outside space or lost
+    # the base opening would be off by far more.
     assert (loaded == LV_CAVITY).sum() == pytest.approx((code == LV_CAVITY).sum(), rel=0.05)
-    assert (loaded == RV_CAVITY).sum() == pytest.approx((code == RV_CAVITY).sum(), rel=0.25)
+    assert (loaded == RV_CAVITY).sum() == pytest.approx((code == RV_CAVITY).sum(), rel=0.05)
 
     heart = build_heart(HeartConfig(dx_mm=2.0, anatomy_file=path), MPI.COMM_SELF)
     surfaces = heart.surfaces
