@@ -10,7 +10,6 @@ import numpy as np
 
 from solver.common.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES
 
-V_REST_MV, V_PEAK_MV = -85.0, 40.0
 #: The smallest simulation configuration: the sample file stores it, nothing runs it.
 _TINY_CONFIG = {
     "anatomy": {"dx_mm": 0.5, "slab": {"size_mm": [1, 1, 1]}},
@@ -22,11 +21,11 @@ _TINY_CONFIG = {
 
 
 def synthetic_vm(act_ms: np.ndarray, samples: int, apd_ms: float = 250.0) -> np.ndarray:
-    """(samples, sites) mV: a sigmoid upstroke at each activation time, repolarising apd_ms later."""
-    t = np.arange(samples, dtype=np.float64)[:, None]
-    up = 1.0 / (1.0 + np.exp(-(t - act_ms[None, :]) / 0.5))
-    down = 1.0 / (1.0 + np.exp(-(t - act_ms[None, :] - apd_ms) / 15.0))
-    return V_REST_MV + (V_PEAK_MV - V_REST_MV) * up * (1.0 - down)
+    """(samples, sites) mV: model.synthetic's action potential at each activation time."""
+    from model.synthetic import action_potentials
+
+    sites = len(act_ms)
+    return action_potentials(act_ms[None], np.full((1, sites), apd_ms), np.ones((1, sites)), samples)[0]
 
 
 def write_synthetic_sample(
@@ -44,7 +43,7 @@ def write_synthetic_sample(
     act = rng.uniform(5.0, 0.3 * samples, n_sites)
     vm = synthetic_vm(act, samples)
     weights = rng.normal(0.0, 0.02, (len(ELECTRODE_NAMES), n_sites))
-    electrodes = (vm - V_REST_MV) @ weights.T
+    electrodes = (vm - vm[:1]) @ weights.T  # no potential at rest
     result = SimulationResult(
         config=config_from_dict(_TINY_CONFIG), dx_mm=0.5, origin_mm=np.zeros(3), grid_shape=(1, 1, 1),
         tissue_ijk=np.zeros((1, 3), np.int32), activation_ms=np.zeros(1), time_ms=np.arange(samples, dtype=float),
