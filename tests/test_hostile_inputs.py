@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
@@ -532,3 +531,20 @@ def test_a_stopped_driver_leaves_no_process_behind(tmp_path, how):
         if driver.poll() is None:
             driver.kill()
         run_ecgi("campaign", "stop", root, check=False, timeout=60)
+
+
+def test_no_junk_file_gets_past_the_checkpoint_reader(tmp_path):
+    """Random bytes, whole or behind a zip or pickle header, are refused as
+    'not a readable checkpoint' however torch's safe unpickler trips on them."""
+    import numpy as np
+
+    from model.checkpoint import load_checkpoint
+    from solver.common.errors import ConfigError
+
+    rng = np.random.default_rng(0)
+    junk = tmp_path / "junk.pt"
+    for i in range(300):
+        body = rng.integers(0, 256, int(rng.integers(1, 4096)), dtype=np.uint8).tobytes()
+        junk.write_bytes((b"", b"PK\x03\x04", b"\x80\x02")[i % 3] + body)
+        with pytest.raises(ConfigError, match="not a readable checkpoint|not an ecgi checkpoint"):
+            load_checkpoint(junk)
