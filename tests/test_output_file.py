@@ -72,7 +72,10 @@ def test_truncated_or_altered_files_are_detected(tmp_path, result):
 
 
 def test_run_killed_while_simulating_leaves_no_file(tmp_path):
-    config = dict(SMALL, time={"dt_ms": 0.01, "duration_ms": 5000})
+    # Minutes of work (a 4,000-voxel slab for 5 s of tissue time): the kill
+    # lands at the first progress line, long before the output is written.
+    config = dict(SMALL, anatomy={"dx_mm": 0.5, "slab": {"size_mm": [10, 10, 5]}},
+                  time={"dt_ms": 0.01, "duration_ms": 5000})
     (tmp_path / "long.yaml").write_text(yaml.safe_dump(config))
     out = tmp_path / "long.h5"
     proc = subprocess.Popen([*ECGI, "simulate", str(tmp_path / "long.yaml"), "-o", str(out)],

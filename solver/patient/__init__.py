@@ -11,11 +11,21 @@
     simulation                  PatientSimulation: heart + tissue -> monodomain run -> sample
     sample_file                 the sample file a campaign's data sets are built from
 
-The names below are the package's public interface.
+The names below are the package's public interface.  They are loaded on
+first use: the MPI-free modules (biventricle, leads, ecg_measures) can be
+imported by processes that must not start MPI, such as a campaign's driver.
 """
-from .config import PatientConfig, RootSite, durrer_roots, load_patient_config
-from .sample_file import patient_attributes, write_sample
-from .simulation import PatientSimulation, Sample
+from importlib import import_module
 
-__all__ = ["PatientConfig", "PatientSimulation", "RootSite", "Sample", "durrer_roots", "load_patient_config",
-           "patient_attributes", "write_sample"]
+_PUBLIC = {
+    "PatientConfig": "config", "RootSite": "config", "durrer_roots": "config", "load_patient_config": "config",
+    "patient_attributes": "sample_file", "write_sample": "sample_file",
+    "PatientSimulation": "simulation", "Sample": "simulation",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_PUBLIC[name]}", __name__), name)
