@@ -111,7 +111,8 @@ def run_plan(args: argparse.Namespace) -> int:
               f"one per condition ({m['warmup_s']:.1f} s: imports, compilation, calibration; paid once per worker), "
               f"then {m['timed_samples']} sample(s) of other anatomies: set-up {m['setup_s']:.2f} s each "
               f"(heart, Laplace solves, fibres, sites; {m['reuse_setup_s']:.2f} s for an anatomy built before) and {m['measured_ms']:g} ms of the time loop "
-              f"({m['timed_steps']} steps on {m['measured_voxels']} voxels) at {m['node_steps_per_s']:.3g} node-steps/s")
+              f"({m['timed_steps']} steps on {m['measured_voxels']} voxels) at {m['node_steps_per_s']:.3g} node-steps/s; "
+              f"reading the spec and writing the sample file and record {m['task_s']:.2f} s per task")
         print(f"  {e['mean_sample_s']:.2f} s per sample on one core (mean {e['voxels_mean']:.0f} voxels)")
         print(f"  {e['core_hours']:.3f} core-hours; {e['wall_hours'] * 60:.1f} min wall time on {e['cores']} cores "
               f"({e['slots']} simulations at once, with the driver's start and the data set build), "

@@ -1,6 +1,7 @@
 """Cost estimate of a campaign, from a cost model calibrated by a short run.
 
-cost of one sample on one core = setup + voxels x steps / rate
+cost of one sample on one core = setup + voxels x steps / rate + task
+
 
 * setup (heart, Laplace solves, fibres, sites, calibration lookup) and rate
   (node-steps/s of the time loop) are measured in a separate process
@@ -12,6 +13,9 @@ cost of one sample on one core = setup + voxels x steps / rate
   instead counts those one-off costs for every sample: the demo estimate
   was 7x too high, almost all of it a 10 ms time loop whose rate was that
   of its first, compiling steps;
+* task is what a worker's task does besides: reading the frozen spec and
+  its plan row, writing the sample file and its record (measured on the
+  probe's sample file, whose traces are shorter than a full sample's);
 * voxels are counted for every anatomy of the plan (voxelising an analytic
   heart takes milliseconds), so size variation across the data set is in;
 * a worker builds a heart once per anatomy (``solver.patient.simulation.heart_of``) and
@@ -67,6 +71,8 @@ class CostModel:
     timed_steps: int = 0  #: time steps over all timed samples
     #: set-up of a sample whose anatomy the worker has built before (None: as setup_s)
     reuse_setup_s: float | None = None
+    #: per task: reading the frozen spec and its plan row, writing the sample file and the record
+    task_s: float = 0.0
 
 
 @dataclass
@@ -129,7 +135,7 @@ def estimate(spec: CampaignSpec, model: CostModel) -> CostEstimate:
     ranks = spec.resources.ranks_per_simulation
     slots = workers(spec) * (spec.resources.slurm.max_blocks if spec.resources.executor == "slurm" else 1)
     loop = {g: (model.measured_voxels if n < 0 else n) * steps / model.node_steps_per_s for g, n in voxels.items()}
-    per_sample = np.array([loop.get(g, 0.0) for g in range(len(uses))]) + TASK_OVERHEAD_S  # per anatomy
+    per_sample = np.array([loop.get(g, 0.0) for g in range(len(uses))]) + TASK_OVERHEAD_S + model.task_s  # per anatomy
     builds = uses if ranks > 1 else np.minimum(uses, slots)  # full set-ups of each anatomy
     reuse = model.setup_s if model.reuse_setup_s is None else model.reuse_setup_s
     per_sample += (builds * model.setup_s + (uses - builds) * reuse) / np.maximum(uses, 1)
@@ -167,14 +173,18 @@ def timed_plans(plans: list[SamplePlan], count: int) -> list[SamplePlan]:
 
 def measure_here(spec: CampaignSpec, probe_ms: float, samples: int = 4) -> CostModel:
     """The measurement itself (in the ``measure`` subprocess, which may use MPI), as a worker runs samples."""
+    import tempfile
     import time
     from dataclasses import replace
 
+    import yaml
     from mpi4py import MPI
 
-    from solver.patient import PatientSimulation
+    from solver.patient import PatientSimulation, write_sample
 
+    from .layout import write_json_atomic
     from .patients import patient_config
+    from .spec import load_spec
 
     def patient(plan: SamplePlan, duration_ms: float) -> PatientSimulation:
         config = patient_config(spec, plan)
@@ -189,18 +199,29 @@ def measure_here(spec: CampaignSpec, probe_ms: float, samples: int = 4) -> CostM
     for plan in warm:
         patient(plan, min(probe_ms, 2.0)).run()
     warmup = clock() - start
-    setups, voxels, steps, node_steps, loop_s = [], [], 0, 0.0, 0.0
+    setups, voxels, steps, node_steps, loop_s, tasks = [], [], 0, 0.0, 0.0, []
     timed = timed_plans(plans, samples)
+    scratch = Path(tempfile.mkdtemp(prefix="ecgi-measure-"))
+    (scratch / "spec.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
     for plan in timed:
         start = clock()
         simulation = patient(plan, probe_ms)
         setups.append(clock() - start)
         start = clock()
-        provenance = simulation.run().result.provenance
+        sample = simulation.run()
         loop_s += clock() - start
+        provenance = sample.result.provenance
         voxels.append(provenance["tissue_voxels"])
         steps += provenance["steps"]
         node_steps += provenance["tissue_voxels"] * provenance["steps"]
+        start = clock()  # what workflow.task does around the simulation
+        plan_samples(load_spec(scratch / "spec.yaml")).by_id(plan.sample_id)
+        write_sample(scratch / "sample.h5", sample)
+        write_json_atomic(scratch / "record.json", {"sample_id": plan.sample_id, "state": "done"})
+        tasks.append(clock() - start)
+    for path in scratch.iterdir():
+        path.unlink()
+    scratch.rmdir()
     reuse = []
     for plan in timed:  # the same anatomies again: their hearts are known to this worker now
         start = clock()
@@ -209,5 +230,5 @@ def measure_here(spec: CampaignSpec, probe_ms: float, samples: int = 4) -> CostM
     return CostModel(setup_s=float(np.mean(setups)), node_steps_per_s=node_steps / max(loop_s, 1e-9),
                      measured_voxels=int(np.mean(voxels)), measured_ms=probe_ms, warmup_s=warmup,
                      warmup_samples=len(warm), timed_samples=len(setups), timed_steps=steps,
-                     reuse_setup_s=float(np.mean(reuse)))
+                     reuse_setup_s=float(np.mean(reuse)), task_s=float(np.mean(tasks)))
 
