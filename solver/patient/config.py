@@ -173,4 +173,5 @@ class PatientConfig:
 
 
 def load_patient_config(data: dict, where: str = "patient") -> PatientConfig:
+    """A validated PatientConfig from a mapping; errors name ``where`` and the dotted key."""
     return from_mapping(PatientConfig, data, where)

@@ -10,6 +10,7 @@ from .config import PatientConfig
 from .heart import Heart
 from .segments import HeartCoordinates
 
+
 def apply_scar(heart: Heart, config: PatientConfig, coords: HeartCoordinates) -> None:
     """Scar core (conductivity 0) and border zone (reduced), in place."""
     scar = config.activation.scar
