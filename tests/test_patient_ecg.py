@@ -12,6 +12,7 @@ from solver.patient.ecg_measures import qrs_duration
 from solver.common.errors import ConfigError
 from solver.patient import PatientSimulation, load_patient_config
 from solver.common.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES
+from tests.conftest import REPO
 
 
 def coarse_patient(**activation) -> dict:
@@ -141,3 +142,31 @@ def test_samples_with_other_conduction_velocities_share_the_heart():
     leads = shared.run().result.extra["leads"][0]
     np.testing.assert_array_equal(leads, alone)
     assert np.abs(leads - first_leads).max() > 1e-3  # the sample's own velocities took effect
+
+
+def test_a_patient_frees_its_petsc_objects(monkeypatch, tmp_path):
+    """petsc4py frees a PETSc object only when it is destroyed, not always
+    when its Python object goes: a campaign worker's memory grew by about a
+    megabyte per sample (3 GB after 2,500 samples) until each sample's
+    simulation was destroyed.  The context manager destroys the operator and
+    the stepper's objects, and a campaign task uses it."""
+    with PatientSimulation(load_patient_config(coarse_patient()), MPI.COMM_SELF) as patient:
+        patient.run()
+        operator, rate = patient.simulation.operator.matrix, patient.simulation.diffusion.rate
+        assert operator.handle and rate.handle
+    assert operator.handle == 0 and rate.handle == 0
+
+    import solver.patient.simulation as patient_simulation
+    from workflow.task import EXIT_OK, run_task
+
+    destroyed = []
+    original = patient_simulation.PatientSimulation.destroy
+    monkeypatch.setattr(patient_simulation.PatientSimulation, "destroy",
+                        lambda self: (destroyed.append(self), original(self)))
+    spec = yaml.safe_load((REPO / "examples" / "campaigns" / "tiny.yaml").read_text())
+    spec.update(output_dir=str(tmp_path / "campaign"), samples=1)
+    spec["solver"]["duration_ms"] = 10
+    (tmp_path / "campaign").mkdir()
+    (tmp_path / "campaign" / "spec.yaml").write_text(yaml.safe_dump(spec))
+    assert run_task(tmp_path / "campaign", "tiny-s000000") == EXIT_OK
+    assert len(destroyed) == 1

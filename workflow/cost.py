@@ -197,7 +197,8 @@ def measure_here(spec: CampaignSpec, probe_ms: float, samples: int = 4) -> CostM
     warm = warmup_plans(plans)
     start = clock()
     for plan in warm:
-        patient(plan, min(probe_ms, 2.0)).run()
+        with patient(plan, min(probe_ms, 2.0)) as simulation:
+            simulation.run()
     warmup = clock() - start
     setups, voxels, steps, node_steps, loop_s, tasks = [], [], 0, 0.0, 0.0, []
     timed = timed_plans(plans, samples)
@@ -210,6 +211,7 @@ def measure_here(spec: CampaignSpec, probe_ms: float, samples: int = 4) -> CostM
         start = clock()
         sample = simulation.run()
         loop_s += clock() - start
+        simulation.destroy()
         provenance = sample.result.provenance
         voxels.append(provenance["tissue_voxels"])
         steps += provenance["steps"]
@@ -225,8 +227,9 @@ def measure_here(spec: CampaignSpec, probe_ms: float, samples: int = 4) -> CostM
     reuse = []
     for plan in timed:  # the same anatomies again: their hearts are known to this worker now
         start = clock()
-        patient(plan, probe_ms)
+        simulation = patient(plan, probe_ms)
         reuse.append(clock() - start)
+        simulation.destroy()
     return CostModel(setup_s=float(np.mean(setups)), node_steps_per_s=node_steps / max(loop_s, 1e-9),
                      measured_voxels=int(np.mean(voxels)), measured_ms=probe_ms, warmup_s=warmup,
                      warmup_samples=len(warm), timed_samples=len(setups), timed_steps=steps,

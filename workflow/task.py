@@ -57,7 +57,8 @@ def run_task(campaign_dir: Path, sample_id: str) -> int:
     try:
         insert_petsc_options(spec.solver.petsc_options)
         config = patient_config(spec, plan)
-        sample = PatientSimulation(config, comm).run()
+        with PatientSimulation(config, comm) as simulation:  # a worker runs thousands: free each one
+            sample = simulation.run()
         if root:
             path = write_sample(layout.sample_path(plan), sample)
             import h5py

@@ -120,6 +120,22 @@ class Simulation:
     def n_local(self) -> int:
         return len(self.owned)
 
+    def destroy(self) -> None:
+        """Free this simulation's PETSc objects (operator, stepper).
+
+        petsc4py frees a PETSc object only when it is destroyed, not when its
+        Python object goes: a process that runs many simulations (a campaign
+        worker) must destroy each one, or it grows by about a megabyte and
+        slows down with every sample."""
+        self.diffusion.destroy()
+        self.operator.matrix.destroy()
+
+    def __enter__(self) -> "Simulation":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.destroy()
+
     def run(self) -> Optional[SimulationResult]:
         """Integrate to the configured duration; rank 0 gets the result."""
         cfg, comm = self.config, self.comm
@@ -180,6 +196,7 @@ class Simulation:
         if self.progress is not None:
             self._report(steps_done * dt, wall, steps_done)
 
+        v.destroy()  # the Vec wrapping vm (vm itself is numpy's)
         act = gather_natural(activation.times, self.owned, n_global, comm)
         probe_vm = probes.gather(comm, samples_done)
         extra = {}

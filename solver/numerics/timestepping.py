@@ -35,6 +35,10 @@ class ExplicitDiffusion:
         self.matrix.mult(v, self.rate)
         v.axpy(self.dt, self.rate)
 
+    def destroy(self) -> None:
+        """Free the PETSc objects this stepper made (not the operator it was given)."""
+        self.rate.destroy()
+
 
 class ThetaDiffusion:
     def __init__(self, operator: DiffusionOperator, dt: float, theta: float, rtol: float):
@@ -46,6 +50,7 @@ class ThetaDiffusion:
         symmetric = a.isSymmetric(1e-12)
         self.ksp = PETSc.KSP().create(comm=a.getComm())
         self.ksp.setOptionsPrefix("diffusion_")  # e.g. PETSC_OPTIONS="-diffusion_ksp_monitor"
+        self.lhs = lhs
         self.ksp.setOperators(lhs)
         self.ksp.setType("cg" if symmetric else "gmres")
         self.ksp.getPC().setType("jacobi")
@@ -66,6 +71,11 @@ class ThetaDiffusion:
                 f"the implicit diffusion solve diverged (PETSc reason {reason}); "
                 "reduce time.dt_ms or loosen time.linear_solver_rtol"
             )
+
+    def destroy(self) -> None:
+        """Free the PETSc objects this stepper made (not the operator it was given)."""
+        for obj in (self.ksp, self.lhs, self.rate, self.rhs):
+            obj.destroy()
 
 
 def make_diffusion_stepper(operator: DiffusionOperator, scheme: str, dt: float, rtol: float):

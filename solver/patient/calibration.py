@@ -94,7 +94,8 @@ def cable_velocity(
     )
     from ..numerics.simulation import Simulation
 
-    result = Simulation(config, MPI.COMM_SELF).run()
+    with Simulation(config, MPI.COMM_SELF) as simulation:
+        result = simulation.run()
     x = result.tissue_ijk[:, 0] * dx
     act = result.activation_ms
     window = (x >= 0.3 * length) & (x <= 0.7 * length)

@@ -152,6 +152,16 @@ class PatientSimulation:
         source.matrix.destroy()
         sim.observers.append(ECGRecorder(weights, sim.n_samples, reference_of(cfg.torso)))
 
+    def destroy(self) -> None:
+        """Free the simulation's PETSc objects (see Simulation.destroy)."""
+        self.simulation.destroy()
+
+    def __enter__(self) -> "PatientSimulation":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.destroy()
+
     def run(self) -> Optional[Sample]:
         result = self.simulation.run()
         if result is None:
