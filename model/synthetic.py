@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from solver.common.datasets import MANIFEST_NAME, ArraySample, Manifest, SampleArrays, ShardInfo, write_shard
+from solver.common.datasets import (
+    MANIFEST_NAME, ArraySample, Manifest, SampleArrays, ShardInfo, train_statistics, write_shard,
+)
 from solver.common.files import write_text_atomic
 from solver.common.sites import SITE_NAMES
 from solver.common.traces import threshold_crossing_ms
@@ -202,17 +204,6 @@ def _write_shard(path: Path, split: str, batch: SyntheticBatch, sample_ids: list
     return write_shard(path, split, rows, PARAMETER_NAMES, batch.ecg.shape[1])
 
 
-def _statistics(batches: list[SyntheticBatch]) -> dict[str, list[float]]:
-    ecg = np.concatenate([b.ecg for b in batches]).astype(np.float64)
-    vm = np.concatenate([b.vm for b in batches]).astype(np.float64)
-    act = np.concatenate([b.act for b in batches]).astype(np.float64)
-    return {
-        "ecg_mean": ecg.mean(axis=(0, 1)).tolist(), "ecg_std": ecg.std(axis=(0, 1)).tolist(),
-        "act_mean": act.mean(axis=0).tolist(), "act_std": act.std(axis=0).tolist(),
-        "vm_mean": vm.mean(axis=(0, 1)).tolist(), "vm_std": vm.std(axis=(0, 1)).tolist(),
-    }
-
-
 def write_synthetic_dataset(
     root: str | Path, train: int = 256, validation: int = 64, test: int = 64, samples: int = 500,
     shard_size: int = 64, samples_per_geometry: int = 4, seed: int = 0,
@@ -221,7 +212,6 @@ def write_synthetic_dataset(
     root = Path(root)
     rng = np.random.default_rng(seed)
     splits: dict[str, list[ShardInfo]] = {}
-    train_batches: list[SyntheticBatch] = []
     geometry = 0
     for split, count in (("train", train), ("validation", validation), ("test", test)):
         splits[split] = []
@@ -242,9 +232,8 @@ def write_synthetic_dataset(
             file = f"{split}/shard-{shard:05d}.h5"
             sha = _write_shard(root / file, split, batch, ids, geometry_ids)
             splits[split].append(ShardInfo(file, k, sha))
-            if split == "train":
-                train_batches.append(batch)
-    manifest = Manifest(splits=splits, statistics=_statistics(train_batches), samples_per_step=samples)
+    statistics = train_statistics([root / s.file for s in splits["train"]])
+    manifest = Manifest(splits=splits, statistics=statistics, samples_per_step=samples)
     path = root / MANIFEST_NAME
     write_text_atomic(path, manifest.to_json())
     return path

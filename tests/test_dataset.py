@@ -17,9 +17,9 @@ from solver.common.errors import ConfigError
 from solver.common.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES
 from workflow import dataset_cli
 from solver.common.files import sha256_file
-from solver.common.datasets import SPLITS, Manifest, fit_length
+from solver.common.datasets import SPLITS, Manifest, RunningMoments, fit_length
 from workflow.dataset import (
-    RunningMoments, assign_splits, build_dataset, find_sample_files, split_counts, verify_dataset,
+    assign_splits, build_dataset, find_sample_files, split_counts, verify_dataset,
 )
 from solver.common.traces import threshold_crossing_ms
 from workflow.llnl import find_pairs, import_llnl

@@ -230,6 +230,61 @@ def _write_shard_contents(f: h5py.File, split: str, samples: Sequence[ShardSampl
     params.attrs["parameter_names"] = np.array(parameter_names, dtype=strings)
 
 
+class RunningMoments:
+    """Per-feature count, mean and sum of squared deviations, merged batch by
+    batch (Chan et al.'s parallel update) so that a split of any size is
+    reduced in bounded memory and without the cancellation of sum-of-squares.
+    Non-finite values (a site that never activated) are left out."""
+
+    def __init__(self, n_features: int) -> None:
+        self.count = np.zeros(n_features)
+        self.mean = np.zeros(n_features)
+        self.m2 = np.zeros(n_features)
+
+    def update(self, batch: np.ndarray) -> None:
+        """Add rows of a (..., n_features) array."""
+        x = np.asarray(batch, dtype=np.float64).reshape(-1, len(self.count))
+        finite = np.isfinite(x)
+        if finite.all():
+            count = np.full(x.shape[1], float(x.shape[0]))
+            mean = x.mean(axis=0)
+            m2 = ((x - mean) ** 2).sum(axis=0)
+        else:
+            count = finite.sum(axis=0).astype(np.float64)
+            mean = np.divide(np.where(finite, x, 0.0).sum(axis=0), count, out=np.zeros_like(count), where=count > 0)
+            m2 = (np.where(finite, x - mean, 0.0) ** 2).sum(axis=0)
+        total = self.count + count
+        delta = mean - self.mean
+        weight = np.divide(count, total, out=np.zeros_like(total), where=total > 0)
+        self.mean = self.mean + delta * weight
+        self.m2 = self.m2 + m2 + delta**2 * self.count * weight
+        self.count = total
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and population standard deviation; features never seen get
+        mean 0, std 1 so that the manifest holds only finite numbers."""
+        seen = self.count > 0
+        mean = np.where(seen, self.mean, 0.0)
+        std = np.sqrt(np.divide(self.m2, self.count, out=np.ones_like(self.m2), where=seen))
+        return mean, std
+
+
+def train_statistics(shards: Sequence[Path]) -> dict[str, list[float]]:
+    """Per-lead ECG and per-site act and vm statistics, read back one shard at a time."""
+    moments = {"ecg": RunningMoments(len(LEAD_NAMES)), "act": RunningMoments(len(SITE_NAMES)),
+               "vm": RunningMoments(len(SITE_NAMES))}
+    for path in shards:
+        with h5py.File(path, "r") as f:
+            for name, running in moments.items():
+                running.update(f[name][()])
+    out: dict[str, list[float]] = {}
+    for name in moments:
+        mean, std = moments[name].result()
+        out[f"{name}_mean"] = [float(x) for x in mean]
+        out[f"{name}_std"] = [float(x) for x in std]
+    return out
+
+
 def check_shard(shard: ShardInfo, manifest: Manifest, check_sha256: bool = False) -> None:
     """The shard exists, is complete, has the manifest's digest (if asked)
     and the documented shapes; else ConfigError naming the problem."""

@@ -11,6 +11,7 @@ import yaml
 
 from ..common.sites import SITE_NAMES
 from ..common.typedconfig import to_mapping
+from ..numerics.output import YAML_DUMPER, write_simulation
 from .config import PatientConfig
 from .simulation import Sample
 
@@ -40,8 +41,6 @@ def sample_datasets(sample: Sample) -> dict:
 
 def patient_attributes(config: PatientConfig) -> dict:
     """File attributes of a sample: what it is, for data set building."""
-    from ..numerics.output import YAML_DUMPER
-
     return {
         "geometry_id": config.geometry_id,
         "condition": config.condition_label(),
@@ -52,6 +51,4 @@ def patient_attributes(config: PatientConfig) -> dict:
 
 def write_sample(path, sample: Sample):
     """The sample file: the simulation file plus the training-sample datasets."""
-    from ..numerics.output import write_simulation
-
     return write_simulation(path, sample.result, sample_datasets(sample), patient_attributes(sample.config))
