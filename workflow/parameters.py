@@ -84,7 +84,10 @@ def _condition(config: dict, value, rng) -> None:
 
 
 def _ikr_block_strength(config: dict, value, rng) -> None:
-    config["_ikr_block"] = value
+    # Drawn for every sample (a Latin hypercube needs every column), applied
+    # only to the I_Kr-block patients: every other heart keeps its normal APD.
+    if config.get("label") == "ikr_block":
+        config["_ikr_block"] = value
 
 
 def _scar_segment(config: dict, value, rng) -> None:
