@@ -5,9 +5,11 @@ reality, because the upstroke is under-resolved (Niederer 2011 showed
 Cartesian codes at dx 0.5 mm nearly three times too slow).  Calibration
 undoes that: for the grid (dx, dt, scheme) and the ionic model actually
 used, it finds by small 1-D cable runs the conductivity whose simulated
-velocity equals the target, iterating sigma <- sigma (v_target / v)^2
-(velocity scales with sqrt(sigma)).  Results are cached on disk, keyed by
-everything that affects them, so a campaign calibrates once.
+velocity equals the target.  The cable velocities are tabulated on a
+geometric grid of conductivities (``VelocityCurve``), measured on demand and
+cached on disk, keyed by everything that affects them, so a campaign that
+draws a velocity per sample interpolates instead of running cables per
+sample.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -38,7 +40,7 @@ from ..numerics.config import (
 from ..common.errors import ConfigError
 from ..common.files import write_text_atomic
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass
@@ -137,42 +139,147 @@ def calibrate_sigma(target: float, dx: float, dt: float, ionic: IonicConfig, mem
     )
 
 
+#: Conductivities are tabulated at sigma_k = SIGMA_ORIGIN_S_PER_M * SIGMA_RATIO ** k:
+#: 4.4 % apart, about 2.2 % in velocity, close enough for interpolation to
+#: land within a fraction of a percent of any target.
+SIGMA_ORIGIN_S_PER_M = 0.13
+SIGMA_RATIO = 2.0 ** (1.0 / 16.0)
+#: Cable runs one inversion may make before giving up.
+MAX_CABLE_RUNS = 40
+
+
+@dataclass
+class VelocityCurve:
+    """Cable velocity against conductivity for one grid and model, measured at nodes sigma_k on demand.
+
+    Velocity rises monotonically with sigma (about as its square root), so a
+    target between the velocities of two neighbouring nodes is reached by
+    interpolating log sigma linearly in log v.  One curve serves every
+    direction (a cable is one-dimensional) and every target: a campaign that
+    draws a velocity per sample measures a handful of nodes once instead of
+    iterating cable runs for every sample.  Each result depends only on the
+    node velocities, which are deterministic, so a sample's conductivities
+    do not depend on which samples were calibrated before it.
+    """
+
+    dx: float
+    dt: float
+    ionic: IonicConfig
+    membrane: MembraneConfig
+    nodes: dict[int, float] = field(default_factory=dict)  #: k -> velocity (m/s); NaN: does not propagate
+    measured: int = 0  #: cable runs this object made
+
+    @staticmethod
+    def sigma(k: int) -> float:
+        return SIGMA_ORIGIN_S_PER_M * SIGMA_RATIO**k
+
+    def velocity(self, k: int) -> float:
+        if k not in self.nodes:
+            self.nodes[k] = cable_velocity(self.sigma(k), self.dx, self.dt, self.ionic, self.membrane)
+            self.measured += 1
+        return self.nodes[k]
+
+    def conductivity_for(self, target: float) -> tuple[float, float]:
+        """(sigma, velocity) reaching ``target`` m/s: bracketed by two neighbouring nodes, interpolated."""
+        for _ in range(MAX_CABLE_RUNS):
+            below, above = self._bracket(target)
+            if below is not None and above is not None:
+                if above < below:
+                    raise ConfigError(f"cable velocity does not rise with conductivity near {target:.4g} m/s "
+                                      f"(sigma {self.sigma(above):.4g} and {self.sigma(below):.4g} S/m); "
+                                      "use a finer grid or time step")
+                if above == below + 1:
+                    return self._interpolate(below, above, target)
+            self.velocity(self._next_node(target, below, above))
+        raise ConfigError(f"calibration found no conductivity for {target:.4g} m/s within "
+                          f"{MAX_CABLE_RUNS} cable runs; the grid may be too coarse")
+
+    def _bracket(self, target: float) -> tuple[Optional[int], Optional[int]]:
+        """The highest node known slower than the target (or not propagating), the lowest known as fast or faster."""
+        slower = [k for k, v in self.nodes.items() if math.isnan(v) or v < target]
+        faster = [k for k, v in self.nodes.items() if not (math.isnan(v) or v < target)]
+        return (max(slower) if slower else None), (min(faster) if faster else None)
+
+    def _next_node(self, target: float, below: Optional[int], above: Optional[int]) -> int:
+        """The unmeasured node nearest to where the target is predicted, inside the bracket known so far."""
+        propagating = sorted(((k, v) for k, v in self.nodes.items() if not math.isnan(v)),
+                             key=lambda kv: abs(math.log(kv[1] / target)))
+        if not propagating:
+            return max(self.nodes) + 16 if self.nodes else 0  # below the propagation threshold: double sigma
+        k0, v0 = propagating[0]
+        exponent = 0.5  # v ~ sqrt(sigma) in the continuum; coarse grids are steeper
+        if len(propagating) > 1:
+            k1, v1 = propagating[1]
+            exponent = min(1.0, max(0.2, math.log(v1 / v0) / ((k1 - k0) * math.log(SIGMA_RATIO))))
+        k = round(k0 + math.log(target / v0) / (exponent * math.log(SIGMA_RATIO)))
+        if below is not None:
+            k = max(k, below + 1)
+        if above is not None:
+            k = min(k, above - 1)
+        return k
+
+    def _interpolate(self, k0: int, k1: int, target: float) -> tuple[float, float]:
+        v0, v1 = self.velocity(k0), self.velocity(k1)
+        if math.isnan(v0) or v0 <= 0:
+            # Just above the propagation threshold, where v(sigma) is steep: iterate cable runs instead.
+            return calibrate_sigma(target, self.dx, self.dt, self.ionic, self.membrane, sigma0=self.sigma(k1))
+        w = (math.log(target) - math.log(v0)) / (math.log(v1) - math.log(v0)) if v1 > v0 else 0.0
+        return float(self.sigma(k0) * SIGMA_RATIO**w), float(target)
+
+
 def cache_path() -> Path:
     root = os.environ.get("ECGI_CACHE_DIR") or Path.home() / ".cache" / "ecgi"
-    return Path(root) / "calibration.json"
+    return Path(root) / "velocity-curves.json"
 
 
-def _key(targets: VelocityTargets, dx: float, dt: float, ionic: IonicConfig, membrane: MembraneConfig) -> str:
-    description = {
-        "version": CACHE_VERSION, "targets": asdict(targets), "dx": dx, "dt": dt,
-        "ionic": {"model": ionic.model, "parameters": dict(sorted(ionic.parameters.items()))},
-        "membrane": asdict(membrane),
-    }
+def conduction_ionic(ionic: IonicConfig) -> IonicConfig:
+    """The ionic model without its repolarisation parameters (they move the
+    velocity by less than half a percent; ``IonicModel.repolarisation_parameters``)."""
+    from ..numerics.ionic import MODELS
+
+    ignored = MODELS[ionic.model].repolarisation_parameters
+    return IonicConfig(ionic.model, {k: v for k, v in sorted(ionic.parameters.items()) if k not in ignored})
+
+
+def _key(dx: float, dt: float, ionic: IonicConfig, membrane: MembraneConfig) -> str:
+    """Everything a cable's velocity depends on: the grid, the membrane, the ionic model."""
+    description = {"version": CACHE_VERSION, "dx": dx, "dt": dt, "membrane": asdict(membrane),
+                   "ionic": {"model": ionic.model, "parameters": ionic.parameters}}
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: Velocity curves of this process, by key: a worker reads the cache file once per grid and model.
+_CURVES: dict[str, VelocityCurve] = {}
+
+
+def velocity_curve(dx: float, dt: float, ionic: IonicConfig, membrane: MembraneConfig,
+                   use_cache: bool = True) -> tuple[str, VelocityCurve]:
+    """The curve of this grid and model, with every node measured before (by any process) when ``use_cache``."""
+    ionic = conduction_ionic(ionic)
+    key = _key(dx, dt, ionic, membrane)
+    if not use_cache:
+        return key, VelocityCurve(dx, dt, ionic, membrane)
+    curve = _CURVES.setdefault(key, VelocityCurve(dx, dt, ionic, membrane))
+    curve.nodes.update(_read_nodes(cache_path(), key))
+    return key, curve
 
 
 def calibrate(targets: VelocityTargets, dx: float, dt: float, ionic: IonicConfig, membrane: MembraneConfig,
               use_cache: bool = True) -> Calibration:
-    """Calibrated conductivities for a grid and model, from the cache when known."""
-    key = _key(targets, dx, dt, ionic, membrane)
-    path = cache_path()
-    cache = _read_cache(path)
-    if use_cache and key in cache:
-        return Calibration(**cache[key])
-    sigma_l, v_l = calibrate_sigma(targets.longitudinal_m_per_s, dx, dt, ionic, membrane)
-    sigma_t, v_t = calibrate_sigma(targets.transverse_m_per_s, dx, dt, ionic, membrane, sigma0=sigma_l * (targets.transverse_m_per_s / targets.longitudinal_m_per_s) ** 2)
+    """Calibrated conductivities for a grid and model: each target inverted on the grid's velocity curve."""
+    key, curve = velocity_curve(dx, dt, ionic, membrane, use_cache)
+    runs_before = curve.measured
+    sigma_l, v_l = curve.conductivity_for(targets.longitudinal_m_per_s)
+    sigma_t, v_t = curve.conductivity_for(targets.transverse_m_per_s)
     velocities = {"longitudinal": v_l, "transverse": v_t}
     fast_factor = None
     if targets.fast_layer_m_per_s is not None:
-        sigma_f, v_f = calibrate_sigma(targets.fast_layer_m_per_s, dx, dt, ionic, membrane, sigma0=sigma_l * (targets.fast_layer_m_per_s / targets.longitudinal_m_per_s) ** 2)
+        sigma_f, v_f = curve.conductivity_for(targets.fast_layer_m_per_s)
         fast_factor = sigma_f / sigma_l
         velocities["fast_layer"] = v_f
-    calibration = Calibration(sigma_l, sigma_t, fast_factor, velocities)
-    if use_cache:
-        cache = _read_cache(path)  # another process may have added entries meanwhile
-        cache[key] = asdict(calibration)
-        write_text_atomic(path, json.dumps(cache, indent=1, sort_keys=True))
-    return calibration
+    if use_cache and curve.measured > runs_before:
+        _write_nodes(cache_path(), key, curve.nodes)
+    return Calibration(sigma_l, sigma_t, fast_factor, velocities)
 
 
 def calibrate_shared(comm: MPI.Comm, *args, **kwargs) -> Calibration:
@@ -192,13 +299,24 @@ def reference_velocities(conductivity: ConductivityConfig, ionic: IonicConfig, m
     )
 
 
-def _read_cache(path: Path) -> dict:
+def _read_nodes(path: Path, key: str) -> dict[int, float]:
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        nodes = json.loads(path.read_text()).get(key, {})
+        return {int(k): float(v) for k, v in nodes.items()}
+    except (OSError, ValueError, AttributeError):
         return {}
 
 
+def _write_nodes(path: Path, key: str, nodes: dict[int, float]) -> None:
+    """Merge ``nodes`` into the cache file (other processes may have added nodes meanwhile)."""
+    try:
+        cache = json.loads(path.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    merged = {**cache.get(key, {}), **{str(k): v for k, v in nodes.items()}}
+    cache[key] = dict(sorted(merged.items(), key=lambda kv: int(kv[0])))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(cache, indent=1))
 
 
 def scaled_conductivity(base: ConductivityConfig, calibration: Calibration) -> ConductivityConfig:

@@ -40,6 +40,10 @@ class IonicModel(ABC):
     state_names: ClassVar[tuple[str, ...]]
     #: Default parameter values; ``parameters`` may override any of them.
     default_parameters: ClassVar[Mapping[str, float]]
+    #: Parameters that act on repolarisation, after the upstroke: they move
+    #: the speed of a wave into resting tissue by less than half a percent
+    #: (tests/test_calibration.py), so conduction-velocity calibration ignores them.
+    repolarisation_parameters: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.parameters) - set(self.default_parameters))

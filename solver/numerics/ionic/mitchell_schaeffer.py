@@ -52,6 +52,7 @@ class MitchellSchaeffer(IonicModel):
         "v_rest": -85.0,  # mV
         "v_peak": 15.0,  # mV
     }
+    repolarisation_parameters: ClassVar[frozenset[str]] = frozenset({"tau_close"})
 
     #: Per-cell multiplier of tau_close, which sets the APD (APD ~ tau_close
     #: log(1 / h_threshold)); None: uniform.
