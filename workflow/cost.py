@@ -89,10 +89,12 @@ class CostEstimate:
 
 def measure(spec_path: Path, probe_ms: float = 50.0) -> CostModel:
     """Run ``ecgi campaign measure`` in a fresh process and parse its result."""
-    from .mpi_env import clean_mpi_env
+    from .mpi_env import clean_mpi_env, with_one_thread
 
     command = [sys.executable, "-m", "workflow.cli", "campaign", "measure", str(spec_path), "--probe-ms", str(probe_ms)]
-    proc = subprocess.run(command, capture_output=True, text=True, env=clean_mpi_env())
+    # One BLAS thread, as in a worker: an idle BLAS pool spinning beside the
+    # time loop counted as its CPU time and halved the measured rate.
+    proc = subprocess.run(command, capture_output=True, text=True, env=with_one_thread(clean_mpi_env()))
     if proc.returncode != 0:
         # The measuring run reports its error as its last line (workflow.cli.report_error).
         lines = [line for line in proc.stderr.splitlines() if line.strip()]

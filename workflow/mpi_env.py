@@ -26,6 +26,11 @@ def one_thread_exports() -> str:
     return "\n".join(f"export {name}=${{{name}:-1}}" for name in ONE_THREAD_PER_PROCESS)
 
 
+def with_one_thread(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with one BLAS/OpenMP thread, as a worker has (``one_thread_exports``), unless it chose otherwise."""
+    return {**{name: "1" for name in ONE_THREAD_PER_PROCESS}, **env}
+
+
 def clean_mpi_env(base: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     return {k: v for k, v in env.items() if k in _KEEP or not k.startswith(_RUNTIME_PREFIXES)}
