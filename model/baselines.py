@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from solver.common.traces import apd90_ms
+
 from .data import InputScaling, Manifest, iter_shards, read_split, scale_ecg_batch
 
 #: Candidate regularisations, as multiples of the largest squared singular value of the training inputs.
@@ -100,7 +102,8 @@ class TraceTemplate:
 
 
 class TemplateAccumulator:
-    """Sums traces aligned at their activation sample, shard by shard (bounded memory)."""
+    """Sums traces aligned at their activation sample, and each site's APD90
+    statistics, shard by shard (bounded memory)."""
 
     def __init__(self, sites: int, length: int, dt_ms: float) -> None:
         self.sites, self.length, self.dt_ms = sites, length, dt_ms
@@ -108,6 +111,7 @@ class TemplateAccumulator:
         self.count = np.zeros(sites * 2 * length)
         self.rest = np.zeros(sites)
         self.samples = 0
+        self.apd_moments = np.zeros((3, sites))  # count, sum, sum of squares of the defined APD90s
 
     def add(self, vm: np.ndarray, act: np.ndarray) -> None:
         """``vm`` (N, T, 75) mV, ``act`` (N, 75) ms; sites that never activate add nothing."""
@@ -120,6 +124,16 @@ class TemplateAccumulator:
         self.count += np.bincount(index.ravel(), minlength=self.count.size)
         self.rest += traces[:, :, 0].sum(axis=0)
         self.samples += traces.shape[0]
+        apd = apd90_ms(traces, self.dt_ms)
+        defined = np.isfinite(apd)
+        self.apd_moments += [defined.sum(axis=0), np.where(defined, apd, 0).sum(axis=0),
+                             np.where(defined, apd**2, 0).sum(axis=0)]
+
+    def apd_statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each site's mean and standard deviation of APD90 (ms) over the traces that repolarise."""
+        count, total, squares = self.apd_moments
+        mean = total / np.maximum(count, 1)
+        return mean, np.sqrt(np.maximum(squares / np.maximum(count, 1) - mean**2, 0.0))
 
     def template(self) -> TraceTemplate:
         """Mean where covered; before the first covered sample the first mean value, after the last the last."""
@@ -170,6 +184,11 @@ def predict_baselines(
 
 def trace_template(manifest: Manifest) -> TraceTemplate:
     """The aligned mean training trace of every site."""
+    return training_traces(manifest).template()
+
+
+def training_traces(manifest: Manifest) -> TemplateAccumulator:
+    """The training split's traces, aligned and summed, and their APD90 statistics (one pass)."""
     accumulator: TemplateAccumulator | None = None
     for shard in iter_shards(manifest, "train", with_vm=True):
         assert shard.vm is not None
@@ -177,4 +196,4 @@ def trace_template(manifest: Manifest) -> TraceTemplate:
             accumulator = TemplateAccumulator(shard.vm.shape[2], shard.vm.shape[1], manifest.dt_ms)
         accumulator.add(shard.vm, shard.act)
     assert accumulator is not None, "empty training split"
-    return accumulator.template()
+    return accumulator

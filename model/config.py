@@ -20,7 +20,7 @@ from typing import Literal
 from solver.common.errors import ConfigError
 from solver.common.typedconfig import from_mapping, load_file
 
-Architecture = Literal["reference_act", "reference_vm", "multitask", "consistent", "resnet_act"]
+Architecture = Literal["reference_act", "reference_vm", "multitask", "consistent", "resnet_act", "template_vm"]
 
 
 @dataclass
@@ -39,6 +39,10 @@ class NetworkConfig:
         consistent: a time is where its own trace rises), trained on both.
       * ``resnet_act`` -- not published: a residual, dilated 1-D CNN with
         batch normalisation mapping the ECG to 75 activation times.
+      * ``template_vm`` -- not published: the reference trunk with an
+        activation-time and an APD90 head; each site's trace is its mean
+        training action potential stretched to the APD and placed at the
+        time, trained on both targets (``loss.act_weight``, ``loss.apd_weight``).
 
     ``dropout`` is applied before the activation head; ``softargmax_temperature``
     (normalised Vm per ms) sets how sharply ``consistent`` picks the steepest rise.
@@ -144,7 +148,11 @@ class OptimiserConfig:
 
 @dataclass
 class LossConfig:
-    """Weights of the mean-squared errors (networks with both outputs) and the activation target.
+    """Weights of the mean-squared errors (networks with several outputs) and the activation target.
+
+    ``apd_weight`` weighs the APD90 error of ``template_vm`` (standardised per
+    site by the training statistics; APD90 read from the target traces),
+    whose traces follow from its times and APDs and get no loss of their own.
 
     ``act_target``: ``standardised`` (ecgi) fits each site's time minus the
     training mean over the training spread (manifest statistics); ``ms``
@@ -153,11 +161,12 @@ class LossConfig:
 
     act_weight: float = 1.0
     vm_weight: float = 1.0
+    apd_weight: float = 1.0
     act_target: Literal["standardised", "ms"] = "standardised"
 
     def validate(self) -> None:
-        if self.act_weight < 0 or self.vm_weight < 0 or self.act_weight + self.vm_weight == 0:
-            raise ConfigError("act_weight and vm_weight must be >= 0 and not both zero")
+        if self.act_weight < 0 or self.vm_weight < 0 or self.apd_weight < 0 or self.act_weight + self.vm_weight == 0:
+            raise ConfigError("act_weight, vm_weight and apd_weight must be >= 0, act_weight and vm_weight not both zero")
 
 
 @dataclass

@@ -15,6 +15,12 @@ assembled networks and ``build_network``, which picks one by name.
   convolutions and batch normalisation (about the reference's size), and an
   activation head that keeps 16 positions in time; compared with
   ``reference_act`` in docs/performance.md.
+* ``template_vm`` -- not published: the strided trunk with two heads, each
+  site's activation time and action-potential duration (APD90); the traces
+  are each site's mean training action potential stretched to that APD and
+  placed at that time (``ActionPotentialRenderer``).  The upstroke of every
+  trace is where the activation head puts it and its duration is the APD
+  head's, so neither has to be recovered from 500 free samples per trace.
 
 Every network maps a normalised ECG (B, 12, T) to a dict of normalised
 outputs, ``act`` (B, 75) and/or ``vm`` (B, 75, T).  The target normalisation
@@ -42,6 +48,7 @@ OUTPUTS = {
     "multitask": ("act", "vm"),
     "consistent": ("act", "vm"),
     "resnet_act": ("act",),
+    "template_vm": ("act", "apd", "vm"),
 }
 ARCHITECTURES = tuple(OUTPUTS)
 
@@ -172,6 +179,66 @@ class VoltageHead(nn.Module):
         return self.conv(features)
 
 
+class ActionPotentialRenderer(nn.Module):
+    """Traces from activation times and APDs: each site's template action
+    potential stretched in time to the APD and placed at the activation time.
+
+    ``template`` (75, 2L) is each site's mean training trace aligned at its
+    activation (sample L is the activation sample; ``model.baselines``),
+    normalised like the voltage targets, and ``template_apd_ms`` its APD90.
+    After activation a trace follows the template at (t - act) x
+    template_apd / apd, so its upstroke stays at ``act`` and its APD90
+    becomes ``apd``; before activation it is the template's resting part.
+    Linear interpolation keeps it differentiable in both.  ``apd_mean_ms`` and
+    ``apd_std_ms`` normalise the APD head's output (training-set statistics).
+    The template's length is set from the data (``set_template``) and, when
+    loading, from the checkpoint.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("template", torch.zeros(N_SITES, 0))
+        self.register_buffer("template_apd_ms", torch.ones(N_SITES))
+        self.register_buffer("apd_mean_ms", torch.zeros(N_SITES))
+        self.register_buffer("apd_std_ms", torch.ones(N_SITES))
+        self.register_buffer("dt_ms", torch.ones(()))
+
+    def set_template(self, traces_mv: np.ndarray, dt_ms: float, template_apd_ms: np.ndarray,
+                     apd_mean_ms: np.ndarray, apd_std_ms: np.ndarray) -> None:
+        self.template = torch.as_tensor((traces_mv - VM_OFFSET_MV) / VM_SCALE_MV, dtype=torch.float32)
+        self.template_apd_ms.copy_(torch.as_tensor(template_apd_ms, dtype=torch.float32))
+        self.apd_mean_ms.copy_(torch.as_tensor(apd_mean_ms, dtype=torch.float32))
+        self.apd_std_ms.copy_(torch.as_tensor(apd_std_ms, dtype=torch.float32).clamp_min(1e-3))
+        self.dt_ms.fill_(float(dt_ms))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        stored = state_dict.get(prefix + "template")
+        if stored is not None:  # the template's length is the data's, known only now
+            self.template = torch.empty_like(stored, device=self.template.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def apd_ms(self, normalised: torch.Tensor) -> torch.Tensor:
+        return normalised.float() * self.apd_std_ms + self.apd_mean_ms
+
+    def forward(self, act_ms: torch.Tensor, apd_ms: torch.Tensor, samples: int) -> torch.Tensor:
+        """(B, 75) times and APDs (ms) -> (B, 75, samples) normalised traces."""
+        half = self.template.shape[1] // 2
+        if half == 0:
+            raise RuntimeError("the renderer has no template: call set_template (training) or load a checkpoint")
+        t = torch.arange(samples, device=act_ms.device, dtype=torch.float32)
+        after = t - act_ms[..., None] / self.dt_ms  # samples since activation
+        # A site whose template does not repolarise within the window (NaN APD) is not stretched.
+        stretch = torch.where(torch.isfinite(self.template_apd_ms), self.template_apd_ms / apd_ms.clamp_min(1.0),
+                              torch.ones_like(apd_ms))[..., None]
+        after = torch.where(after > 0, after * stretch, after)
+        position = (half + after).clamp(0, 2 * half - 1)
+        lower = position.floor().clamp(max=2 * half - 2)
+        weight = position - lower
+        lower = lower.long()
+        template = self.template.expand(act_ms.shape[0], -1, -1)
+        return torch.gather(template, 2, lower) * (1 - weight) + torch.gather(template, 2, lower + 1) * weight
+
+
 def upstroke_time_ms(vm: torch.Tensor, temperature: float, dt_ms: float = 1.0) -> torch.Tensor:
     """Soft-argmax of dVm/dt over time: a differentiable upstroke time per trace.
 
@@ -201,13 +268,19 @@ class EcgiNet(nn.Module):
         self.outputs = OUTPUTS[architecture]
         self.softargmax_temperature = softargmax_temperature
         self.act_head: nn.Module | None = None
+        self.apd_head: nn.Module | None = None
+        self.renderer: ActionPotentialRenderer | None = None
         if architecture == "resnet_act":
             self.features = residual_trunk()
             self.act_head = PositionalHead(RESIDUAL_CHANNELS, dropout)
+        elif architecture == "template_vm":
+            self.features = squeezenet_trunk(stride=2)
+            self.act_head, self.apd_head = ActivationHead(dropout), ActivationHead(dropout)
+            self.renderer = ActionPotentialRenderer()
         else:
             self.features = squeezenet_trunk(stride=2 if architecture == "reference_act" else 1)
             self.act_head = ActivationHead(dropout) if architecture in ("reference_act", "multitask") else None
-        self.vm_head = VoltageHead() if "vm" in self.outputs else None
+        self.vm_head = VoltageHead() if "vm" in self.outputs and self.renderer is None else None
         self.register_buffer("act_mean", torch.zeros(N_SITES))
         self.register_buffer("act_std", torch.ones(N_SITES))
         self._initialise()
@@ -232,6 +305,10 @@ class EcgiNet(nn.Module):
             out["vm"] = self.vm_head(features)
         if self.act_head is not None:
             out["act"] = self.act_head(features)
+        if self.renderer is not None and self.apd_head is not None:
+            out["apd"] = self.apd_head(features)
+            act_ms = out["act"].float() * self.act_std + self.act_mean
+            out["vm"] = self.renderer(act_ms, self.renderer.apd_ms(out["apd"]), ecg.shape[-1])
         elif self.architecture == "consistent":
             act_ms = upstroke_time_ms(out["vm"], self.softargmax_temperature)
             out["act"] = (act_ms - self.act_mean) / self.act_std
@@ -243,6 +320,8 @@ class EcgiNet(nn.Module):
         A voltage-only network's activation times are its traces' 0 mV crossings.
         """
         physical = {}
+        if "apd" in out and self.renderer is not None:
+            physical["apd"] = self.renderer.apd_ms(out["apd"])
         if "vm" in out:
             physical["vm"] = out["vm"].float() * VM_SCALE_MV + VM_OFFSET_MV
         if "act" in out:

@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from solver.common.errors import ConfigError
 from solver.common.files import write_text_atomic
+from solver.common.traces import apd90_ms
 from solver.common.typedconfig import to_mapping
 
 from .checkpoint import (
@@ -129,7 +130,14 @@ def compute_loss(model: EcgiNet, out: dict[str, torch.Tensor], batch: dict[str, 
         known = torch.isfinite(target)
         diff = torch.where(known, out["act"].float() - torch.nan_to_num(target), torch.zeros_like(target))
         loss = loss + weights.act_weight * (diff**2).sum() / known.sum().clamp(min=1)
-    if "vm" in out:
+    if "apd" in out and model.renderer is not None:
+        # The traces of template_vm follow from its times and APDs: the APD is the target, not the trace.
+        apd = torch.from_numpy(apd90_ms(batch["vm"].detach().cpu().numpy())).to(out["apd"].device)
+        target = (apd.float() - model.renderer.apd_mean_ms) / model.renderer.apd_std_ms
+        known = torch.isfinite(target)  # traces that do not repolarise in the window have no APD90
+        diff = torch.where(known, out["apd"].float() - torch.nan_to_num(target), torch.zeros_like(target))
+        loss = loss + weights.apd_weight * (diff**2).sum() / known.sum().clamp(min=1)
+    elif "vm" in out:
         target = (batch["vm"] - VM_OFFSET_MV) / VM_SCALE_MV
         loss = loss + weights.vm_weight * F.mse_loss(out["vm"].float(), target)
     return loss
@@ -158,6 +166,8 @@ class Trainer:
             self.model.set_activation_statistics(
                 torch.from_numpy(manifest.statistic("act_mean")), torch.from_numpy(manifest.statistic("act_std"))
             )
+        if self.model.renderer is not None:
+            self._set_trace_template(manifest)
         self.model.to(ctx.device)
         self.forward = self._wrap(self.model)
         self.use_bf16 = config.precision == "bf16" and ctx.device.type == "cuda"
@@ -169,6 +179,16 @@ class Trainer:
             run_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(to_mapping(config), sort_keys=False))
         self.tensorboard = _tensorboard(run_dir) if config.tensorboard and ctx.is_main else None
+
+    def _set_trace_template(self, manifest: Manifest) -> None:
+        """``template_vm``: each site's mean training action potential and the training APD90 statistics."""
+        from .baselines import training_traces
+
+        traces = training_traces(manifest)
+        template = traces.template()
+        assert self.model.renderer is not None
+        self.model.renderer.set_template(template.traces, template.dt_ms, apd90_ms(template.traces, template.dt_ms),
+                                         *traces.apd_statistics())
 
     def _wrap(self, model: EcgiNet) -> torch.nn.Module:
         wrapped: torch.nn.Module = model

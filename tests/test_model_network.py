@@ -3,18 +3,39 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from solver.common.traces import apd90_ms, threshold_crossing_ms
+
 from model.network import ARCHITECTURES, VM_OFFSET_MV, VM_SCALE_MV, Fire, build_network, crossing_times, upstroke_time_ms
+
+
+def action_potential_template(half: int = 500, apd_ms: float = 250.0) -> np.ndarray:
+    """(75, 2 half) traces aligned at activation (sample ``half``): rest, a 1-ms upstroke, a plateau, repolarisation."""
+    tau = np.arange(2 * half, dtype=np.float64) - half
+    upstroke = 0.5 * (1.0 + np.tanh((tau + 0.5) / 0.5))
+    repolarisation = 0.5 * (1.0 - np.tanh((tau - apd_ms) / 24.0))
+    trace = -85.0 + 110.0 * upstroke * repolarisation
+    return np.repeat(trace[None], 75, axis=0)
+
+
+def with_template(net, half: int = 500):
+    traces = action_potential_template(half)
+    net.renderer.set_template(traces, 1.0, apd90_ms(traces), np.full(75, 250.0), np.full(75, 30.0))
+    return net
 
 
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_output_shapes(architecture):
     net = build_network(architecture).eval()
+    if architecture == "template_vm":
+        with_template(net)
     out = net(torch.randn(2, 12, 500))
-    expected = {"reference_act": {"act"}, "resnet_act": {"act"}, "reference_vm": {"vm"}}.get(architecture, {"act", "vm"})
+    expected = {"reference_act": {"act"}, "resnet_act": {"act"}, "reference_vm": {"vm"},
+                "template_vm": {"act", "apd", "vm"}}.get(architecture, {"act", "vm"})
     assert set(out) == expected == set(net.outputs)
     if "act" in out:
         assert out["act"].shape == (2, 75)
@@ -119,3 +140,32 @@ def test_residual_network_is_the_reference_size_and_learns_from_position():
     later = torch.roll(x, 200, dims=2)
     net.eval()
     assert not torch.allclose(net(x)["act"], net(later)["act"])  # the head keeps when the beat happens
+
+
+def test_template_traces_rise_at_the_predicted_time_and_last_the_predicted_apd():
+    """template_vm's renderer: the trace's 0 mV crossing and APD90 are the heads' outputs."""
+    renderer = with_template(build_network("template_vm")).renderer
+    template = action_potential_template()
+    template_crossing = threshold_crossing_ms(template[0]) - 500  # where the template itself crosses, from sample 500
+    act = torch.tensor([[40.3] * 75, [121.7] * 75])
+    apd = torch.tensor([[200.0] * 75, [310.0] * 75])
+    act.requires_grad_(True)
+    apd.requires_grad_(True)
+    vm = renderer(act, apd, 500) * VM_SCALE_MV + VM_OFFSET_MV
+    crossing = threshold_crossing_ms(vm.detach().numpy())
+    # Within the 1-ms sampling of a 1-ms upstroke (each trace is interpolated twice).
+    np.testing.assert_allclose(crossing[:, 0], [40.3 + template_crossing, 121.7 + template_crossing], atol=0.3)
+    np.testing.assert_allclose(apd90_ms(vm.detach().numpy())[:, 0], [200.0, 310.0], atol=1.0)
+    assert vm[0, 0, :30].detach().numpy() == pytest.approx(-85.0, abs=0.1)  # at rest before activation
+    vm.sum().backward()  # differentiable in both: the losses reach both heads
+    assert act.grad.abs().sum() > 0 and apd.grad.abs().sum() > 0
+
+
+def test_template_travels_with_the_weights():
+    trained = with_template(build_network("template_vm"), half=300).eval()
+    fresh = build_network("template_vm").eval()
+    fresh.load_state_dict(trained.state_dict())
+    x = torch.randn(1, 12, 300)
+    assert torch.equal(fresh(x)["vm"], trained(x)["vm"])
+    with pytest.raises(RuntimeError, match="no template"):
+        build_network("template_vm")(x)
