@@ -64,10 +64,12 @@ class DataConfig:
 
     ``input_scaling``: ``range`` (reference) divides each lead by its own
     max - min within the sample, so amplitude differences between recording
-    systems do not matter; ``standardise`` uses the manifest's per-lead mean
-    and standard deviation.  ``verify_sha256`` hashes every shard before
-    training (slow for large sets).  ``num_workers`` DataLoader worker
-    processes per rank read the shards.
+    systems do not matter; ``common_range`` divides all twelve leads by the
+    largest lead's max - min, which removes the overall gain but keeps the
+    leads' relative amplitudes (the electrical axis, the R-wave progression);
+    ``standardise`` uses the manifest's per-lead mean and standard deviation.
+    ``verify_sha256`` hashes every shard before training (slow for large
+    sets).  ``num_workers`` DataLoader worker processes per rank read the shards.
 
     ``in_memory``: ``auto`` reads the train and validation splits into
     memory once per process when they fit in the budget, ``memory_fraction``
@@ -77,7 +79,7 @@ class DataConfig:
     batches are served by array operations and ``num_workers`` is ignored.
     """
 
-    input_scaling: Literal["range", "standardise"] = "range"
+    input_scaling: Literal["range", "common_range", "standardise"] = "range"
     verify_sha256: bool = False
     num_workers: int = 0
     in_memory: Literal["auto", "always", "never"] = "auto"

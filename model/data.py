@@ -21,7 +21,7 @@ from torch.utils.data import Dataset, Sampler
 from solver.common.datasets import Manifest, check_dataset
 from solver.common.sites import LEAD_NAMES, SITE_NAMES
 
-InputScaling = Literal["range", "standardise"]
+InputScaling = Literal["range", "common_range", "standardise"]
 
 
 def load_manifest(root: str | Path) -> Manifest:
@@ -34,22 +34,32 @@ def validate_dataset(manifest: Manifest, splits: Sequence[str], check_sha256: bo
     check_dataset(manifest, splits, check_sha256)
 
 
+def scale_leads(ecg: np.ndarray, scaling: InputScaling, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(..., 12, T) mV -> network inputs: the one definition of each input scaling.
+
+    ``range`` divides each lead by its own max - min; ``common_range`` divides
+    all twelve by the largest lead's max - min, so the leads keep their
+    relative amplitudes (the electrical axis, R/S progression) and only the
+    overall gain is removed; ``standardise`` uses the data set's per-lead
+    mean and spread.
+    """
+    ecg = np.asarray(ecg, dtype=np.float32)
+    if scaling == "standardise":
+        return ((ecg - mean[:, None]) / np.maximum(std[:, None], 1e-6)).astype(np.float32)
+    span = ecg.max(axis=-1, keepdims=True) - ecg.min(axis=-1, keepdims=True)
+    if scaling == "common_range":
+        span = span.max(axis=-2, keepdims=True)
+    return ecg / np.maximum(span, 1e-6)
+
+
 def scale_ecg(ecg: np.ndarray, scaling: InputScaling, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """(T, 12) mV -> (12, T) network input, as in training and in prediction."""
-    ecg = np.asarray(ecg, dtype=np.float32).T
-    if scaling == "range":
-        span = ecg.max(axis=1, keepdims=True) - ecg.min(axis=1, keepdims=True)
-        return ecg / np.maximum(span, 1e-6)
-    return ((ecg - mean[:, None]) / np.maximum(std[:, None], 1e-6)).astype(np.float32)
+    return scale_leads(np.asarray(ecg, dtype=np.float32).T, scaling, mean, std)
 
 
 def scale_ecg_batch(ecg: np.ndarray, scaling: InputScaling, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """(N, T, 12) mV -> (N, 12, T) network inputs; ``scale_ecg`` for many samples at once."""
-    ecg = np.asarray(ecg, dtype=np.float32).transpose(0, 2, 1)
-    if scaling == "range":
-        span = ecg.max(axis=2, keepdims=True) - ecg.min(axis=2, keepdims=True)
-        return np.ascontiguousarray(ecg / np.maximum(span, 1e-6))
-    return np.ascontiguousarray(((ecg - mean[:, None]) / np.maximum(std[:, None], 1e-6)).astype(np.float32))
+    return np.ascontiguousarray(scale_leads(np.asarray(ecg, dtype=np.float32).transpose(0, 2, 1), scaling, mean, std))
 
 
 @dataclass
@@ -247,13 +257,8 @@ class InMemoryDataset(ShardDataset):
 
 
 def _scale_batch(ecg: torch.Tensor, scaling: InputScaling, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
-    """(B, 12, T) mV -> network inputs; ``scale_ecg`` on tensors."""
-    if scaling == "range":
-        span = ecg.amax(dim=2, keepdim=True) - ecg.amin(dim=2, keepdim=True)
-        return ecg / span.clamp_min(1e-6)
-    mean_t = torch.as_tensor(mean, dtype=torch.float32)[None, :, None]
-    std_t = torch.as_tensor(std, dtype=torch.float32).clamp_min(1e-6)[None, :, None]
-    return (ecg - mean_t) / std_t
+    """(B, 12, T) mV -> network inputs; ``scale_leads`` on a CPU tensor."""
+    return torch.from_numpy(scale_leads(ecg.numpy(), scaling, mean, std))
 
 
 def split_bytes(manifest: Manifest, split: str, *, with_vm: bool) -> int:

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from model.config import config_from_dict, load_train_config
-from model.data import ShardDataset, StridedSampler, load_manifest, shift_onset, validate_dataset
+from model.data import InMemoryDataset, ShardDataset, StridedSampler, load_manifest, scale_ecg, shift_onset, validate_dataset
 from model.distributed import expand_nodelist, launch_info, port_from_job_id
 from model.synthetic import write_synthetic_dataset
 from solver.common.errors import ConfigError
@@ -129,6 +129,21 @@ def test_standardised_input_uses_the_manifest_statistics(dataset):
         ecg = f["ecg"][0]
     expected = (ecg - manifest.statistic("ecg_mean")) / manifest.statistic("ecg_std")
     assert sample["ecg"].dtype == torch.float32 and np.allclose(sample["ecg"].numpy(), expected.T, atol=1e-5)
+
+
+def test_common_range_keeps_the_leads_relative_amplitudes(dataset):
+    """One gain for all twelve leads: a lead half as large as another stays half as large,
+    and a recording system's overall gain does not matter."""
+    manifest = load_manifest(dataset)
+    sample = ShardDataset(manifest, "train", with_vm=False, scaling="common_range")[0]["ecg"].numpy()
+    with h5py.File(dataset / "train" / "shard-00000.h5") as f:
+        ecg = f["ecg"][0]
+    span = ecg.max(axis=0) - ecg.min(axis=0)
+    np.testing.assert_allclose(sample, (ecg / span.max()).T, atol=1e-6)
+    np.testing.assert_allclose(np.ptp(sample, axis=1), span / span.max(), atol=1e-6)
+    memory = InMemoryDataset(manifest, "train", with_vm=False, scaling="common_range")
+    np.testing.assert_allclose(memory.__getitems__([0])["ecg"][0].numpy(), sample, atol=1e-6)
+    assert np.allclose(scale_ecg(3.0 * ecg, "common_range", None, None), sample, atol=1e-6)
 
 
 def test_no_hdf5_handle_crosses_a_pickle_or_fork(dataset):
