@@ -121,6 +121,30 @@ def test_samples_of_one_anatomy_reuse_its_heart_but_not_each_others_tissue():
     np.testing.assert_array_equal(again.run().result.extra["leads"][0], expected)
 
 
+def test_a_failed_run_frees_its_state_vector(monkeypatch):
+    """A worker runs thousands of samples; one that blows up must not leave its PETSc vector behind."""
+    import solver.numerics.simulation as numerics
+    from petsc4py import PETSc
+    from solver.common.errors import SolverError
+
+    created = []
+
+    class TrackedPETSc:
+        def __getattr__(self, name):
+            return getattr(PETSc, name)
+
+        def Vec(self):  # noqa: N802 (PETSc's name)
+            created.append(PETSc.Vec())
+            return created[-1]
+
+    with PatientSimulation(load_patient_config(coarse_patient()), MPI.COMM_SELF) as patient:
+        monkeypatch.setattr(numerics, "PETSc", TrackedPETSc())
+        monkeypatch.setattr(patient.simulation.model, "step", lambda vm, *args: vm.fill(np.nan))
+        with pytest.raises(SolverError, match="numerical blow-up"):
+            patient.run()
+    assert created and all(vec.handle == 0 for vec in created)
+
+
 def test_samples_with_other_conduction_velocities_share_the_heart():
     """A campaign calibrates the fast layer's conductivity per sample; the
     heart of the anatomy is still built once, and the sample's own factor

@@ -146,57 +146,58 @@ class Simulation:
         vm, states = self.model.initial_state(self.cell_type)
         vm = np.ascontiguousarray(vm, dtype=np.float64)
         v = PETSc.Vec().createWithArray(vm, size=(self.n_local, n_global), comm=comm)
-        v_before = np.empty_like(vm)
-        activation = ActivationTimes(self.n_local, cfg.output.activation_threshold_mV)
-        probe_natural = np.ravel_multi_index(self.probe_ijk.T, self.anatomy.shape) if len(self.probe_ijk) else np.zeros(0, np.int64)
-        tissue_flat = np.ravel_multi_index(self.numbering.ijk.T, self.anatomy.shape)
-        probes = ProbeTraces(np.searchsorted(tissue_flat, probe_natural), self.owned, self.n_samples)
-        snapshots, snapshot_times = [], []
-        rate = self.diffusion.rate
+        try:
+            v_before = np.empty_like(vm)
+            activation = ActivationTimes(self.n_local, cfg.output.activation_threshold_mV)
+            probe_natural = np.ravel_multi_index(self.probe_ijk.T, self.anatomy.shape) if len(self.probe_ijk) else np.zeros(0, np.int64)
+            tissue_flat = np.ravel_multi_index(self.numbering.ijk.T, self.anatomy.shape)
+            probes = ProbeTraces(np.searchsorted(tissue_flat, probe_natural), self.owned, self.n_samples)
+            snapshots, snapshot_times = [], []
+            rate = self.diffusion.rate
 
-        start = time.perf_counter()
-        last_report = start
-        samples_done = 0
-        self._record(0, vm, rate, probes)
-        samples_done = 1
-        if self.snapshot_every:
-            self._snapshot(0.0, vm, snapshots, snapshot_times)
+            start = time.perf_counter()
+            last_report = start
+            samples_done = 0
+            self._record(0, vm, rate, probes)
+            samples_done = 1
+            if self.snapshot_every:
+                self._snapshot(0.0, vm, snapshots, snapshot_times)
 
-        clock = time.perf_counter
-        ionic_s = diffusion_s = 0.0
-        step = 0
-        for step in range(n_steps):
-            t = step * dt
-            if not activation.all_activated:
-                np.copyto(v_before, vm)
-            t0 = clock()
-            self.model.step(vm, states, self.stimuli.current(step), dt, self.cell_type)
-            t1 = clock()
-            self.diffusion.step(v)
-            t2 = clock()
-            ionic_s += t1 - t0
-            diffusion_s += t2 - t1
-            activation.update(v_before, vm, t, dt)
-            done = step + 1
-            if done % self.output_every == 0:
-                self._check_finite(vm, done * dt)
-                if samples_done < self.n_samples:
-                    self._record(samples_done, vm, rate, probes)
-                    samples_done += 1
-                if self.snapshot_every and done % self.snapshot_every == 0:
-                    self._snapshot(done * dt, vm, snapshots, snapshot_times)
-                if cfg.time.stop_when_activated and activation.n_inactive(comm) == 0:
-                    break
-                now = time.perf_counter()
-                if self.progress is not None and now - last_report > 2.0:
-                    last_report = now
-                    self._report(done * dt, now - start, done)
-        wall = time.perf_counter() - start
-        steps_done = step + 1
-        if self.progress is not None:
-            self._report(steps_done * dt, wall, steps_done)
-
-        v.destroy()  # the Vec wrapping vm (vm itself is numpy's)
+            clock = time.perf_counter
+            ionic_s = diffusion_s = 0.0
+            step = 0
+            for step in range(n_steps):
+                t = step * dt
+                if not activation.all_activated:
+                    np.copyto(v_before, vm)
+                t0 = clock()
+                self.model.step(vm, states, self.stimuli.current(step), dt, self.cell_type)
+                t1 = clock()
+                self.diffusion.step(v)
+                t2 = clock()
+                ionic_s += t1 - t0
+                diffusion_s += t2 - t1
+                activation.update(v_before, vm, t, dt)
+                done = step + 1
+                if done % self.output_every == 0:
+                    self._check_finite(vm, done * dt)
+                    if samples_done < self.n_samples:
+                        self._record(samples_done, vm, rate, probes)
+                        samples_done += 1
+                    if self.snapshot_every and done % self.snapshot_every == 0:
+                        self._snapshot(done * dt, vm, snapshots, snapshot_times)
+                    if cfg.time.stop_when_activated and activation.n_inactive(comm) == 0:
+                        break
+                    now = time.perf_counter()
+                    if self.progress is not None and now - last_report > 2.0:
+                        last_report = now
+                        self._report(done * dt, now - start, done)
+            wall = time.perf_counter() - start
+            steps_done = step + 1
+            if self.progress is not None:
+                self._report(steps_done * dt, wall, steps_done)
+        finally:
+            v.destroy()  # the Vec wrapping vm (vm itself is numpy's), also when the run fails
         act = gather_natural(activation.times, self.owned, n_global, comm)
         probe_vm = probes.gather(comm, samples_done)
         extra = {}
