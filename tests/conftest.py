@@ -7,7 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+# One BLAS thread per process, as campaign workers have (workflow/mpi_env.py),
+# set before anything loads numpy: the tests and the ecgi processes they
+# start share two cores, and idle BLAS threads spinning against them would
+# count as the CPU time the cost-estimate tests measure.
+for _name in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import pytest  # noqa: E402
 
 pytest_plugins = ["tests.slurm_cluster"]
 
