@@ -17,16 +17,13 @@ from mpi4py import MPI
 
 import solver.patient as patient
 import solver.patient.simulation as patient_simulation
+from bench_patients import bench_patient
 
 CONDITIONS = ("normal", "lbbb", "rbbb")
 
 
 def one_sample(condition: str, dx: float, duration: float) -> float:
-    config = patient.load_patient_config({
-        "geometry_id": "bench", "heart": {"dx_mm": dx}, "activation": {"condition": condition},
-        "ionic": {"model": "mitchell_schaeffer"},
-        "time": {"dt_ms": 0.1, "duration_ms": duration, "diffusion": "auto"},
-    })
+    config = bench_patient(condition, dx, duration)
     start = time.perf_counter()
     patient.PatientSimulation(config, MPI.COMM_SELF).run()
     return time.perf_counter() - start

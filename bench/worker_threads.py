@@ -25,13 +25,12 @@ WORKER = r"""
 import json, sys, time
 from mpi4py import MPI
 import solver.patient as patient
+sys.path.insert(0, "bench")
+from bench_patients import bench_patient
 
 dx, samples = float(sys.argv[1]), int(sys.argv[2])
 def config(condition, duration):
-    return patient.load_patient_config({
-        "geometry_id": "bench", "heart": {"dx_mm": dx}, "activation": {"condition": condition},
-        "ionic": {"model": "mitchell_schaeffer"},
-        "time": {"dt_ms": 0.1, "duration_ms": duration, "diffusion": "auto"}})
+    return bench_patient(condition, dx, duration)
 patient.PatientSimulation(config("normal", 20.0), MPI.COMM_SELF).run()  # warm: kernels, lead fields
 total = ecg = 0.0
 for i in range(samples):
