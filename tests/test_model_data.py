@@ -205,11 +205,15 @@ def test_invalid_configs_are_refused(data, message):
         config_from_dict(data)
 
 
-def test_example_config_is_valid():
+def test_example_configs_are_valid():
     from pathlib import Path
 
-    config = load_train_config(Path(__file__).resolve().parent.parent / "examples" / "train" / "tiny.yaml")
-    assert config.epochs <= 30
+    examples = Path(__file__).resolve().parent.parent / "examples" / "train"
+    assert load_train_config(examples / "tiny.yaml").epochs <= 30
+    configs = {path.name: load_train_config(path) for path in sorted(examples.glob("*.yaml"))}
+    assert len(configs) >= 8
+    assert configs["template-vm.yaml"].network.architecture == "template_vm"
+    assert configs["demo-vm.yaml"].network.architecture == "template_vm"
 
 
 def test_nodelist_expansion():
