@@ -164,3 +164,13 @@ def test_petsc_options_are_checked_before_any_work(options, message):
     else:
         with pytest.raises(ConfigError, match=message):
             parse_petsc_options(options)
+
+
+def test_every_example_campaign_is_valid():
+    from workflow.spec import load_spec
+
+    specs = sorted((REPO / "examples" / "campaigns").glob("*.yaml"))
+    assert len(specs) >= 6
+    for path in specs:
+        spec = load_spec(path)
+        assert spec.samples > 0 and spec.name, path.name
