@@ -166,11 +166,16 @@ def test_petsc_options_are_checked_before_any_work(options, message):
             parse_petsc_options(options)
 
 
-def test_every_example_campaign_is_valid():
+def test_every_example_campaign_is_valid(monkeypatch):
     from workflow.spec import load_spec
 
+    monkeypatch.setenv("USER", "alice")  # the cluster example writes to /scratch/$USER
     specs = sorted((REPO / "examples" / "campaigns").glob("*.yaml"))
     assert len(specs) >= 6
     for path in specs:
         spec = load_spec(path)
         assert spec.samples > 0 and spec.name, path.name
+    assert str(load_spec(REPO / "examples" / "campaigns" / "cluster.yaml").output_dir) == "/scratch/alice/ecgi/reference"
+    monkeypatch.delenv("USER")
+    with pytest.raises(ConfigError, match=r"uses \$USER, not set in this environment: export it"):
+        load_spec(REPO / "examples" / "campaigns" / "cluster.yaml")

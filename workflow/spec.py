@@ -305,7 +305,12 @@ def check_output_dir(spec: CampaignSpec) -> None:
 def spec_from_dict(data: Any, base_dir: Path | None = None) -> CampaignSpec:
     spec = from_mapping(CampaignSpec, data, "campaign")
     # Paths may use $VARIABLES and ~ (e.g. /scratch/$USER/...).
-    spec.output_dir = Path(os.path.expandvars(os.path.expanduser(str(spec.output_dir))))
+    written = str(spec.output_dir)
+    spec.output_dir = Path(os.path.expandvars(os.path.expanduser(written)))
+    unset = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", str(spec.output_dir))
+    if unset:
+        raise ConfigError(f"campaign.output_dir {written!r} uses ${', $'.join(unset)}, not set in this environment: "
+                          "export it or write the path out")
     if base_dir is not None and not spec.output_dir.is_absolute():
         spec.output_dir = (base_dir / spec.output_dir).resolve()
     check_output_dir(spec)
