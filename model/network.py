@@ -23,10 +23,12 @@ assembled networks and ``build_network``, which picks one by name.
   head's, so neither has to be recovered from 500 free samples per trace.
 
 Every network maps a normalised ECG (B, 12, T) to a dict of normalised
-outputs, ``act`` (B, 75) and/or ``vm`` (B, 75, T).  The target normalisation
-(per-site activation mean and spread from the data set's manifest, and the
-fixed voltage scaling) is kept in buffers, so a state dict alone turns
-outputs back into milliseconds and millivolts.
+outputs, ``act`` (B, 75) and/or ``vm`` (B, 75, T), and ``apd`` (B, 75) for
+``template_vm``.  The target normalisation (per-site activation mean and
+spread from the data set's manifest, the fixed voltage scaling, the APD
+statistics and action-potential template of ``template_vm``) is kept in
+buffers, so a state dict alone turns outputs back into milliseconds and
+millivolts.
 """
 from __future__ import annotations
 
