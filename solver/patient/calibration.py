@@ -248,7 +248,7 @@ def _key(dx: float, dt: float, ionic: IonicConfig, membrane: MembraneConfig) -> 
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()[:16]
 
 
-#: Velocity curves of this process, by key: a worker reads the cache file once per grid and model.
+#: Velocity curves of this process, by key; each call adds the nodes other processes cached since.
 _CURVES: dict[str, VelocityCurve] = {}
 
 
