@@ -20,7 +20,8 @@ from typing import Literal
 from solver.common.errors import ConfigError
 from solver.common.typedconfig import from_mapping, load_file
 
-Architecture = Literal["reference_act", "reference_vm", "multitask", "consistent", "resnet_act", "template_vm"]
+Architecture = Literal["reference_act", "reference_vm", "multitask", "consistent", "resnet_act", "positional_act",
+                       "template_vm"]
 
 
 @dataclass
@@ -39,8 +40,10 @@ class NetworkConfig:
         consistent: a time is where its own trace rises), trained on both.
       * ``resnet_act`` -- not published: a residual, dilated 1-D CNN with
         batch normalisation mapping the ECG to 75 activation times.
-      * ``template_vm`` -- not published: the reference trunk with an
-        activation-time and an APD90 head; each site's trace is its mean
+      * ``positional_act`` -- not published: the reference trunk with an
+        activation head that keeps 16 positions in time (``resnet_act``'s).
+      * ``template_vm`` -- not published: the reference trunk with
+        positional activation-time and APD90 heads; each site's trace is its mean
         training action potential stretched to the APD and placed at the
         time, trained on both targets (``loss.act_weight``, ``loss.apd_weight``).
 

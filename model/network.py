@@ -15,8 +15,12 @@ assembled networks and ``build_network``, which picks one by name.
   convolutions and batch normalisation (about the reference's size), and an
   activation head that keeps 16 positions in time; compared with
   ``reference_act`` in docs/performance.md.
-* ``template_vm`` -- not published: the strided trunk with two heads, each
-  site's activation time and action-potential duration (APD90); the traces
+* ``positional_act`` -- not published: the reference trunk with the
+  positional activation head of ``resnet_act`` instead of the published
+  head, whose average over three positions discards when things happen in
+  the beat (docs/performance.md compares them).
+* ``template_vm`` -- not published: the strided trunk with two positional
+  heads, each site's activation time and action-potential duration (APD90); the traces
   are each site's mean training action potential stretched to that APD and
   placed at that time (``ActionPotentialRenderer``).  The upstroke of every
   trace is where the activation head puts it and its duration is the APD
@@ -50,6 +54,7 @@ OUTPUTS = {
     "multitask": ("act", "vm"),
     "consistent": ("act", "vm"),
     "resnet_act": ("act",),
+    "positional_act": ("act",),
     "template_vm": ("act", "apd", "vm"),
 }
 ARCHITECTURES = tuple(OUTPUTS)
@@ -74,6 +79,9 @@ class Fire(nn.Module):
         )
 
 
+SQUEEZENET_CHANNELS = 512
+
+
 def squeezenet_trunk(stride: int) -> nn.Sequential:
     """SqueezeNet 1.1 features in 1-D; ``stride`` 2 downsamples about 16x, 1 keeps the length."""
 
@@ -93,7 +101,7 @@ def squeezenet_trunk(stride: int) -> nn.Sequential:
         Fire(256, 48, 192, 192),
         Fire(384, 48, 192, 192),
         Fire(384, 64, 256, 256),
-        Fire(512, 64, 256, 256),
+        Fire(SQUEEZENET_CHANNELS, 64, 256, 256),
     )
 
 
@@ -275,9 +283,13 @@ class EcgiNet(nn.Module):
         if architecture == "resnet_act":
             self.features = residual_trunk()
             self.act_head = PositionalHead(RESIDUAL_CHANNELS, dropout)
+        elif architecture == "positional_act":
+            self.features = squeezenet_trunk(stride=2)
+            self.act_head = PositionalHead(SQUEEZENET_CHANNELS, dropout)
         elif architecture == "template_vm":
             self.features = squeezenet_trunk(stride=2)
-            self.act_head, self.apd_head = ActivationHead(dropout), ActivationHead(dropout)
+            self.act_head = PositionalHead(SQUEEZENET_CHANNELS, dropout)
+            self.apd_head = PositionalHead(SQUEEZENET_CHANNELS, dropout)
             self.renderer = ActionPotentialRenderer()
         else:
             self.features = squeezenet_trunk(stride=2 if architecture == "reference_act" else 1)

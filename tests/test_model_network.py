@@ -10,7 +10,9 @@ from torch import nn
 
 from solver.common.traces import apd90_ms, threshold_crossing_ms
 
-from model.network import ARCHITECTURES, VM_OFFSET_MV, VM_SCALE_MV, Fire, build_network, crossing_times, upstroke_time_ms
+from model.network import (
+    ARCHITECTURES, VM_OFFSET_MV, VM_SCALE_MV, Fire, PositionalHead, build_network, crossing_times, upstroke_time_ms,
+)
 
 
 def action_potential_template(half: int = 500, apd_ms: float = 250.0) -> np.ndarray:
@@ -34,7 +36,7 @@ def test_output_shapes(architecture):
     if architecture == "template_vm":
         with_template(net)
     out = net(torch.randn(2, 12, 500))
-    expected = {"reference_act": {"act"}, "resnet_act": {"act"}, "reference_vm": {"vm"},
+    expected = {"reference_act": {"act"}, "resnet_act": {"act"}, "positional_act": {"act"}, "reference_vm": {"vm"},
                 "template_vm": {"act", "apd", "vm"}}.get(architecture, {"act", "vm"})
     assert set(out) == expected == set(net.outputs)
     if "act" in out:
@@ -49,6 +51,15 @@ def test_activation_trunk_downsamples_and_voltage_trunk_keeps_the_length():
     assert act.features(x).shape == (1, 512, 33)  # 500 -> 250 -> 126 -> 64 -> 33
     assert vm.features(x).shape == (1, 512, 500)
     assert vm.vm_head.conv.kernel_size == (1,) and act.vm_head is None and vm.act_head is None
+
+
+def test_positional_networks_share_the_reference_trunk():
+    """positional_act and template_vm differ from reference_act only in their heads."""
+    reference = build_network("reference_act")
+    for architecture in ("positional_act", "template_vm"):
+        net = build_network(architecture)
+        assert [type(m) for m in net.features] == [type(m) for m in reference.features]
+        assert isinstance(net.act_head, PositionalHead) and net.act_head.layers[-1].in_features == 512 * 16
 
 
 def test_fire_layout_matches_squeezenet_1_1():
