@@ -261,6 +261,29 @@ def test_dataset_build_command(sample_files, tmp_path, capsys):
         build_dataset(sample_files, tmp_path / "bad", split_fractions=(0.5, 0.1, 0.1))
 
 
+
+def test_two_campaigns_make_one_data_set(sample_files, tmp_path, capsys):
+    """The halves of a campaign run as two (say, two seeds) build the same
+    data set as all the files in one directory."""
+    parser = argparse.ArgumentParser(prog="ecgi")
+    dataset_cli.add_commands(parser.add_subparsers(dest="command"))
+    halves = [tmp_path / "first", tmp_path / "second"]
+    for i, path in enumerate(sample_files):
+        halves[i % 2].mkdir(exist_ok=True)
+        shutil.copy(path, halves[i % 2])
+    together = build_dataset(sample_files, tmp_path / "together", samples_per_shard=5)
+    args = parser.parse_args(["dataset", "build", *map(str, halves), "--output", str(tmp_path / "both"),
+                              "--samples-per-shard", "5"])
+    assert args.handler(args) == 0
+    both = verify_dataset(tmp_path / "both")
+    for split in SPLITS:
+        ids = _strings(_read_split(tmp_path / "both", both, split)["sample_ids"])
+        assert ids == _strings(_read_split(tmp_path / "together", together, split)["sample_ids"])
+    args = parser.parse_args(["dataset", "build", *map(str, halves)])
+    with pytest.raises(ConfigError, match="--output"):
+        args.handler(args)
+
+
 LLNL_LENGTH = 500
 LLNL_FILES = {
     "data_hearts_dd_0p2": [f"hearts_dd_0p2_volunteer.{v}_pattern.{p}" for v in ("v1", "v10", "v2") for p in (0, 1)],

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from solver.common.errors import ConfigError
+
 if TYPE_CHECKING:
     from solver.common.datasets import Manifest
 
@@ -23,18 +25,21 @@ def add_commands(commands) -> None:
 
     build = actions.add_parser(
         "build", help="a data set from the sample files of a campaign",
-        description="Verify every sample file (*.h5) under DIR, skip and report the incomplete or "
+        description="Verify every sample file (*.h5) under each DIR, skip and report the incomplete or "
         "corrupted ones, split the rest by geometry and write shards, train statistics and "
-        "manifest.json. Re-running leaves unchanged shards alone.",
+        "manifest.json. Several DIRs (campaigns with different names) make one data set. "
+        "Re-running leaves unchanged shards alone.",
     )
-    build.add_argument("directory", metavar="DIR", help="directory searched recursively for sample files")
+    build.add_argument("directories", nargs="+", metavar="DIR",
+                       help="directory searched recursively for sample files (a campaign directory: its samples)")
     _shard_size_option(build)
     build.add_argument("--seed", type=int, default=0, help="seed of the geometry shuffle (default 0)")
     build.add_argument(
         "--splits", type=split_fractions, default=(0.8, 0.1, 0.1), metavar="TRAIN,VALIDATION,TEST",
         help="fractions of the geometries in each split (default 0.8,0.1,0.1)",
     )
-    build.add_argument("--output", metavar="DATASET_DIR", help="data set directory (default DIR/dataset)")
+    build.add_argument("--output", metavar="DATASET_DIR",
+                       help="data set directory (default DIR/dataset; required with several DIRs)")
     build.set_defaults(handler=run_build)
 
     llnl = actions.add_parser(
@@ -62,21 +67,30 @@ def split_fractions(text: str) -> tuple[float, ...]:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from .dataset import build_dataset, find_sample_files
+    from .dataset import build_dataset
 
     from solver.common.files import check_writable
 
-    directory = Path(args.directory)
-    output = Path(args.output) if args.output else directory / "dataset"
+    directories = [Path(d) for d in args.directories]
+    if args.output is None and len(directories) > 1:
+        raise ConfigError(f"{len(directories)} directories of sample files: name the data set with --output DATASET_DIR")
+    output = Path(args.output) if args.output else directories[0] / "dataset"
     check_writable(output, DATASET_FREE_BYTES, directory=True)
-    # A campaign's own data set is never a source of samples, wherever this one goes.
-    excluded = [output, directory / "dataset"]
-    if (directory / "spec.yaml").is_file() and (directory / "samples").is_dir():
-        directory = directory / "samples"  # a campaign directory: its sample files only
-    files = find_sample_files(directory, exclude=excluded)
+    files = [path for directory in directories for path in _campaign_sample_files(directory, output)]
     manifest = build_dataset(files, output, args.samples_per_shard, args.splits, args.seed)
     _print_summary(manifest, output)
     return 0
+
+
+def _campaign_sample_files(directory: Path, output: Path) -> list[Path]:
+    """The sample files under ``directory``; a campaign's own data set is never
+    a source of samples, wherever this one goes."""
+    from .dataset import find_sample_files
+
+    excluded = [output, directory / "dataset"]
+    if (directory / "spec.yaml").is_file() and (directory / "samples").is_dir():
+        directory = directory / "samples"  # a campaign directory: its sample files only
+    return find_sample_files(directory, exclude=excluded)
 
 
 def run_import_llnl(args: argparse.Namespace) -> int:
