@@ -15,7 +15,7 @@ map of the ECG could not.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -113,6 +113,17 @@ class TemplateAccumulator:
         self.samples = 0
         self.apd_moments = np.zeros((3, sites))  # count, sum, sum of squares of the defined APD90s
 
+    @classmethod
+    def of(cls, chunks: Iterable[tuple[np.ndarray, np.ndarray]], dt_ms: float) -> TemplateAccumulator:
+        """The sums over ``chunks`` of (Vm (n, T, 75) mV, activation (n, 75) ms)."""
+        accumulator: TemplateAccumulator | None = None
+        for vm, act in chunks:
+            if accumulator is None:
+                accumulator = cls(vm.shape[2], vm.shape[1], dt_ms)
+            accumulator.add(vm, act)
+        assert accumulator is not None, "empty training split"
+        return accumulator
+
     def add(self, vm: np.ndarray, act: np.ndarray) -> None:
         """``vm`` (N, T, 75) mV, ``act`` (N, 75) ms; sites that never activate add nothing."""
         t = self.length
@@ -189,11 +200,5 @@ def trace_template(manifest: Manifest) -> TraceTemplate:
 
 def training_traces(manifest: Manifest) -> TemplateAccumulator:
     """The training split's traces, aligned and summed, and their APD90 statistics (one pass)."""
-    accumulator: TemplateAccumulator | None = None
-    for shard in iter_shards(manifest, "train", with_vm=True):
-        assert shard.vm is not None
-        if accumulator is None:
-            accumulator = TemplateAccumulator(shard.vm.shape[2], shard.vm.shape[1], manifest.dt_ms)
-        accumulator.add(shard.vm, shard.act)
-    assert accumulator is not None, "empty training split"
-    return accumulator
+    return TemplateAccumulator.of(((shard.vm, shard.act) for shard in iter_shards(manifest, "train", with_vm=True)),
+                                  manifest.dt_ms)

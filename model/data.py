@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, Sampler
 
 from solver.common.datasets import Manifest, check_dataset
 from solver.common.sites import LEAD_NAMES, SITE_NAMES
+from solver.common.traces import apd90_ms
 
 InputScaling = Literal["range", "common_range", "standardise"]
 
@@ -113,18 +114,24 @@ class ShardDataset(Dataset):
     ``set_epoch`` changes the augmentation; the shift of sample i in epoch e
     depends only on (seed, e, i), so it is the same whichever rank or worker
     reads the sample and after a resume.
+
+    ``with_apd`` adds each site's APD90 (ms) of the stored trace, the target of
+    ``template_vm``: a delay of the onset does not change it.
     """
 
     def __init__(
         self, manifest: Manifest, split: str, *, with_vm: bool, scaling: InputScaling = "range",
         max_shift_ms: int = 0, seed: int = 0, ecg_stats: tuple[np.ndarray, np.ndarray] | None = None,
-        realism=None,
+        realism=None, with_apd: bool = False,
     ) -> None:
+        if with_apd and not with_vm:
+            raise ValueError("with_apd needs with_vm: the APD90 targets come from the traces")
         self.entries = manifest.splits[split]
         self.offsets = np.cumsum([0] + [e.samples for e in self.entries])
         self.ecg_mean, self.ecg_std = ecg_stats or (manifest.statistic("ecg_mean"), manifest.statistic("ecg_std"))
         self.dt_ms = manifest.dt_ms
         self.with_vm = with_vm
+        self.with_apd = with_apd
         self.scaling = scaling
         self.max_shift = int(round(max_shift_ms / manifest.dt_ms))
         self.seed = seed
@@ -169,8 +176,13 @@ class ShardDataset(Dataset):
         f = self._file(path)
         return f["ecg"][row], f["act"][row].astype(np.float32), f["vm"][row] if self.with_vm else None
 
+    def _stored_apd(self, index: int, vm: np.ndarray) -> np.ndarray:
+        """APD90 (75,) ms of the stored traces ``vm`` (T, 75) of sample ``index``."""
+        return apd90_ms(vm.T, self.dt_ms).astype(np.float32)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         ecg, act, vm = self._raw(index)
+        apd = self._stored_apd(index, vm) if self.with_apd else None
         if self.max_shift:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             ecg, act, vm = shift_onset(ecg, act, vm, int(rng.integers(0, self.max_shift + 1)), self.dt_ms)
@@ -179,6 +191,8 @@ class ShardDataset(Dataset):
 
             ecg, act, vm = realistic(ecg, act, vm, np.random.default_rng([self.seed, self.epoch, index, 1]),
                                      self.dt_ms, self.realism)
+            if apd is not None:  # a time warp stretches the action potentials too
+                apd = apd90_ms(vm.T, self.dt_ms).astype(np.float32)
         sample = {
             "ecg": torch.from_numpy(scale_ecg(ecg, self.scaling, self.ecg_mean, self.ecg_std)),
             "act": torch.from_numpy(act),
@@ -186,6 +200,8 @@ class ShardDataset(Dataset):
         }
         if vm is not None:
             sample["vm"] = torch.from_numpy(np.ascontiguousarray(vm.T, dtype=np.float32))
+        if apd is not None:
+            sample["apd"] = torch.from_numpy(apd)
         return sample
 
     def close(self) -> None:
@@ -212,6 +228,20 @@ class InMemoryDataset(ShardDataset):
         self._act = torch.from_numpy(arrays.act)
         self._vm = torch.from_numpy(np.ascontiguousarray(arrays.vm.transpose(0, 2, 1))) if arrays.vm is not None else None
         self._conditions = arrays.conditions
+        # once per sample, not per step: APD90 does not move with the onset shift
+        self._apd_ms = torch.from_numpy(np.concatenate(
+            [apd90_ms(vm.transpose(0, 2, 1), self.dt_ms) for vm, _ in self.traces()]).astype(np.float32)
+        ) if self.with_apd else None
+
+    def traces(self, chunk: int = 256) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Vm (n, T, 75) mV and activation (n, 75) ms of the stored samples, ``chunk`` at a time (views)."""
+        assert self._vm is not None
+        for i in range(0, len(self._vm), chunk):
+            yield self._vm[i:i + chunk].numpy().transpose(0, 2, 1), self._act[i:i + chunk].numpy()
+
+    def _stored_apd(self, index: int, vm: np.ndarray) -> np.ndarray:
+        assert self._apd_ms is not None
+        return self._apd_ms[index].numpy()
 
     def _raw(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         vm = self._vm[index].numpy().T if self._vm is not None else None
@@ -249,6 +279,8 @@ class InMemoryDataset(ShardDataset):
         batch = {"ecg": _scale_batch(ecg, self.scaling, self.ecg_mean, self.ecg_std), "act": act, "index": index}
         if vm is not None:
             batch["vm"] = vm
+        if self._apd_ms is not None:
+            batch["apd"] = self._apd_ms[index]
         return batch
 
     @staticmethod

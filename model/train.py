@@ -132,8 +132,7 @@ def compute_loss(model: EcgiNet, out: dict[str, torch.Tensor], batch: dict[str, 
         loss = loss + weights.act_weight * (diff**2).sum() / known.sum().clamp(min=1)
     if "apd" in out and model.renderer is not None:
         # The traces of template_vm follow from its times and APDs: the APD is the target, not the trace.
-        apd = torch.from_numpy(apd90_ms(batch["vm"].detach().cpu().numpy())).to(out["apd"].device)
-        target = (apd.float() - model.renderer.apd_mean_ms) / model.renderer.apd_std_ms
+        target = (batch["apd"] - model.renderer.apd_mean_ms) / model.renderer.apd_std_ms
         known = torch.isfinite(target)  # traces that do not repolarise in the window have no APD90
         diff = torch.where(known, out["apd"].float() - torch.nan_to_num(target), torch.zeros_like(target))
         loss = loss + weights.apd_weight * (diff**2).sum() / known.sum().clamp(min=1)
@@ -166,25 +165,29 @@ class Trainer:
             self.model.set_activation_statistics(
                 torch.from_numpy(manifest.statistic("act_mean")), torch.from_numpy(manifest.statistic("act_std"))
             )
+        self._build_data()
         if self.model.renderer is not None:
-            self._set_trace_template(manifest)
+            self._set_trace_template()
         self.model.to(ctx.device)
         self.forward = self._wrap(self.model)
         self.use_bf16 = config.precision == "bf16" and ctx.device.type == "cuda"
         self.optimiser = torch.optim.Adam(self.model.parameters(), lr=config.optimiser.lr, weight_decay=config.optimiser.weight_decay)
         self.scheduler = _scheduler(self.optimiser, config)
         _seed_everything(config.seed + ctx.rank)  # dropout masks differ between ranks
-        self._build_data()
         if ctx.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(to_mapping(config), sort_keys=False))
         self.tensorboard = _tensorboard(run_dir) if config.tensorboard and ctx.is_main else None
 
-    def _set_trace_template(self, manifest: Manifest) -> None:
-        """``template_vm``: each site's mean training action potential and the training APD90 statistics."""
-        from .baselines import training_traces
+    def _set_trace_template(self) -> None:
+        """``template_vm``: each site's mean training action potential and the training APD90 statistics,
+        from the training set in memory when it is there (no second read of the shards)."""
+        from .baselines import TemplateAccumulator, training_traces
 
-        traces = training_traces(manifest)
+        if isinstance(self.train_set, InMemoryDataset):
+            traces = TemplateAccumulator.of(self.train_set.traces(), self.manifest.dt_ms)
+        else:
+            traces = training_traces(self.manifest)
         template = traces.template()
         assert self.model.renderer is not None
         self.model.renderer.set_template(template.traces, template.dt_ms, apd90_ms(template.traces, template.dt_ms),
@@ -202,7 +205,8 @@ class Trainer:
     def _build_data(self) -> None:
         config, ctx = self.config, self.ctx
         with_vm = "vm" in self.model.outputs
-        common = dict(with_vm=with_vm, scaling=config.data.input_scaling, seed=config.seed)
+        common = dict(with_vm=with_vm, with_apd="apd" in self.model.outputs,
+                      scaling=config.data.input_scaling, seed=config.seed)
         in_memory = self._in_memory(with_vm)
         dataset = InMemoryDataset if in_memory else ShardDataset
         self.train_set = dataset(self.manifest, "train", max_shift_ms=config.augment.max_onset_shift_ms,

@@ -11,19 +11,20 @@ from model.data import InMemoryDataset, ShardDataset, load_manifest, split_bytes
 from model.synthetic import write_synthetic_dataset
 from model.train import train
 from solver.common.errors import ConfigError
+from solver.common.traces import apd90_ms
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("memory") / "data"
-    write_synthetic_dataset(root, train=20, validation=8, test=2, samples=200, shard_size=8, seed=9)
+    write_synthetic_dataset(root, train=20, validation=8, test=2, samples=500, shard_size=8, seed=9)
     return root
 
 
 @pytest.mark.parametrize("scaling", ["range", "standardise"])
 def test_batches_from_memory_equal_streamed_samples(dataset, scaling):
     manifest = load_manifest(dataset)
-    options = dict(with_vm=True, scaling=scaling, max_shift_ms=40, seed=3)
+    options = dict(with_vm=True, with_apd=True, scaling=scaling, max_shift_ms=40, seed=3)
     streamed, held = ShardDataset(manifest, "train", **options), InMemoryDataset(manifest, "train", **options)
     indices = [19, 0, 7, 8, 3, 15]
     for epoch in (0, 1):
@@ -34,10 +35,14 @@ def test_batches_from_memory_equal_streamed_samples(dataset, scaling):
         assert shifts.max() > 0 and len(set(shifts.tolist())) > 1
         for j, i in enumerate(indices):
             sample = streamed[i]
-            for key in ("ecg", "act", "vm"):
+            for key in ("ecg", "act", "vm", "apd"):
                 assert torch.allclose(batch[key][j], sample[key], atol=1e-6, equal_nan=True), (key, epoch, i)
                 assert torch.allclose(held[i][key], sample[key], atol=1e-6, equal_nan=True)
             assert int(batch["index"][j]) == i
+            # the APD90 target is the stored trace's, whatever the onset shift
+            stored = apd90_ms(held._vm[i].numpy(), manifest.dt_ms)
+            assert np.isfinite(stored).sum() > 60
+            np.testing.assert_allclose(batch["apd"][j].numpy(), stored, rtol=1e-5)
     assert held.conditions() == streamed.conditions()
     streamed.close()
 
@@ -47,12 +52,12 @@ def test_the_loader_passes_whole_batches_through(dataset):
     batches = list(DataLoader(held, batch_size=3, collate_fn=InMemoryDataset.collate))
     assert [len(b["ecg"]) for b in batches] == [3, 3, 2] and "vm" not in batches[0]
     assert torch.equal(torch.cat([b["index"] for b in batches]), torch.arange(8))
-    assert split_bytes(load_manifest(dataset), "validation", with_vm=False) == 4 * 8 * (200 * 12 + 75)
+    assert split_bytes(load_manifest(dataset), "validation", with_vm=False) == 4 * 8 * (500 * 12 + 75)
 
 
-def _history(dataset, tmp_path, name: str, **data) -> tuple[list[dict], str]:
+def _history(dataset, tmp_path, name: str, architecture: str = "reference_act", **data) -> tuple[list[dict], str]:
     config = config_from_dict({"epochs": 2, "batch_size": 4, "tensorboard": False, "data": data,
-                               "network": {"architecture": "reference_act"}})
+                               "network": {"architecture": architecture}})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -61,12 +66,16 @@ def _history(dataset, tmp_path, name: str, **data) -> tuple[list[dict], str]:
         torch.set_num_threads(threads)
 
 
-def test_training_from_memory_is_training_from_the_shards(dataset, tmp_path, capsys):
-    held, _ = _history(dataset, tmp_path, "memory", in_memory="always")
-    streamed, _ = _history(dataset, tmp_path, "stream", in_memory="never")
+@pytest.mark.parametrize("architecture", ["reference_act", "template_vm"])
+def test_training_from_memory_is_training_from_the_shards(dataset, tmp_path, capsys, architecture):
+    """template_vm too: its template and APD90 targets come from memory or from the shards alike."""
+    held, _ = _history(dataset, tmp_path, "memory", architecture, in_memory="always")
+    streamed, _ = _history(dataset, tmp_path, "stream", architecture, in_memory="never")
     for a, b in zip(held, streamed):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["val_act_mae_ms"] == pytest.approx(b["val_act_mae_ms"], rel=1e-5)
+    if architecture != "reference_act":
+        return
     capsys.readouterr()
     _history(dataset, tmp_path, "auto", in_memory="auto")
     assert "held in memory" in capsys.readouterr().err

@@ -56,6 +56,21 @@ class SimulationResult:
     extra: dict = field(default_factory=dict)  #: datasets added by observers
 
 
+@dataclass
+class _TimeLoop:
+    """What the time loop records on this rank, and how long its parts took."""
+
+    activation: ActivationTimes
+    probes: ProbeTraces
+    snapshots: list = field(default_factory=list)
+    snapshot_times: list = field(default_factory=list)
+    samples_done: int = 0  #: output samples recorded
+    steps_done: int = 0
+    wall_s: float = 0.0
+    ionic_s: float = 0.0
+    diffusion_s: float = 0.0
+
+
 def stable_sample_count(duration: float, interval: float) -> int:
     return max(1, int(round(duration / interval)))
 
@@ -139,72 +154,21 @@ class Simulation:
     def run(self) -> Optional[SimulationResult]:
         """Integrate to the configured duration; rank 0 gets the result."""
         cfg, comm = self.config, self.comm
-        dt = cfg.time.dt_ms
-        n_steps = int(round(cfg.time.duration_ms / dt))
         n_global = self.numbering.n
-
         vm, states = self.model.initial_state(self.cell_type)
         vm = np.ascontiguousarray(vm, dtype=np.float64)
         v = PETSc.Vec().createWithArray(vm, size=(self.n_local, n_global), comm=comm)
         try:
-            v_before = np.empty_like(vm)
-            activation = ActivationTimes(self.n_local, cfg.output.activation_threshold_mV)
-            probe_natural = np.ravel_multi_index(self.probe_ijk.T, self.anatomy.shape) if len(self.probe_ijk) else np.zeros(0, np.int64)
-            tissue_flat = np.ravel_multi_index(self.numbering.ijk.T, self.anatomy.shape)
-            probes = ProbeTraces(np.searchsorted(tissue_flat, probe_natural), self.owned, self.n_samples)
-            snapshots, snapshot_times = [], []
-            rate = self.diffusion.rate
-
-            start = time.perf_counter()
-            last_report = start
-            samples_done = 0
-            self._record(0, vm, rate, probes)
-            samples_done = 1
-            if self.snapshot_every:
-                self._snapshot(0.0, vm, snapshots, snapshot_times)
-
-            clock = time.perf_counter
-            ionic_s = diffusion_s = 0.0
-            step = 0
-            for step in range(n_steps):
-                t = step * dt
-                if not activation.all_activated:
-                    np.copyto(v_before, vm)
-                t0 = clock()
-                self.model.step(vm, states, self.stimuli.current(step), dt, self.cell_type)
-                t1 = clock()
-                self.diffusion.step(v)
-                t2 = clock()
-                ionic_s += t1 - t0
-                diffusion_s += t2 - t1
-                activation.update(v_before, vm, t, dt)
-                done = step + 1
-                if done % self.output_every == 0:
-                    self._check_finite(vm, done * dt)
-                    if samples_done < self.n_samples:
-                        self._record(samples_done, vm, rate, probes)
-                        samples_done += 1
-                    if self.snapshot_every and done % self.snapshot_every == 0:
-                        self._snapshot(done * dt, vm, snapshots, snapshot_times)
-                    if cfg.time.stop_when_activated and activation.n_inactive(comm) == 0:
-                        break
-                    now = time.perf_counter()
-                    if self.progress is not None and now - last_report > 2.0:
-                        last_report = now
-                        self._report(done * dt, now - start, done)
-            wall = time.perf_counter() - start
-            steps_done = step + 1
-            if self.progress is not None:
-                self._report(steps_done * dt, wall, steps_done)
+            loop = self._integrate(vm, states, v)
         finally:
             v.destroy()  # the Vec wrapping vm (vm itself is numpy's), also when the run fails
-        act = gather_natural(activation.times, self.owned, n_global, comm)
-        probe_vm = probes.gather(comm, samples_done)
+        act = gather_natural(loop.activation.times, self.owned, n_global, comm)
+        probe_vm = loop.probes.gather(comm, loop.samples_done)
         extra = {}
         for observer in self.observers:
             gathered = getattr(observer, "gather", None)
             if gathered is not None:
-                extra.update(gathered(comm, samples_done))
+                extra.update(gathered(comm, loop.samples_done))
         if comm.Get_rank() != 0:
             return None
         return SimulationResult(
@@ -214,15 +178,69 @@ class Simulation:
             grid_shape=self.anatomy.shape,
             tissue_ijk=self.numbering.ijk,
             activation_ms=act,
-            time_ms=np.arange(samples_done) * cfg.output.interval_ms,
+            time_ms=np.arange(loop.samples_done) * cfg.output.interval_ms,
             probe_names=self.probe_names,
             probe_ijk=self.probe_ijk,
             probe_vm=probe_vm,
-            snapshot_time_ms=np.array(snapshot_times),
-            snapshot_vm=np.array(snapshots) if snapshots else None,
-            provenance=self._provenance(wall, steps_done, ionic_s, diffusion_s),
+            snapshot_time_ms=np.array(loop.snapshot_times),
+            snapshot_vm=np.array(loop.snapshots) if loop.snapshots else None,
+            provenance=self._provenance(loop.wall_s, loop.steps_done, loop.ionic_s, loop.diffusion_s),
             extra=extra,
         )
+
+    def _integrate(self, vm: np.ndarray, states, v: PETSc.Vec) -> _TimeLoop:
+        """The time loop: operator splitting, ionic step then diffusion step, recording
+        every output interval; stops early once every site has activated if asked to."""
+        cfg, comm = self.config, self.comm
+        dt = cfg.time.dt_ms
+        n_steps = int(round(cfg.time.duration_ms / dt))
+        v_before = np.empty_like(vm)
+        probe_natural = np.ravel_multi_index(self.probe_ijk.T, self.anatomy.shape) if len(self.probe_ijk) else np.zeros(0, np.int64)
+        tissue_flat = np.ravel_multi_index(self.numbering.ijk.T, self.anatomy.shape)
+        loop = _TimeLoop(ActivationTimes(self.n_local, cfg.output.activation_threshold_mV),
+                         ProbeTraces(np.searchsorted(tissue_flat, probe_natural), self.owned, self.n_samples))
+        rate = self.diffusion.rate
+
+        start = time.perf_counter()
+        last_report = start
+        self._record(0, vm, rate, loop.probes)
+        loop.samples_done = 1
+        if self.snapshot_every:
+            self._snapshot(0.0, vm, loop.snapshots, loop.snapshot_times)
+
+        clock = time.perf_counter
+        step = 0
+        for step in range(n_steps):
+            t = step * dt
+            if not loop.activation.all_activated:
+                np.copyto(v_before, vm)
+            t0 = clock()
+            self.model.step(vm, states, self.stimuli.current(step), dt, self.cell_type)
+            t1 = clock()
+            self.diffusion.step(v)
+            t2 = clock()
+            loop.ionic_s += t1 - t0
+            loop.diffusion_s += t2 - t1
+            loop.activation.update(v_before, vm, t, dt)
+            done = step + 1
+            if done % self.output_every == 0:
+                self._check_finite(vm, done * dt)
+                if loop.samples_done < self.n_samples:
+                    self._record(loop.samples_done, vm, rate, loop.probes)
+                    loop.samples_done += 1
+                if self.snapshot_every and done % self.snapshot_every == 0:
+                    self._snapshot(done * dt, vm, loop.snapshots, loop.snapshot_times)
+                if cfg.time.stop_when_activated and loop.activation.n_inactive(comm) == 0:
+                    break
+                now = time.perf_counter()
+                if self.progress is not None and now - last_report > 2.0:
+                    last_report = now
+                    self._report(done * dt, now - start, done)
+        loop.wall_s = time.perf_counter() - start
+        loop.steps_done = step + 1
+        if self.progress is not None:
+            self._report(loop.steps_done * dt, loop.wall_s, loop.steps_done)
+        return loop
 
     def _record(self, sample: int, vm, rate, probes: ProbeTraces) -> None:
         probes.record(sample, vm)
