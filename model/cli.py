@@ -78,6 +78,8 @@ def _add_evaluate(commands) -> None:
     evaluate.add_argument("--sites", help="comma-separated sites whose traces the report shows")
     evaluate.add_argument("--batch-size", type=int, default=64, help="samples per forward pass (64)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--ensemble", action="append", default=[], metavar="CHECKPOINT",
+                          help="another checkpoint trained on the same inputs; the members' mean is evaluated (repeatable)")
     evaluate.add_argument("--no-baselines", action="store_true",
                           help="skip the site-mean and ridge baselines (fitted on the train and validation splits)")
     evaluate.set_defaults(handler=run_evaluate)
@@ -212,7 +214,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         from solver.common.files import check_writable
 
         check_writable(args.report, REPORT_FREE_BYTES, directory=True)
-    result = evaluate(args.checkpoint, args.dataset, args.split, args.batch_size, baselines=not args.no_baselines)
+    result = evaluate(args.checkpoint, args.dataset, args.split, args.batch_size, baselines=not args.no_baselines,
+                      ensemble=args.ensemble)
     metrics = result.metrics()
     if args.report:
         from .report import DEFAULT_TRACE_SITES, write_evaluation_report

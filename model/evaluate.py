@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ from solver.common.traces import apd90_ms, threshold_crossing_ms
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import ShardDataset, load_manifest, validate_dataset
+from .network import EcgiNet
 
 _GROUP_COLUMNS = {group: np.array([SITE_NAMES.index(s) for s in sites]) for group, sites in SITE_GROUPS.items()}
 
@@ -134,15 +135,17 @@ def _finite_or_none(value: float) -> float | None:
 
 @torch.no_grad()
 def evaluate(checkpoint: str | Path, dataset: str | Path, split: str = "test", batch_size: int = 64,
-             baselines: bool = True) -> Evaluation:
+             baselines: bool = True, ensemble: Sequence[str | Path] = ()) -> Evaluation:
     """Run a checkpoint over every sample of ``split`` (one process, GPU when available).
 
-    With ``baselines`` (and train and validation splits in the data set) the
+    With ``ensemble`` (more checkpoints trained on the same inputs) the
+    prediction is the members' mean of the outputs they all have.  With
+    ``baselines`` (and train and validation splits in the data set) the
     site-mean and ridge baselines of ``model.baselines`` are fitted and
     evaluated on the same samples.
     """
     state = load_checkpoint(checkpoint)
-    model = model_from_checkpoint(state, checkpoint)
+    model = _Ensemble([model_from_checkpoint(state, checkpoint)] + _members(ensemble, state["inputs"]))
     manifest = load_manifest(dataset)
     if split not in manifest.splits:
         raise ConfigError(f"{manifest.root}: no split {split!r}; the manifest has {', '.join(manifest.splits)}")
@@ -160,7 +163,7 @@ def evaluate(checkpoint: str | Path, dataset: str | Path, split: str = "test", b
         key: [] for key in ("act_true", "act_pred", "vm_corr", "apd_true", "apd_pred", "vm_act_pred")}
     vm_sq, vm_count, example = np.zeros(len(SITE_NAMES)), 0, {}
     for batch in DataLoader(data, batch_size=batch_size):
-        physical = model.to_physical(model(batch["ecg"].to(device)))
+        physical = model(batch["ecg"].to(device))
         parts["act_true"].append(batch["act"].numpy())
         parts["act_pred"].append(physical["act"].cpu().numpy())
         if has_vm:
@@ -182,6 +185,38 @@ def evaluate(checkpoint: str | Path, dataset: str | Path, split: str = "test", b
     if baselines and all(manifest.split_size(s) for s in ("train", "validation")):
         result.baselines = _baselines(result, manifest, inputs, has_vm)
     return result
+
+
+def _members(checkpoints: Sequence[str | Path], inputs: dict[str, Any]) -> list[EcgiNet]:
+    """The further members of an ensemble; each must read the first one's inputs."""
+    members = []
+    for path in checkpoints:
+        state = load_checkpoint(path)
+        if not _same_inputs(state["inputs"], inputs):
+            raise ConfigError(f"{path}: trained on other inputs (scaling, statistics or trace length) than the "
+                              "first checkpoint; an ensemble's members must read the same ECG")
+        members.append(model_from_checkpoint(state, path))
+    return members
+
+
+def _same_inputs(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return a.keys() == b.keys() and all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
+
+
+class _Ensemble(torch.nn.Module):
+    """Members' mean of the physical outputs they all have (one member: the network itself)."""
+
+    def __init__(self, members: list[EcgiNet]) -> None:
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+        self.outputs = tuple(k for k in members[0].outputs if all(k in m.outputs for m in members))
+        names = [m.architecture for m in members]
+        self.architecture = names[0] if len(names) == 1 else f"ensemble of {len(names)} ({', '.join(names)})"
+        self.eval()
+
+    def forward(self, ecg: torch.Tensor) -> dict[str, torch.Tensor]:
+        outputs = [m.to_physical(m(ecg)) for m in self.members]
+        return {k: torch.stack([o[k] for o in outputs]).mean(dim=0) for k in self.outputs}
 
 
 def _baselines(network: Evaluation, manifest, inputs: dict[str, Any], has_vm: bool) -> dict[str, Evaluation]:

@@ -144,6 +144,21 @@ def test_evaluate_report_of_a_two_headed_network(trained, capsys, tmp_path):
     assert "<img src=\"traces.png\"" in (tmp_path / "report" / "report.html").read_text()
 
 
+def test_evaluate_an_ensemble(trained, capsys, tmp_path):
+    """The members' mean of the outputs they share, and no ensemble of networks that read different inputs."""
+    root, runs, _ = trained
+    one, two = (evaluate(runs[name], root / "data", baselines=False) for name in ("reference_act", "multitask"))
+    both = evaluate(runs["reference_act"], root / "data", baselines=False, ensemble=[runs["multitask"]])
+    np.testing.assert_allclose(both.act_pred, (one.act_pred + two.act_pred) / 2, rtol=1e-5, atol=1e-4)
+    assert not np.allclose(one.act_pred, two.act_pred, atol=1e-2)
+    assert both.architecture == "ensemble of 2 (reference_act, multitask)" and not both.has_vm
+    state = load_checkpoint(runs["multitask"])
+    state["inputs"]["scaling"] = "standardise"
+    torch.save(state, tmp_path / "other-inputs.pt")
+    code, _, err = run_cli(capsys, "evaluate", runs["reference_act"], root / "data", "--ensemble", tmp_path / "other-inputs.pt")
+    assert code == 2 and "other inputs" in err and len(err.strip().splitlines()) == 1
+
+
 def test_evaluate_text_output_and_unknown_split(trained, capsys):
     root, runs, _ = trained
     code, out, _ = run_cli(capsys, "evaluate", runs["reference_act"], root / "data", "--split", "validation")
