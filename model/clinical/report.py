@@ -56,7 +56,7 @@ def median_figure(prediction, path: Path, samples: int) -> Path:
     fig = Figure(figsize=(8, 8))
     ax = fig.add_subplot(1, 1, 1)
     _stacked(ax, beats.median, t0=-beats.onset)
-    ax.axvline(0, color="tab:blue", lw=1.2, label=f"QRS onset")
+    ax.axvline(0, color="tab:blue", lw=1.2, label="QRS onset")
     ax.axvline(beats.offset - beats.onset, color="tab:orange", lw=1.2, label=f"QRS offset ({beats.qrs_ms} ms)")
     ax.axvspan(0, samples, color="tab:blue", alpha=0.05, label="network window")
     ax.set(xlabel="time from QRS onset (ms)", title=f"median of {int(beats.clean.sum())} clean beats")
