@@ -116,7 +116,9 @@ class ShardDataset(Dataset):
     reads the sample and after a resume.
 
     ``with_apd`` adds each site's APD90 (ms) of the stored trace, the target of
-    ``template_vm``: a delay of the onset does not change it.
+    ``template_vm``: a delay of the onset does not change it, even where it
+    pushes repolarisation out of the window (the network still predicts the
+    whole action potential).
     """
 
     def __init__(
@@ -191,7 +193,8 @@ class ShardDataset(Dataset):
 
             ecg, act, vm = realistic(ecg, act, vm, np.random.default_rng([self.seed, self.epoch, index, 1]),
                                      self.dt_ms, self.realism)
-            if apd is not None:  # a time warp stretches the action potentials too
+            if apd is not None and self.realism.time_warp > 0:
+                # a time warp stretches the action potentials too: the warped trace's own APD90
                 apd = apd90_ms(vm.T, self.dt_ms).astype(np.float32)
         sample = {
             "ecg": torch.from_numpy(scale_ecg(ecg, self.scaling, self.ecg_mean, self.ecg_std)),

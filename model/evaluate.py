@@ -180,7 +180,7 @@ def evaluate(checkpoint: str | Path, dataset: str | Path, split: str = "test", b
     result = Evaluation(
         str(checkpoint), str(dataset), split, model.architecture, has_vm, stacked["act_true"], stacked["act_pred"],
         conditions, vm_sq if has_vm else None, vm_count, stacked["vm_corr"], stacked["apd_true"], stacked["apd_pred"],
-        example, stacked["vm_act_pred"],
+        example, stacked["vm_act_pred"], details={"ensemble": [str(checkpoint), *map(str, ensemble)]} if ensemble else {},
     )
     if baselines and all(manifest.split_size(s) for s in ("train", "validation")):
         result.baselines = _baselines(result, manifest, inputs, has_vm)
@@ -199,17 +199,22 @@ def _members(checkpoints: Sequence[str | Path], inputs: dict[str, Any]) -> list[
     return members
 
 
+_READING = ("scaling", "samples", "dt_ms", "ecg_mean", "ecg_std")  # what decides a network's input
+
+
 def _same_inputs(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return a.keys() == b.keys() and all(np.array_equal(np.asarray(a[k]), np.asarray(b[k])) for k in a)
+    return all(np.array_equal(np.asarray(a.get(k)), np.asarray(b.get(k))) for k in _READING)
 
 
 class _Ensemble(torch.nn.Module):
-    """Members' mean of the physical outputs they all have (one member: the network itself)."""
+    """Members' mean of the physical outputs they all have: activation times, and the traces when every
+    member draws them (one member: the network itself)."""
 
     def __init__(self, members: list[EcgiNet]) -> None:
         super().__init__()
         self.members = torch.nn.ModuleList(members)
-        self.outputs = tuple(k for k in members[0].outputs if all(k in m.outputs for m in members))
+        # every network gives activation times in physical units (a voltage-only one from its traces' crossings)
+        self.outputs = ("act", "vm") if all("vm" in m.outputs for m in members) else ("act",)
         names = [m.architecture for m in members]
         self.architecture = names[0] if len(names) == 1 else f"ensemble of {len(names)} ({', '.join(names)})"
         self.eval()

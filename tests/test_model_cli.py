@@ -152,6 +152,7 @@ def test_evaluate_an_ensemble(trained, capsys, tmp_path):
     np.testing.assert_allclose(both.act_pred, (one.act_pred + two.act_pred) / 2, rtol=1e-5, atol=1e-4)
     assert not np.allclose(one.act_pred, two.act_pred, atol=1e-2)
     assert both.architecture == "ensemble of 2 (reference_act, multitask)" and not both.has_vm
+    assert both.metrics()["details"]["ensemble"] == [str(runs["reference_act"]), str(runs["multitask"])]
     state = load_checkpoint(runs["multitask"])
     state["inputs"]["scaling"] = "standardise"
     torch.save(state, tmp_path / "other-inputs.pt")
