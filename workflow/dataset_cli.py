@@ -27,7 +27,8 @@ def add_commands(commands) -> None:
         "build", help="a data set from the sample files of a campaign",
         description="Verify every sample file (*.h5) under each DIR, skip and report the incomplete or "
         "corrupted ones, split the rest by geometry and write shards, train statistics and "
-        "manifest.json. Several DIRs (campaigns with different names) make one data set. "
+        "manifest.json. Several DIRs (campaigns with different names) make one data set; anatomies are "
+        "told apart by campaign, so campaigns that share geometry files would share anatomies across splits. "
         "Re-running leaves unchanged shards alone.",
     )
     build.add_argument("directories", nargs="+", metavar="DIR",
