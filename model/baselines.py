@@ -114,18 +114,20 @@ class TemplateAccumulator:
         self.apd_moments = np.zeros((3, sites))  # count, sum, sum of squares of the defined APD90s
 
     @classmethod
-    def of(cls, chunks: Iterable[tuple[np.ndarray, np.ndarray]], dt_ms: float) -> TemplateAccumulator:
-        """The sums over ``chunks`` of (Vm (n, T, 75) mV, activation (n, 75) ms)."""
+    def of(cls, chunks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+           dt_ms: float) -> TemplateAccumulator:
+        """The sums over ``chunks`` of (Vm (n, T, 75) mV, activation (n, 75) ms, APD90 (n, 75) ms or None)."""
         accumulator: TemplateAccumulator | None = None
-        for vm, act in chunks:
+        for vm, act, apd in chunks:
             if accumulator is None:
                 accumulator = cls(vm.shape[2], vm.shape[1], dt_ms)
-            accumulator.add(vm, act)
+            accumulator.add(vm, act, apd)
         assert accumulator is not None, "empty training split"
         return accumulator
 
-    def add(self, vm: np.ndarray, act: np.ndarray) -> None:
-        """``vm`` (N, T, 75) mV, ``act`` (N, 75) ms; sites that never activate add nothing."""
+    def add(self, vm: np.ndarray, act: np.ndarray, apd: np.ndarray | None = None) -> None:
+        """``vm`` (N, T, 75) mV, ``act`` (N, 75) ms, ``apd`` (N, 75) ms when already known;
+        sites that never activate add nothing."""
         t = self.length
         traces = np.asarray(vm, dtype=np.float64).transpose(0, 2, 1)  # (N, 75, T)
         known = np.isfinite(act)
@@ -135,7 +137,7 @@ class TemplateAccumulator:
         self.count += np.bincount(index.ravel(), minlength=self.count.size)
         self.rest += traces[:, :, 0].sum(axis=0)
         self.samples += traces.shape[0]
-        apd = apd90_ms(traces, self.dt_ms)
+        apd = apd90_ms(traces, self.dt_ms) if apd is None else np.asarray(apd, dtype=np.float64)
         defined = np.isfinite(apd)
         self.apd_moments += [defined.sum(axis=0), np.where(defined, apd, 0).sum(axis=0),
                              np.where(defined, apd**2, 0).sum(axis=0)]
@@ -200,5 +202,5 @@ def trace_template(manifest: Manifest) -> TraceTemplate:
 
 def training_traces(manifest: Manifest) -> TemplateAccumulator:
     """The training split's traces, aligned and summed, and their APD90 statistics (one pass)."""
-    return TemplateAccumulator.of(((shard.vm, shard.act) for shard in iter_shards(manifest, "train", with_vm=True)),
-                                  manifest.dt_ms)
+    shards = iter_shards(manifest, "train", with_vm=True)
+    return TemplateAccumulator.of(((shard.vm, shard.act, None) for shard in shards), manifest.dt_ms)

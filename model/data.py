@@ -231,20 +231,23 @@ class InMemoryDataset(ShardDataset):
         self._act = torch.from_numpy(arrays.act)
         self._vm = torch.from_numpy(np.ascontiguousarray(arrays.vm.transpose(0, 2, 1))) if arrays.vm is not None else None
         self._conditions = arrays.conditions
-        # once per sample, not per step: APD90 does not move with the onset shift
+        # once per sample, not per step: APD90 does not move with the onset shift (float64: the
+        # template's APD statistics are summed from these)
         self._apd_ms = torch.from_numpy(np.concatenate(
-            [apd90_ms(vm.transpose(0, 2, 1), self.dt_ms) for vm, _ in self.traces()]).astype(np.float32)
-        ) if self.with_apd else None
+            [apd90_ms(self._vm[i:i + 256].numpy(), self.dt_ms) for i in range(0, len(self._vm), 256)]
+        )) if self.with_apd else None
 
-    def traces(self, chunk: int = 256) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Vm (n, T, 75) mV and activation (n, 75) ms of the stored samples, ``chunk`` at a time (views)."""
+    def traces(self, chunk: int = 256) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+        """Vm (n, T, 75) mV, activation (n, 75) ms and APD90 (n, 75) ms or None (without
+        ``with_apd``) of the stored samples, ``chunk`` at a time (views)."""
         assert self._vm is not None
         for i in range(0, len(self._vm), chunk):
-            yield self._vm[i:i + chunk].numpy().transpose(0, 2, 1), self._act[i:i + chunk].numpy()
+            apd = self._apd_ms[i:i + chunk].numpy() if self._apd_ms is not None else None
+            yield self._vm[i:i + chunk].numpy().transpose(0, 2, 1), self._act[i:i + chunk].numpy(), apd
 
     def _stored_apd(self, index: int, vm: np.ndarray) -> np.ndarray:
         assert self._apd_ms is not None
-        return self._apd_ms[index].numpy()
+        return self._apd_ms[index].numpy().astype(np.float32)
 
     def _raw(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         vm = self._vm[index].numpy().T if self._vm is not None else None
@@ -283,7 +286,7 @@ class InMemoryDataset(ShardDataset):
         if vm is not None:
             batch["vm"] = vm
         if self._apd_ms is not None:
-            batch["apd"] = self._apd_ms[index]
+            batch["apd"] = self._apd_ms[index].float()
         return batch
 
     @staticmethod
