@@ -180,6 +180,10 @@ class ShardDataset(Dataset):
 
     def _stored_apd(self, index: int, vm: np.ndarray) -> np.ndarray:
         """APD90 (75,) ms of the stored traces ``vm`` (T, 75) of sample ``index``."""
+        return self._trace_apd(vm)
+
+    def _trace_apd(self, vm: np.ndarray) -> np.ndarray:
+        """APD90 (75,) float32 ms of traces ``vm`` (T, 75)."""
         return apd90_ms(vm.T, self.dt_ms).astype(np.float32)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
@@ -195,7 +199,7 @@ class ShardDataset(Dataset):
                                      self.dt_ms, self.realism)
             if apd is not None and self.realism.time_warp > 0:
                 # a time warp stretches the action potentials too: the warped trace's own APD90
-                apd = apd90_ms(vm.T, self.dt_ms).astype(np.float32)
+                apd = self._trace_apd(vm)
         sample = {
             "ecg": torch.from_numpy(scale_ecg(ecg, self.scaling, self.ecg_mean, self.ecg_std)),
             "act": torch.from_numpy(act),
