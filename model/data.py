@@ -93,6 +93,24 @@ def read_split(manifest: Manifest, split: str, *, with_vm: bool) -> SplitArrays:
     )
 
 
+def onset_shifts(seed: int, epoch: int, indices: np.ndarray | Sequence[int], max_shift: int) -> np.ndarray:
+    """The onset shift (samples, 0..max_shift) of each sample index in an epoch.
+
+    A counter-based draw: a hash (SplitMix64's finaliser) of (seed, epoch,
+    index), so a sample's shift depends on nothing else (rank, worker, batch,
+    resume) and a whole batch is drawn in a few array operations, where a
+    generator per sample would cost more than the batch's gather.
+    """
+    with np.errstate(over="ignore"):  # uint64 arithmetic wraps, as the hash intends
+        key = np.asarray(indices, dtype=np.uint64)
+        key = key + np.uint64(seed & 0xFFFFFFFF) * np.uint64(0x9E3779B97F4A7C15) \
+            + np.uint64(epoch & 0xFFFFFFFF) * np.uint64(0xD1B54A32D192ED03)
+        key = (key ^ (key >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        key = (key ^ (key >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        key = key ^ (key >> np.uint64(31))
+    return (key % np.uint64(max_shift + 1)).astype(np.int64)
+
+
 def shift_onset(
     ecg: np.ndarray, act: np.ndarray, vm: np.ndarray | None, shift: int, dt_ms: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -190,8 +208,8 @@ class ShardDataset(Dataset):
         ecg, act, vm = self._raw(index)
         apd = self._stored_apd(index, vm) if self.with_apd else None
         if self.max_shift:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            ecg, act, vm = shift_onset(ecg, act, vm, int(rng.integers(0, self.max_shift + 1)), self.dt_ms)
+            shift = int(onset_shifts(self.seed, self.epoch, [index], self.max_shift)[0])
+            ecg, act, vm = shift_onset(ecg, act, vm, shift, self.dt_ms)
         if self.realism is not None and self.realism.enabled:
             from .augment import realistic
 
@@ -222,18 +240,23 @@ class InMemoryDataset(ShardDataset):
     """A ``ShardDataset`` whose split is read once, in bulk, into memory (``read_split``).
 
     Samples are the same as the streaming class's, augmentation included.
-    ``__getitems__`` serves a whole batch with array operations, one gather
-    for the onset shifts and one vectorised scaling, instead of a read,
-    a shift and a scaling per sample; the DataLoader calls it when the
-    dataset has it and ``collate`` passes its dict through.
+    ``__getitems__`` serves a whole batch: the onset shifts drawn at once
+    (``onset_shifts``), each shifted trace one contiguous window of a store
+    padded in front by the largest shift, and one vectorised scaling,
+    instead of a read, a shift and a scaling per sample. The DataLoader
+    calls it when the dataset has it and ``collate`` passes its dict through.
     """
 
     def __init__(self, manifest: Manifest, split: str, **kwargs) -> None:
         super().__init__(manifest, split, **kwargs)
         arrays = read_split(manifest, split, with_vm=self.with_vm)
-        self._ecg = torch.from_numpy(np.ascontiguousarray(arrays.ecg.transpose(0, 2, 1)))  # (N, 12, T)
+        # Stored with the largest onset shift already in front (ECG zero, Vm its first value), so a
+        # shifted batch is one gather of a window; _ecg and _vm are the unshifted views, (N, 12 | 75, T).
+        self._ecg_padded = _front_padded(arrays.ecg, self.max_shift, repeat_first=False)
+        self._ecg = self._ecg_padded[..., self.max_shift:]
         self._act = torch.from_numpy(arrays.act)
-        self._vm = torch.from_numpy(np.ascontiguousarray(arrays.vm.transpose(0, 2, 1))) if arrays.vm is not None else None
+        self._vm_padded = _front_padded(arrays.vm, self.max_shift, repeat_first=True) if arrays.vm is not None else None
+        self._vm = self._vm_padded[..., self.max_shift:] if self._vm_padded is not None else None
         self._conditions = arrays.conditions
         # once per sample, not per step: APD90 does not move with the onset shift (float64: the
         # template's APD statistics are summed from these)
@@ -264,8 +287,7 @@ class InMemoryDataset(ShardDataset):
         """The onset shift (samples) of each index this epoch: the streaming class's draw."""
         if not self.max_shift:
             return np.zeros(len(indices), dtype=np.int64)
-        return np.array([int(np.random.default_rng([self.seed, self.epoch, int(i)]).integers(0, self.max_shift + 1))
-                         for i in indices], dtype=np.int64)
+        return onset_shifts(self.seed, self.epoch, indices, self.max_shift)
 
     def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         if self.realism is not None and self.realism.enabled:
@@ -275,17 +297,12 @@ class InMemoryDataset(ShardDataset):
             return default_collate([self[int(i)] for i in indices])
         index = torch.as_tensor(list(indices), dtype=torch.int64)
         shift = torch.from_numpy(self.shifts(indices))
-        ecg, act = self._ecg[index], self._act[index] + shift[:, None].float() * self.dt_ms
-        vm = self._vm[index] if self._vm is not None else None
-        if self.max_shift:
-            # sample t of a shifted trace is sample t - shift of the original; before the onset the ECG
-            # is zero and Vm keeps its first value (as ``shift_onset``)
-            source = torch.arange(ecg.shape[-1])[None, :] - shift[:, None]
-            before = (source < 0)[:, None, :]
-            source = source.clamp_min(0)[:, None, :]
-            ecg = torch.gather(ecg, 2, source.expand_as(ecg)).masked_fill(before, 0.0)
-            if vm is not None:
-                vm = torch.gather(vm, 2, source.expand_as(vm))
+        act = self._act[index] + shift[:, None].float() * self.dt_ms
+        # sample t of a shifted trace is sample t - shift of the original: the window of the
+        # front-padded store that starts at max_shift - shift (as ``shift_onset``)
+        starts = (self.max_shift - shift).tolist()
+        ecg = _windows(self._ecg_padded, index.tolist(), starts, self._ecg.shape[-1])
+        vm = _windows(self._vm_padded, index.tolist(), starts, self._ecg.shape[-1]) if self._vm_padded is not None else None
         batch = {"ecg": _scale_batch(ecg, self.scaling, self.ecg_mean, self.ecg_std), "act": act, "index": index}
         if vm is not None:
             batch["vm"] = vm
@@ -298,14 +315,35 @@ class InMemoryDataset(ShardDataset):
         return batch
 
 
+def _front_padded(traces: np.ndarray, width: int, *, repeat_first: bool) -> torch.Tensor:
+    """(N, T, C) -> (N, C, width + T) float32, the first ``width`` samples zero or the first value repeated."""
+    n, t, c = traces.shape
+    padded = torch.empty((n, c, width + t), dtype=torch.float32)
+    body = torch.from_numpy(traces).transpose(1, 2)
+    padded[..., width:] = body
+    padded[..., :width] = body[..., :1] if repeat_first else 0.0
+    return padded
+
+
+def _windows(store: torch.Tensor, rows: list[int], starts: list[int], length: int) -> torch.Tensor:
+    """(B, C, length): row ``rows[b]`` of ``store`` (N, C, L) from sample ``starts[b]`` on.
+
+    One contiguous copy per row: faster than one gather of the whole batch,
+    which computes and reads an index per element.
+    """
+    return torch.stack([store[row, :, start:start + length] for row, start in zip(rows, starts)])
+
+
 def _scale_batch(ecg: torch.Tensor, scaling: InputScaling, mean: np.ndarray, std: np.ndarray) -> torch.Tensor:
     """(B, 12, T) mV -> network inputs; ``scale_leads`` on a CPU tensor."""
     return torch.from_numpy(scale_leads(ecg.numpy(), scaling, mean, std))
 
 
-def split_bytes(manifest: Manifest, split: str, *, with_vm: bool) -> int:
-    """Memory an ``InMemoryDataset`` of the split holds (float32 ECG, activation and Vm)."""
-    per_sample = manifest.samples * (len(LEAD_NAMES) + (len(SITE_NAMES) if with_vm else 0)) + len(SITE_NAMES)
+def split_bytes(manifest: Manifest, split: str, *, with_vm: bool, max_shift_ms: float = 0.0) -> int:
+    """Memory an ``InMemoryDataset`` of the split holds (float32 ECG, activation and Vm, the traces
+    front-padded by the largest onset shift)."""
+    length = manifest.samples + int(round(max_shift_ms / manifest.dt_ms))
+    per_sample = length * (len(LEAD_NAMES) + (len(SITE_NAMES) if with_vm else 0)) + len(SITE_NAMES)
     return 4 * per_sample * manifest.split_size(split)
 
 

@@ -227,7 +227,8 @@ class Trainer:
         data = self.config.data
         if data.in_memory != "auto":
             return data.in_memory == "always"
-        needed = sum(split_bytes(self.manifest, s, with_vm=with_vm) for s in ("train", "validation"))
+        needed = (split_bytes(self.manifest, "train", with_vm=with_vm, max_shift_ms=self.config.augment.max_onset_shift_ms)
+                  + split_bytes(self.manifest, "validation", with_vm=with_vm))
         per_node = int(os.environ.get("LOCAL_WORLD_SIZE", self.ctx.world_size))  # unknown: assume all on this node
         budget = data.memory_fraction * available_memory_bytes() / max(per_node, 1)
         self._say(f"training data {needed / 2**20:.0f} MiB per process, budget {budget / 2**20:.0f} MiB: "

@@ -12,7 +12,8 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from model.config import config_from_dict, load_train_config
-from model.data import InMemoryDataset, ShardDataset, StridedSampler, load_manifest, scale_ecg, shift_onset, validate_dataset
+from model.data import (InMemoryDataset, ShardDataset, StridedSampler, load_manifest, onset_shifts, scale_ecg, shift_onset,
+                        validate_dataset)
 from model.distributed import expand_nodelist, launch_info, port_from_job_id
 from model.synthetic import write_synthetic_dataset
 from solver.common.errors import ConfigError
@@ -177,6 +178,16 @@ def test_augmentation_depends_on_epoch_and_index_only(dataset):
     data.set_epoch(0)
     assert [float(data[i]["act"][0] - plain[i]["act"][0]) for i in range(12)] == shifts[0]
     assert shifts[0] != shifts[1] and all(0 <= s <= 40 and abs(s - round(s)) < 1e-4 for s in shifts[0] + shifts[1])
+
+
+def test_onset_shifts_are_uniform_and_independent_of_the_batch():
+    shifts = onset_shifts(3, 0, np.arange(41_000), 40)
+    counts = np.bincount(shifts, minlength=41)
+    assert len(counts) == 41 and counts.min() > 850 and counts.max() < 1150  # 1,000 expected per value
+    assert abs(np.corrcoef(shifts[:-1], shifts[1:])[0, 1]) < 0.02  # neighbouring samples draw apart
+    assert np.array_equal(onset_shifts(3, 0, [7, 40_000, 5], 40), shifts[[7, 40_000, 5]])
+    for other in (onset_shifts(3, 1, np.arange(1000), 40), onset_shifts(4, 0, np.arange(1000), 40)):
+        assert np.mean(other == shifts[:1000]) < 0.1
 
 
 def test_every_rank_takes_the_same_number_of_steps():

@@ -53,6 +53,7 @@ def test_the_loader_passes_whole_batches_through(dataset):
     assert [len(b["ecg"]) for b in batches] == [3, 3, 2] and "vm" not in batches[0]
     assert torch.equal(torch.cat([b["index"] for b in batches]), torch.arange(8))
     assert split_bytes(load_manifest(dataset), "validation", with_vm=False) == 4 * 8 * (500 * 12 + 75)
+    assert split_bytes(load_manifest(dataset), "validation", with_vm=True, max_shift_ms=40) == 4 * 8 * (540 * 87 + 75)
 
 
 def _history(dataset, tmp_path, name: str, architecture: str = "reference_act", **data) -> tuple[list[dict], str]:

@@ -1,0 +1,183 @@
+#!/usr/bin/env python
+"""Training speed side by side with the seed method's published training code.
+
+    git clone https://github.com/landajuela/cardiac_ml /tmp/cardiac_ml
+    pip install tqdm  # the original's one requirement that ecgi does not install
+    python bench/against_original.py --original /tmp/cardiac_ml [--samples 512] [--epochs 4] [--json]
+
+One synthetic data set (model/synthetic.py) is written twice: as ecgi's
+shards and, sample for sample, as the original code's ``pECGData_*.npy`` /
+``VmData_*.npy`` pairs (10 electrode potentials whose 12 leads are exactly
+ecgi's, and the 75 transmembrane voltages). Both codes then train their
+activation-time network (the original's ``SqueezeNet`` version 1_1 from
+``learn_ecg2time.py``, ecgi's ``reference_act``) on the same samples, on
+one thread, with global batch 32 and the 0-40 sample onset shift:
+
+* the original: its ``Ecg2TimeDataset`` (whole set in memory, one sample
+  per ``__getitem__``), a ``torch.utils.data.DataLoader`` and one training
+  pass of its ``TrainableModel.evaluate`` per epoch, as ``learn_ecg2time.py``
+  runs it, with ``--original-workers`` loader processes (0: the main one);
+* ecgi: ``model.train.train``, the loop ``ecgi train`` runs, with the
+  training set held in memory (``data.in_memory: always``) and streamed
+  from its compressed shards (``never``).
+
+Each is timed over the epochs after the first; the loaders are also timed
+alone (a pass over the batches, no network). Rates are given per wall and
+per CPU second of the process: CPU seconds are not stretched by other jobs
+on a shared machine, so their ratio holds there too. Nothing of the
+original code is copied: it is imported from the clone given.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from model.data import load_manifest, read_split  # noqa: E402
+from model.synthetic import write_synthetic_dataset  # noqa: E402
+from train_throughput import Case, loader_rate, measure  # noqa: E402
+
+BATCH = 32
+ONSET_SHIFT = 40  # samples: the original's initial_time_aug draws 0..40
+
+
+def write_original_pairs(dataset: Path, folder: Path) -> int:
+    """The training split as the original code's file pairs; returns their number.
+
+    The original builds its 12 leads from 10 electrode potentials
+    (RA LA LL RL V1..V6, Wilson's terminal from RA, LA, LL). With RA = RL = 0,
+    LA = I, LL = II and each chest electrode its lead plus Wilson's terminal,
+    the leads it computes are ecgi's, to rounding.
+    """
+    arrays = read_split(load_manifest(dataset), "train", with_vm=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, (ecg, vm) in enumerate(zip(arrays.ecg, arrays.vm)):
+        lead_i, lead_ii = ecg[:, 0], ecg[:, 1]
+        wilson = (lead_i + lead_ii) / 3.0
+        electrodes = np.zeros((ecg.shape[0], 10), dtype=np.float64)
+        electrodes[:, 1], electrodes[:, 2] = lead_i, lead_ii
+        electrodes[:, 4:10] = ecg[:, 6:12] + wilson[:, None]
+        np.save(folder / f"pECGData_sample{i:05d}.npy", electrodes)
+        np.save(folder / f"VmData_sample{i:05d}.npy", vm.astype(np.float64))
+    return len(arrays.ecg)
+
+
+def _original_modules(root: Path) -> tuple[types.ModuleType, types.ModuleType, types.ModuleType]:
+    """The original's data interface, training loop and training script, imported from its clone."""
+    sys.path.insert(0, str(root))
+    if importlib.util.find_spec("torchsummary") is None:
+        # learn_ecg2time.py imports it at the top for a printed summary this benchmark never asks for
+        sys.modules["torchsummary"] = types.ModuleType("torchsummary")
+        sys.modules["torchsummary"].summary = None
+    import cardiac_ml.data_interface as data_interface
+    import cardiac_ml.trainable_model as trainable_model
+
+    spec = importlib.util.spec_from_file_location("learn_ecg2time", root / "learn_ecg2time.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)  # its training runs under `if __name__ == '__main__'` only
+    return data_interface, trainable_model, script
+
+
+def original_rates(root: Path, pairs_dir: Path, epochs: int, workers: int) -> dict[str, float]:
+    """Samples per wall and CPU second of the original's loader alone and of its training epochs."""
+    from torch.utils.data import DataLoader
+
+    data_interface, trainable_model, script = _original_modules(root)
+    pairs = data_interface.read_data_dirs([str(pairs_dir)])
+    with _quiet():  # it prints a line per file read
+        dataset = data_interface.Ecg2TimeDataset(pairs, list(range(75)), 500, "normalized_unit", "none", True)
+    loader = DataLoader(dataset, shuffle=True, batch_size=BATCH, num_workers=workers)
+    loader_cpu = []
+    for _ in range(2):
+        start = time.process_time()
+        count = sum(len(x) for x, _ in loader)
+        loader_cpu.append(count / (time.process_time() - start))
+
+    torch.manual_seed(0)
+    network = script.SqueezeNet(version="1_1", dropout=0.1, kernel_size=3)
+    optimiser = torch.optim.Adam(network.parameters(), lr=1e-3)
+    trainer = trainable_model.TrainableModel(torch.nn.MSELoss(), optimiser, None, None, "cpu", progressbar=False)
+    wall, cpu = [], []
+    for _ in range(epochs):
+        start_wall, start_cpu = time.perf_counter(), time.process_time()
+        trainer.evaluate(network, loader, training=True)
+        wall.append(len(dataset) / (time.perf_counter() - start_wall))
+        cpu.append(len(dataset) / (time.process_time() - start_cpu))
+    timed = slice(1, None) if epochs > 1 else slice(None)
+    return {"parameters": sum(p.numel() for p in network.parameters()),
+            "loader_per_cpu_s": max(loader_cpu[1:]),
+            "train_per_s": float(np.mean(wall[timed])), "train_per_cpu_s": float(np.mean(cpu[timed]))}
+
+
+class _quiet:
+    def __enter__(self) -> None:
+        self._stdout, sys.stdout = sys.stdout, open(os.devnull, "w")
+
+    def __exit__(self, *exc) -> None:
+        sys.stdout.close()
+        sys.stdout = self._stdout
+
+
+def ecgi_rates(dataset: Path, loading: str, epochs: int) -> dict[str, float]:
+    """Samples per wall and CPU second of ``ecgi train``'s loop (1 process, 1 thread) and of its loader alone."""
+    args = argparse.Namespace(epochs=epochs, batch_size=BATCH, architecture="reference_act", workers=0)
+    case = Case("cpu", 1, 1, loading=loading)
+    per_s = measure(case, args, dataset)
+    from model.network import build_network
+
+    return {"parameters": sum(p.numel() for p in build_network("reference_act").parameters()),
+            "loader_per_cpu_s": loader_rate(dataset, loading, BATCH, with_vm=False),
+            "train_per_s": per_s, "train_per_cpu_s": case.samples_per_cpu_s}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--original", type=Path, required=True,
+                        help="a clone of https://github.com/landajuela/cardiac_ml")
+    parser.add_argument("--samples", type=int, default=512, help="training samples (512)")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per code, the first one untimed (4)")
+    parser.add_argument("--original-workers", type=int, default=0,
+                        help="DataLoader processes of the original (0; its script uses 20)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    args = parser.parse_args()
+    if importlib.util.find_spec("tqdm") is None:
+        parser.error("the original code needs tqdm (its requirements.txt): pip install tqdm")
+    if not (args.original / "cardiac_ml" / "data_interface.py").is_file():
+        parser.error(f"{args.original} is not a clone of the original code (no cardiac_ml/data_interface.py); "
+                     "clone https://github.com/landajuela/cardiac_ml and pass its folder")
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        dataset = Path(tmp) / "ecgi"
+        write_synthetic_dataset(dataset, train=args.samples, validation=BATCH, test=2, samples=500)
+        write_original_pairs(dataset, Path(tmp) / "original")
+        results = {
+            "original": original_rates(args.original, Path(tmp) / "original", args.epochs, args.original_workers),
+            "ecgi, in memory": ecgi_rates(dataset, "always", args.epochs),
+            "ecgi, streamed": ecgi_rates(dataset, "never", args.epochs),
+        }
+    if args.json:
+        print(json.dumps({"samples": args.samples, "epochs": args.epochs, "torch": torch.__version__, "codes": results}))
+        return 0
+    base = results["original"]
+    print(f"{args.samples} training samples, T = 500, batch {BATCH}, 1 thread, torch {torch.__version__}")
+    print(f"{'code':<16} {'parameters':>10} {'loader/CPU s':>12} {'train/s':>8} {'train/CPU s':>11} {'vs original':>11}")
+    for name, r in results.items():
+        print(f"{name:<16} {r['parameters']:>10,} {r['loader_per_cpu_s']:>12.0f} {r['train_per_s']:>8.1f} "
+              f"{r['train_per_cpu_s']:>11.1f} {r['train_per_cpu_s'] / base['train_per_cpu_s']:>10.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
