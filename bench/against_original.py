@@ -3,15 +3,15 @@
 
     git clone https://github.com/landajuela/cardiac_ml /tmp/cardiac_ml
     pip install tqdm  # the original's one requirement that ecgi does not install
-    python bench/against_original.py --original /tmp/cardiac_ml [--samples 512] [--epochs 4] [--json]
+    python bench/against_original.py --original /tmp/cardiac_ml [--samples 512] [--epochs 4] [--threads 1] [--json]
 
 One synthetic data set (model/synthetic.py) is written twice: as ecgi's
 shards and, sample for sample, as the original code's ``pECGData_*.npy`` /
 ``VmData_*.npy`` pairs (10 electrode potentials whose 12 leads are exactly
 ecgi's, and the 75 transmembrane voltages). Both codes then train their
 activation-time network (the original's ``SqueezeNet`` version 1_1 from
-``learn_ecg2time.py``, ecgi's ``reference_act``) on the same samples, on
-one thread, with global batch 32 and the 0-40 sample onset shift:
+``learn_ecg2time.py``, ecgi's ``reference_act``) on the same samples, with
+``--threads`` torch threads, global batch 32 and the 0-40 sample onset shift:
 
 * the original: its ``Ecg2TimeDataset`` (whole set in memory, one sample
   per ``__getitem__``), a ``torch.utils.data.DataLoader`` and one training
@@ -19,7 +19,9 @@ one thread, with global batch 32 and the 0-40 sample onset shift:
   runs it, with ``--original-workers`` loader processes (0: the main one);
 * ecgi: ``model.train.train``, the loop ``ecgi train`` runs, with the
   training set held in memory (``data.in_memory: always``) and streamed
-  from its compressed shards (``never``).
+  from its compressed shards (``never``); with more than one thread also
+  as that many one-thread DDP processes (gloo), ``ecgi train``'s way of
+  using the cores of a node.
 
 Each is timed over the epochs after the first; the loaders are also timed
 alone (a pass over the batches, no network). Rates are given per wall and
@@ -90,9 +92,11 @@ def _original_modules(root: Path) -> tuple[types.ModuleType, types.ModuleType, t
     return data_interface, trainable_model, script
 
 
-def original_rates(root: Path, pairs_dir: Path, epochs: int, workers: int) -> dict[str, float]:
+def original_rates(root: Path, pairs_dir: Path, epochs: int, workers: int, threads: int) -> dict[str, float]:
     """Samples per wall and CPU second of the original's loader alone and of its training epochs."""
     from torch.utils.data import DataLoader
+
+    torch.set_num_threads(1)  # the loaders are timed on one thread, ecgi's too
 
     data_interface, trainable_model, script = _original_modules(root)
     pairs = data_interface.read_data_dirs([str(pairs_dir)])
@@ -105,6 +109,7 @@ def original_rates(root: Path, pairs_dir: Path, epochs: int, workers: int) -> di
         count = sum(len(x) for x, _ in loader)
         loader_cpu.append(count / (time.process_time() - start))
 
+    torch.set_num_threads(threads)
     torch.manual_seed(0)
     network = script.SqueezeNet(version="1_1", dropout=0.1, kernel_size=3)
     optimiser = torch.optim.Adam(network.parameters(), lr=1e-3)
@@ -130,10 +135,10 @@ class _quiet:
         sys.stdout = self._stdout
 
 
-def ecgi_rates(dataset: Path, loading: str, epochs: int) -> dict[str, float]:
-    """Samples per wall and CPU second of ``ecgi train``'s loop (1 process, 1 thread) and of its loader alone."""
+def ecgi_rates(dataset: Path, loading: str, epochs: int, processes: int, threads: int) -> dict[str, float]:
+    """Samples per wall and CPU second (rank 0) of ``ecgi train``'s loop and of its loader alone (one thread)."""
     args = argparse.Namespace(epochs=epochs, batch_size=BATCH, architecture="reference_act", workers=0)
-    case = Case("cpu", 1, 1, loading=loading)
+    case = Case("cpu", processes, threads, loading=loading)
     per_s = measure(case, args, dataset)
     from model.network import build_network
 
@@ -150,6 +155,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=4, help="epochs per code, the first one untimed (4)")
     parser.add_argument("--original-workers", type=int, default=0,
                         help="DataLoader processes of the original (0; its script uses 20)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of each code (1)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     args = parser.parse_args()
     if importlib.util.find_spec("tqdm") is None:
@@ -157,25 +163,29 @@ def main() -> int:
     if not (args.original / "cardiac_ml" / "data_interface.py").is_file():
         parser.error(f"{args.original} is not a clone of the original code (no cardiac_ml/data_interface.py); "
                      "clone https://github.com/landajuela/cardiac_ml and pass its folder")
-    torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         dataset = Path(tmp) / "ecgi"
         write_synthetic_dataset(dataset, train=args.samples, validation=BATCH, test=2, samples=500)
         write_original_pairs(dataset, Path(tmp) / "original")
         results = {
-            "original": original_rates(args.original, Path(tmp) / "original", args.epochs, args.original_workers),
-            "ecgi, in memory": ecgi_rates(dataset, "always", args.epochs),
-            "ecgi, streamed": ecgi_rates(dataset, "never", args.epochs),
+            "original": original_rates(args.original, Path(tmp) / "original", args.epochs, args.original_workers,
+                                       args.threads),
+            "ecgi, in memory": ecgi_rates(dataset, "always", args.epochs, 1, args.threads),
+            "ecgi, streamed": ecgi_rates(dataset, "never", args.epochs, 1, args.threads),
         }
+        if args.threads > 1:
+            results[f"ecgi, {args.threads} DDP"] = ecgi_rates(dataset, "always", args.epochs, args.threads, 1)
     if args.json:
-        print(json.dumps({"samples": args.samples, "epochs": args.epochs, "torch": torch.__version__, "codes": results}))
+        print(json.dumps({"samples": args.samples, "epochs": args.epochs, "threads": args.threads,
+                          "torch": torch.__version__, "codes": results}))
         return 0
     base = results["original"]
-    print(f"{args.samples} training samples, T = 500, batch {BATCH}, 1 thread, torch {torch.__version__}")
+    print(f"{args.samples} training samples, T = 500, batch {BATCH}, {args.threads} thread(s), torch {torch.__version__}")
     print(f"{'code':<16} {'parameters':>10} {'loader/CPU s':>12} {'train/s':>8} {'train/CPU s':>11} {'vs original':>11}")
     for name, r in results.items():
         print(f"{name:<16} {r['parameters']:>10,} {r['loader_per_cpu_s']:>12.0f} {r['train_per_s']:>8.1f} "
-              f"{r['train_per_cpu_s']:>11.1f} {r['train_per_cpu_s'] / base['train_per_cpu_s']:>10.2f}x")
+              f"{r['train_per_cpu_s']:>11.1f} {r['train_per_s'] / base['train_per_s']:>10.2f}x")
+    print("(vs original: training samples per wall second; per CPU second are the rank-0 process's)")
     return 0
 
 

@@ -251,7 +251,7 @@ class InMemoryDataset(ShardDataset):
         super().__init__(manifest, split, **kwargs)
         arrays = read_split(manifest, split, with_vm=self.with_vm)
         # Stored with the largest onset shift already in front (ECG zero, Vm its first value), so a
-        # shifted batch is one gather of a window; _ecg and _vm are the unshifted views, (N, 12 | 75, T).
+        # shifted sample is one contiguous window; _ecg and _vm are the unshifted views, (N, 12 | 75, T).
         self._ecg_padded = _front_padded(arrays.ecg, self.max_shift, repeat_first=False)
         self._ecg = self._ecg_padded[..., self.max_shift:]
         self._act = torch.from_numpy(arrays.act)
