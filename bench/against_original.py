@@ -99,8 +99,8 @@ def original_rates(root: Path, pairs_dir: Path, epochs: int, workers: int, threa
     torch.set_num_threads(1)  # the loaders are timed on one thread, ecgi's too
 
     data_interface, trainable_model, script = _original_modules(root)
-    pairs = data_interface.read_data_dirs([str(pairs_dir)])
     with _quiet():  # it prints a line per file read
+        pairs = data_interface.read_data_dirs([str(pairs_dir)])
         dataset = data_interface.Ecg2TimeDataset(pairs, list(range(75)), 500, "normalized_unit", "none", True)
     loader = DataLoader(dataset, shuffle=True, batch_size=BATCH, num_workers=workers)
     loader_cpu = []
