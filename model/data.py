@@ -99,7 +99,7 @@ def onset_shifts(seed: int, epoch: int, indices: np.ndarray | Sequence[int], max
     A counter-based draw: a hash (SplitMix64's finaliser) of (seed, epoch,
     index), so a sample's shift depends on nothing else (rank, worker, batch,
     resume) and a whole batch is drawn in a few array operations, where a
-    generator per sample would cost more than the batch's gather.
+    generator per sample would cost more than copying the batch.
     """
     with np.errstate(over="ignore"):  # uint64 arithmetic wraps, as the hash intends
         key = np.asarray(indices, dtype=np.uint64)
