@@ -32,6 +32,7 @@ original code is copied: it is imported from the clone given.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -52,7 +53,6 @@ from model.synthetic import write_synthetic_dataset  # noqa: E402
 from train_throughput import Case, loader_rate, measure  # noqa: E402
 
 BATCH = 32
-ONSET_SHIFT = 40  # samples: the original's initial_time_aug draws 0..40
 
 
 def write_original_pairs(dataset: Path, folder: Path) -> int:
@@ -99,7 +99,7 @@ def original_rates(root: Path, pairs_dir: Path, epochs: int, workers: int, threa
     torch.set_num_threads(1)  # the loaders are timed on one thread, ecgi's too
 
     data_interface, trainable_model, script = _original_modules(root)
-    with _quiet():  # it prints a line per file read
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):  # it prints a line per file read
         pairs = data_interface.read_data_dirs([str(pairs_dir)])
         dataset = data_interface.Ecg2TimeDataset(pairs, list(range(75)), 500, "normalized_unit", "none", True)
     loader = DataLoader(dataset, shuffle=True, batch_size=BATCH, num_workers=workers)
@@ -124,15 +124,6 @@ def original_rates(root: Path, pairs_dir: Path, epochs: int, workers: int, threa
     return {"parameters": sum(p.numel() for p in network.parameters()),
             "loader_per_cpu_s": max(loader_cpu[1:]),
             "train_per_s": float(np.mean(wall[timed])), "train_per_cpu_s": float(np.mean(cpu[timed]))}
-
-
-class _quiet:
-    def __enter__(self) -> None:
-        self._stdout, sys.stdout = sys.stdout, open(os.devnull, "w")
-
-    def __exit__(self, *exc) -> None:
-        sys.stdout.close()
-        sys.stdout = self._stdout
 
 
 def ecgi_rates(dataset: Path, loading: str, epochs: int, processes: int, threads: int) -> dict[str, float]:
