@@ -300,9 +300,9 @@ class InMemoryDataset(ShardDataset):
         act = self._act[index] + shift[:, None].float() * self.dt_ms
         # sample t of a shifted trace is sample t - shift of the original: the window of the
         # front-padded store that starts at max_shift - shift (as ``shift_onset``)
-        starts = (self.max_shift - shift).tolist()
-        ecg = _windows(self._ecg_padded, index.tolist(), starts, self._ecg.shape[-1])
-        vm = _windows(self._vm_padded, index.tolist(), starts, self._ecg.shape[-1]) if self._vm_padded is not None else None
+        rows, starts, length = index.tolist(), (self.max_shift - shift).tolist(), self._ecg.shape[-1]
+        ecg = _windows(self._ecg_padded, rows, starts, length)
+        vm = _windows(self._vm_padded, rows, starts, length) if self._vm_padded is not None else None
         batch = {"ecg": _scale_batch(ecg, self.scaling, self.ecg_mean, self.ecg_std), "act": act, "index": index}
         if vm is not None:
             batch["vm"] = vm
