@@ -93,6 +93,11 @@ def read_split(manifest: Manifest, split: str, *, with_vm: bool) -> SplitArrays:
     )
 
 
+def shift_samples(max_shift_ms: float, dt_ms: float) -> int:
+    """The largest onset shift in samples: what the datasets draw up to and the in-memory store pads."""
+    return int(round(max_shift_ms / dt_ms))
+
+
 def onset_shifts(seed: int, epoch: int, indices: np.ndarray | Sequence[int], max_shift: int) -> np.ndarray:
     """The onset shift (samples, 0..max_shift) of each sample index in an epoch.
 
@@ -153,7 +158,7 @@ class ShardDataset(Dataset):
         self.with_vm = with_vm
         self.with_apd = with_apd
         self.scaling = scaling
-        self.max_shift = int(round(max_shift_ms / manifest.dt_ms))
+        self.max_shift = shift_samples(max_shift_ms, manifest.dt_ms)
         self.seed = seed
         self.realism = realism  # model.config.RealismConfig when recording artefacts are added
         self.epoch = 0
@@ -342,7 +347,7 @@ def _scale_batch(ecg: torch.Tensor, scaling: InputScaling, mean: np.ndarray, std
 def split_bytes(manifest: Manifest, split: str, *, with_vm: bool, max_shift_ms: float = 0.0) -> int:
     """Memory an ``InMemoryDataset`` of the split holds (float32 ECG, activation and Vm, the traces
     front-padded by the largest onset shift)."""
-    length = manifest.samples + int(round(max_shift_ms / manifest.dt_ms))
+    length = manifest.samples + shift_samples(max_shift_ms, manifest.dt_ms)
     per_sample = length * (len(LEAD_NAMES) + (len(SITE_NAMES) if with_vm else 0)) + len(SITE_NAMES)
     return 4 * per_sample * manifest.split_size(split)
 
