@@ -148,7 +148,11 @@ class StimulusConfig:
     """A current injected into the voxels of one region.
 
     Give exactly one of ``box``, ``sphere`` or ``voxels`` (grid indices).
-    With ``period_ms`` the pulse repeats ``count`` times.
+    With ``period_ms`` the pulse repeats ``count`` times.  With
+    ``spread_m_per_s`` (a sphere only) each voxel's pulse starts later by its
+    distance from the centre over that speed: a wave leaving the centre, so
+    that the voxels a sphere happens to hold on its grid barely change when
+    the tissue around them activates.
     """
 
     amplitude_uA_per_mm3: float
@@ -159,6 +163,7 @@ class StimulusConfig:
     voxels: Optional[list[tuple[int, int, int]]] = None
     period_ms: Optional[float] = None
     count: int = 1
+    spread_m_per_s: Optional[float] = None
 
     def validate(self) -> None:
         chosen = [n for n in ("box", "sphere", "voxels") if getattr(self, n) is not None]
@@ -171,6 +176,10 @@ class StimulusConfig:
         _positive("duration_ms", self.duration_ms)
         if self.count < 1:
             raise ConfigError(f"count must be >= 1, got {self.count}")
+        if self.spread_m_per_s is not None:
+            _positive("spread_m_per_s", self.spread_m_per_s)
+            if self.sphere is None:
+                raise ConfigError("spread_m_per_s needs a sphere: the spread leaves its centre")
         if self.count > 1:
             if self.period_ms is None:
                 raise ConfigError("count > 1 needs period_ms")

@@ -45,15 +45,25 @@ class Pulse:
     duration_steps: int
     period_steps: int
     count: int
+    #: Per local cell: steps after ``start_step`` its pulse starts (a spread).
+    delay_steps: np.ndarray | None = None
 
-    def active(self, step: int) -> bool:
-        offset = step - self.start_step
-        if offset < 0:
-            return False
-        if self.count == 1:
-            return offset < self.duration_steps
-        beat, within = divmod(offset, self.period_steps)
-        return beat < self.count and within < self.duration_steps
+    def __post_init__(self) -> None:
+        if self.delay_steps is None:
+            self.delay_steps = np.zeros(len(self.local_cells), dtype=np.int64)
+        latest = int(self.delay_steps.max()) if len(self.delay_steps) else 0
+        # Outside [first, last) no cell is stimulated: the common case costs one comparison.
+        self.first_step = self.start_step
+        self.last_step = self.start_step + latest + (self.count - 1) * self.period_steps + self.duration_steps
+
+    def stimulated(self, step: int) -> np.ndarray:
+        """The local cells this pulse stimulates during time step ``step``."""
+        if not self.first_step <= step < self.last_step:
+            return self.local_cells[:0]
+        offset = step - self.start_step - self.delay_steps
+        beat, within = np.divmod(offset, self.period_steps)
+        on = (offset >= 0) & (beat < self.count) & (within < self.duration_steps)
+        return self.local_cells[on]
 
 
 class StimulusSchedule:
@@ -77,8 +87,9 @@ class StimulusSchedule:
                     f"stimuli[{number - 1}] covers no tissue voxel; move or enlarge its region "
                     f"(the tissue spans {np.round(lo, 3).tolist()} to {np.round(hi, 3).tolist()} mm)"
                 )
-            _, local = local_positions(owned_natural, np.flatnonzero(inside))
+            owned, local = local_positions(owned_natural, np.flatnonzero(inside))
             period = stim.period_ms if stim.period_ms is not None else stim.duration_ms
+            delays = spread_delays(stim, anatomy, tissue_ijk[inside], dt)
             pulses.append(
                 Pulse(
                     local_cells=local,
@@ -87,16 +98,25 @@ class StimulusSchedule:
                     duration_steps=max(1, int(round(stim.duration_ms / dt))),
                     period_steps=max(1, int(round(period / dt))),
                     count=stim.count,
+                    delay_steps=delays[owned],
                 )
             )
         return cls(pulses, len(owned_natural))
 
     def current(self, step: int) -> np.ndarray:
         """Applied current (mV/ms) per local cell during time step ``step``."""
-        active = [p for p in self.pulses if p.active(step)]
-        if not active:
+        stimulated = [(p, p.stimulated(step)) for p in self.pulses if p.first_step <= step < p.last_step]
+        if not any(len(cells) for _, cells in stimulated):
             return self._zero
         self._current[:] = 0.0
-        for pulse in active:
-            self._current[pulse.local_cells] += pulse.amplitude
+        for pulse, cells in stimulated:
+            self._current[cells] += pulse.amplitude
         return self._current
+
+
+def spread_delays(stimulus: StimulusConfig, anatomy: VoxelAnatomy, ijk: np.ndarray, dt: float) -> np.ndarray:
+    """Per voxel of a stimulus region: the steps its pulse starts late (a spread from the centre)."""
+    if stimulus.spread_m_per_s is None:
+        return np.zeros(len(ijk), dtype=np.int64)
+    distance = np.linalg.norm(anatomy.position(ijk) - np.asarray(stimulus.sphere.centre_mm), axis=1)
+    return np.round(distance / stimulus.spread_m_per_s / dt).astype(np.int64)  # m/s = mm/ms

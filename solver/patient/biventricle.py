@@ -51,13 +51,14 @@ def _inside(points: np.ndarray, centre, radii) -> np.ndarray:
     return (((points - np.asarray(centre)) / np.asarray(radii)) ** 2).sum(axis=-1) <= 1.0
 
 
-def regions(shape: BiventricleShape, dx: float) -> tuple[np.ndarray, np.ndarray]:
+def regions(shape: BiventricleShape, dx: float, offset_mm=(0.0, 0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
     """Region code per voxel (OUTSIDE, TISSUE, LV_CAVITY, RV_CAVITY) and the
-    grid origin (centre of voxel 0, 0, 0) in mm.  One empty voxel layer
-    surrounds the heart so every surface has an outside neighbour."""
+    grid origin (centre of voxel 0, 0, 0) in mm, moved by ``offset_mm``.  One
+    empty voxel layer surrounds the heart so every surface has an outside
+    neighbour."""
     rv_c, rv_r = np.asarray(shape.rv_centre_mm), np.asarray(shape.rv_radii_mm)
     lv_r = np.asarray(shape.lv_radii_mm)
-    lo = np.minimum(-lv_r, rv_c - rv_r) - 2 * dx
+    lo = np.minimum(-lv_r, rv_c - rv_r) - 2 * dx + np.asarray(offset_mm)
     hi = np.maximum(lv_r, rv_c + rv_r) + 2 * dx
     hi[2] = shape.base_z_mm + 2 * dx
     counts = np.floor((hi - lo) / dx).astype(int) + 1

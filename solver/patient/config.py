@@ -83,6 +83,14 @@ class ActivationConfig:
     scar: Optional[ScarConfig] = None
     stimulus_amplitude_uA_per_mm3: float = 60.0
     stimulus_duration_ms: float = 2.0
+    #: Speed at which a root's patch is excited outward from its centre: the
+    #: Purkinje network's, as the fast subendocardial layer's target speed
+    #: (None: the whole patch at once).
+    root_spread_m_per_s: Optional[float] = 1.2
+
+    def validate(self) -> None:
+        if self.root_spread_m_per_s is not None and not 0 < self.root_spread_m_per_s < float("inf"):
+            raise ConfigError(f"activation.root_spread_m_per_s must be a positive speed, got {self.root_spread_m_per_s}")
 
 
 @dataclass

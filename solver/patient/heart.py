@@ -68,6 +68,14 @@ class HeartConfig:
     fast_layer_max_height: float = 1.0
     #: Wall between the cavities thinner than this is septum (LV to RV cavity distance).
     max_septal_thickness_mm: float = 10.0
+    #: How softly the sites and the roots' centres are read from the voxels
+    #: around their points, in voxel sizes (solver.patient.footprint); 0
+    #: reads the nearest voxel alone.
+    footprint_softness_voxels: float = 0.5
+    #: Where the grid lies on the analytic shape: its voxels moved by this
+    #: (mm).  Results should not depend on it; a fraction of a voxel measures
+    #: how much they do (bench/grid_shift.py).
+    grid_offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def validate(self) -> None:
         if not self.dx_mm > 0:
@@ -76,6 +84,10 @@ class HeartConfig:
             raise ConfigError("endo_fraction and mid_fraction must be >= 0 and sum to at most 1")
         if self.fast_layer_mm < 0 or self.fast_layer_conductivity_factor <= 0:
             raise ConfigError("fast_layer_mm must be >= 0 and fast_layer_conductivity_factor > 0")
+        if not 0 <= self.footprint_softness_voxels <= 2:
+            raise ConfigError(f"footprint_softness_voxels must be within [0, 2], got {self.footprint_softness_voxels}")
+        if any(self.grid_offset_mm) and self.anatomy_file is not None:
+            raise ConfigError("grid_offset_mm moves the grid on the analytic shape; leave it at 0 with an anatomy_file")
 
 
 @dataclass
@@ -108,6 +120,8 @@ class Heart:
     lv_side: np.ndarray  #: mask: nearer the LV cavity than the RV cavity
     #: Centres (mm) of the LV and RV cavity voxels: the blood pools.
     cavity_positions: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    #: See HeartConfig.footprint_softness_voxels; here in mm.
+    footprint_softness_mm: float = 0.0
 
     @property
     def positions(self) -> np.ndarray:
@@ -146,7 +160,7 @@ def build_heart(config: HeartConfig, comm: MPI.Comm = MPI.COMM_WORLD, code: np.n
             code, origin = load_labelled_anatomy(config.anatomy_file, dx, scale=config.anatomy_scale, surface_tags=tags)
             base_z = None
         else:
-            code, origin = regions(config.shape, dx)
+            code, origin = regions(config.shape, dx, config.grid_offset_mm)
             base_z = config.shape.base_z_mm
     else:
         base_z = None
@@ -206,6 +220,7 @@ def build_heart(config: HeartConfig, comm: MPI.Comm = MPI.COMM_WORLD, code: np.n
         anatomy=anatomy, numbering=numbering, surfaces=surfaces, transmural=phi_epi, apicobasal=psi,
         phi_lv=phi_lv, phi_rv=phi_rv, frame=frame, angle_deg=angle, septum=septum, lv_side=to_lv <= to_rv,
         cavity_positions=origin + dx * np.argwhere((code == LV_CAVITY) | (code == RV_CAVITY)),
+        footprint_softness_mm=config.footprint_softness_voxels * dx,
     )
 
 

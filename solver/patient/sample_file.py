@@ -20,14 +20,14 @@ def sample_datasets(sample: Sample) -> dict:
     """The training-sample datasets of the sample file (name -> (values, attrs))."""
     r, cfg = sample.result, sample.config
     dt = cfg.output_interval_ms
-    act_map = r.activation_ms
-    traces = r.probe_vm  # (T, 75) in SITE_NAMES order
+    traces = sample.site_vm  # (T, 75) in SITE_NAMES order
     above = traces > r.config.output.activation_threshold_mV
     first_sample = np.where(above.any(axis=0), above.argmax(axis=0) * dt, np.nan)
     out = {
         "vm_sites": (traces.astype(np.float32), {"units": "mV", "dt_ms": dt}),
-        "act_sites": (act_map[sample.site_natural].astype(np.float32),
-                      {"units": "ms", "description": "interpolated first crossing of 0 mV at each site"}),
+        "act_sites": (sample.site_activation_ms.astype(np.float32),
+                      {"units": "ms", "description": "interpolated first crossing of 0 mV, the weighted mean "
+                                                      "over each site's footprint of voxels"}),
         "act_sites_sampled": (first_sample.astype(np.float32),
                               {"units": "ms", "description": "first output sample above 0 mV"}),
         "site_names": (np.array(SITE_NAMES, dtype=object), {}),

@@ -1,4 +1,4 @@
-"""AHA segments, the 75 recording sites, and positions on the endocardium.
+"""AHA segments, the heart's coordinates, and points on the endocardium.
 
 Segments are defined in the LV frame of a ``Heart``: the height along the LV
 long axis, normalised over the LV endocardium (0 at the cavity tip, 1 at the
@@ -21,9 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..common.errors import ConfigError
+from .footprint import Footprint, soft_nearest
 from .heart import Heart
-from ..common.sites import SITE_NAMES
 
 #: Normalised heights of the ring boundaries: cap | apical | mid | basal.
 LV_RINGS = (0.08, 0.36, 0.68)
@@ -86,55 +85,10 @@ def heart_coordinates(heart: Heart) -> HeartCoordinates:
     return HeartCoordinates(h, angle, lv_seg, rv_seg)
 
 
-def _nearest(pos: np.ndarray, candidates: np.ndarray, target: np.ndarray) -> int:
-    idx = np.flatnonzero(candidates)
-    if len(idx) == 0:
-        raise ValueError("no candidate voxels")
-    return int(idx[np.argmin(((pos[idx] - target) ** 2).sum(axis=1))])
-
-
-def _segment_centre_voxel(pos, mask) -> int:
-    """The voxel of ``mask`` nearest the mask's centroid: inside its segment."""
-    return _nearest(pos, mask, pos[mask].mean(axis=0))
-
-
-def place_sites(heart: Heart, coords: HeartCoordinates | None = None) -> np.ndarray:
-    """Natural voxel index of each of the 75 sites, in ``SITE_NAMES`` order."""
-    coords = coords or heart_coordinates(heart)
-    pos, s = heart.positions, heart.surfaces
-    # Mid-wall sites avoid the surfaces where the wall is a few voxels thick.
-    interior = ~(s.lv_endo | s.rv_endo | s.epi | s.base)
-    chosen: dict[str, int] = {}
-    segments = [(f"AHA{k:02d}", s.lv_endo & (coords.lv_segment == k)) for k in range(1, 18)]
-    segments += [(f"RV{k:02d}", s.rv_endo & (coords.rv_segment == k)) for k in range(1, 14)]
-    for name, mask in segments:
-        if not mask.any():
-            raise ConfigError(
-                f"segment {name} has no endocardial voxel at dx {heart.anatomy.dx} mm: the grid is too "
-                "coarse for this anatomy's 75 recording sites; use a smaller dx"
-            )
-        chosen[name] = _segment_centre_voxel(pos, mask)
-    for name in SITE_NAMES:
-        if name.startswith(("EPI_", "MID_")) and name[4:] not in chosen:
-            raise KeyError(name)
-        if name.startswith("EPI_"):
-            endo = chosen[name[4:]]
-            segment_mask = (coords.lv_segment == int(name[7:])) if name[4:].startswith("AHA") else (coords.rv_segment == int(name[6:]))
-            candidates = s.epi & segment_mask
-            chosen[name] = _nearest(pos, candidates if candidates.any() else s.epi, pos[endo])
-    for name in SITE_NAMES:
-        if name.startswith("MID_"):
-            endo, epi = chosen[name[4:]], chosen["EPI_" + name[4:]]
-            chosen[name] = _nearest(pos, interior, 0.5 * (pos[endo] + pos[epi]))
-        elif name.startswith("SEPTM_"):
-            _, lv_name, rv_name = name.split("_")
-            chosen[name] = _nearest(pos, heart.septum, 0.5 * (pos[chosen[lv_name]] + pos[chosen[rv_name]]))
-    return np.array([chosen[name] for name in SITE_NAMES], dtype=np.int64)
-
-
 def endocardial_point(heart: Heart, coords: HeartCoordinates, ventricle: str, height: float, angle_deg: float,
-                      septal: bool | None = None) -> int:
-    """Natural index of the endocardial voxel nearest (height, angle) of a ventricle.
+                      septal: bool | None = None) -> Footprint:
+    """The endocardium of a ventricle nearest (height, angle), read softly
+    (solver.patient.footprint) in a metric of the surface.
 
     ``septal`` restricts RV candidates to the septal (True) or free (False) wall.
     """
@@ -148,4 +102,4 @@ def endocardial_point(heart: Heart, coords: HeartCoordinates, ventricle: str, he
     radius = np.median(np.linalg.norm(heart.positions[s.lv_endo] - heart.frame.centre, axis=1))
     d_height = (coords.height[idx] - height) * scale
     d_arc = np.radians(_wrap(coords.angle[idx] - angle_deg)) * radius
-    return int(idx[np.argmin(d_height**2 + d_arc**2)])
+    return soft_nearest(idx, np.hypot(d_height, d_arc), heart.footprint_softness_mm)

@@ -25,7 +25,9 @@ from .calibration import calibrate_shared, scaled_conductivity
 from .config import PatientConfig, RootSite
 from .ecg import ECGRecorder, electrode_lead_fields, heart_to_torso, reference_of, source_weights
 from .heart import Heart, HeartConfig, build_heart
-from .segments import HeartCoordinates, endocardial_point, heart_coordinates, place_sites
+from .footprint import Footprint
+from .segments import HeartCoordinates, endocardial_point, heart_coordinates
+from .sites import FootprintRecorder, place_sites, read_activation, read_traces
 from .tissue import apply_fast_layer, apply_scar, fast_layer_mask
 
 
@@ -45,15 +47,16 @@ class Sample:
 
     result: SimulationResult
     config: PatientConfig
-    site_natural: np.ndarray
-    site_positions: np.ndarray
+    site_vm: np.ndarray  #: (T, 75) mV, read over each site's footprint
+    site_activation_ms: np.ndarray  #: (75,)
+    site_positions: np.ndarray  #: (75, 3) mm
 
 
 #: Hearts built in this process, by anatomy.  A campaign worker runs many
 #: samples of one anatomy, and a heart's Laplace coordinates, fibres,
 #: segments and sites depend on the anatomy alone (a third of a coarse
 #: sample's cost), so they are built once per anatomy and process.
-_HEARTS: "OrderedDict[str, tuple[Heart, HeartCoordinates, np.ndarray]]" = OrderedDict()
+_HEARTS: "OrderedDict[str, tuple[Heart, HeartCoordinates, list[Footprint]]]" = OrderedDict()
 HEART_CACHE_SIZE = 4
 
 
@@ -74,8 +77,8 @@ def _anatomy_key(config: HeartConfig, comm: MPI.Comm) -> str:
     return json.dumps([anatomy, comm.Get_size(), stamp], sort_keys=True, default=str)
 
 
-def heart_of(config: HeartConfig, comm: MPI.Comm) -> tuple[Heart, HeartCoordinates, np.ndarray]:
-    """The heart, its coordinates and its 75 site voxels, built once per
+def heart_of(config: HeartConfig, comm: MPI.Comm) -> tuple[Heart, HeartCoordinates, list[Footprint]]:
+    """The heart, its coordinates and its 75 sites, built once per
     anatomy in this process; the heart returned has its own conductivity
     and APD scales, which a patient changes in place."""
     key = _anatomy_key(config, comm)
@@ -99,15 +102,16 @@ class PatientSimulation:
             config = calibrated(config, comm)
         self.config = config
         self.comm = comm
-        self.heart, self.coords, self.site_natural = heart_of(config.heart, comm)
+        self.heart, self.coords, self.sites = heart_of(config.heart, comm)
         apply_scar(self.heart, config, self.coords)
         # The ECG's sources see ordinary myocardium (see solver.patient.ecg): keep
         # the conductivity before the fast layer is raised.
         self.source_conductivity_scale = self.heart.anatomy.conductivity_scale.copy()
         apply_fast_layer(self.heart, config, fast_layer_mask(self.heart, config, self.coords))
         self._apply_apd_gradient()
+        # The simulation file's probes: each site's nearest voxel.
         positions = self.heart.positions
-        probes = {name: tuple(map(float, positions[i])) for name, i in zip(SITE_NAMES, self.site_natural)}
+        probes = {name: tuple(map(float, positions[site.heaviest])) for name, site in zip(SITE_NAMES, self.sites)}
         stimuli = [self._root_stimulus(root) for root in config.active_roots()]
         sim_config = SimulationConfig(
             anatomy=AnatomyConfig(dx_mm=config.heart.dx_mm, built_by="patient"),
@@ -121,6 +125,8 @@ class PatientSimulation:
         sim_config.validate()
         self.simulation = Simulation(sim_config, comm, anatomy=self.heart.anatomy)
         self._add_ecg()
+        self.site_recorder = FootprintRecorder(self.sites, self.simulation.owned, self.simulation.n_samples)
+        self.simulation.observers.append(self.site_recorder)
 
     def _apply_apd_gradient(self) -> None:
         heart = self.heart
@@ -129,13 +135,18 @@ class PatientSimulation:
         heart.anatomy.apd_scale = scale
 
     def _root_stimulus(self, root: RootSite) -> StimulusConfig:
+        """A root excites a patch of endocardium outward from its centre, a
+        point of the surface (not a voxel), at the speed of the Purkinje
+        network's spread; see StimulusConfig.spread_m_per_s."""
         act = self.config.activation
-        voxel = endocardial_point(self.heart, self.coords, root.ventricle, root.height, root.angle_deg, root.septal)
+        centre = endocardial_point(self.heart, self.coords, root.ventricle, root.height, root.angle_deg, root.septal)
         return StimulusConfig(
             amplitude_uA_per_mm3=act.stimulus_amplitude_uA_per_mm3,
             start_ms=root.onset_ms,
             duration_ms=act.stimulus_duration_ms,
-            sphere=SphereRegion(centre_mm=tuple(map(float, self.heart.positions[voxel])), radius_mm=max(root.radius_mm, self.heart.anatomy.dx)),
+            sphere=SphereRegion(centre_mm=tuple(map(float, centre.point(self.heart.positions))),
+                                radius_mm=max(root.radius_mm, self.heart.anatomy.dx)),
+            spread_m_per_s=act.root_spread_m_per_s,
         )
 
     def _add_ecg(self) -> None:
@@ -166,4 +177,9 @@ class PatientSimulation:
         result = self.simulation.run()
         if result is None:
             return None
-        return Sample(result, self.config, self.site_natural, self.heart.positions[self.site_natural])
+        recorder = self.site_recorder
+        act = read_activation(self.sites, result.activation_ms)
+        vm = read_traces(self.sites, recorder.voxels, recorder.vm, self.config.output_interval_ms,
+                         result.activation_ms, act)
+        positions = np.array([site.point(self.heart.positions) for site in self.sites])
+        return Sample(result, self.config, vm, act, positions)

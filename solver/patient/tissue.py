@@ -9,6 +9,7 @@ from ..common.errors import ConfigError
 from .config import PatientConfig
 from .heart import Heart
 from .segments import HeartCoordinates
+from .sites import endocardial_site, epicardial_site
 
 
 def apply_scar(heart: Heart, config: PatientConfig, coords: HeartCoordinates) -> None:
@@ -66,16 +67,11 @@ def _endocardial_depth(heart: Heart) -> dict[str, np.ndarray]:
 
 
 def scar_centre(heart: Heart, coords: HeartCoordinates, segment: int) -> np.ndarray:
-    """Mid-wall point of an AHA segment: halfway between its endocardial and
-    epicardial centre voxels."""
-    pos = heart.positions
-    endo = heart.surfaces.lv_endo & (coords.lv_segment == segment)
-    wall = (coords.lv_segment == segment) & ~heart.surfaces.lv_endo
-    if not endo.any():
-        raise ConfigError(f"scar: AHA segment {segment} has no endocardial voxels at this resolution")
-    endo_point = pos[endo].mean(axis=0)
-    endo_point = pos[np.flatnonzero(endo)[np.argmin(((pos[endo] - endo_point) ** 2).sum(1))]]
-    outer = heart.surfaces.epi & (coords.lv_segment == segment)
-    candidates = outer if outer.any() else wall
-    epi_point = pos[np.flatnonzero(candidates)[np.argmin(((pos[candidates] - endo_point) ** 2).sum(1))]]
-    return 0.5 * (endo_point + epi_point)
+    """Mid-wall point of an AHA segment: where its MID_ site would lie."""
+    name = f"AHA{segment:02d}"
+    try:
+        endo = endocardial_site(heart, coords, name)
+    except ConfigError:
+        raise ConfigError(f"scar: AHA segment {segment} has no endocardial voxels at this resolution") from None
+    epi = epicardial_site(heart, coords, name, endo)
+    return 0.5 * (endo.point(heart.positions) + epi.point(heart.positions))

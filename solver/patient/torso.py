@@ -277,7 +277,9 @@ def lead_fields(geometry: TorsoGeometry, electrodes: dict[str, np.ndarray], comm
             fields = None  # unreadable cache entry: solve again
     fields = comm.bcast(fields, root=0) if use_cache else None
     if fields is None:
-        fields = solve_lead_fields(grid, electrodes, comm)
+        # Rounded as the cache stores them: a patient's ECG must not depend
+        # on whether its lead fields were solved now or read from the cache.
+        fields = {k: v.astype(np.float32).astype(np.float64) for k, v in solve_lead_fields(grid, electrodes, comm).items()}
         if use_cache and comm.Get_rank() == 0:
             import io
 
