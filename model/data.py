@@ -266,16 +266,20 @@ class InMemoryDataset(ShardDataset):
         # once per sample, not per step: APD90 does not move with the onset shift (float64: the
         # template's APD statistics are summed from these)
         self._apd_ms = torch.from_numpy(np.concatenate(
-            [apd90_ms(self._vm[i:i + 256].numpy(), self.dt_ms) for i in range(0, len(self._vm), 256)]
+            [apd90_ms(self._vm[rows].numpy(), self.dt_ms) for rows in self._chunks()]
         )) if self.with_apd else None
+
+    def _chunks(self, chunk: int = 256) -> Iterator[slice]:
+        """The stored samples, ``chunk`` rows at a time: whole-set passes stay in cache-sized pieces."""
+        return (slice(i, i + chunk) for i in range(0, len(self._act), chunk))
 
     def traces(self, chunk: int = 256) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
         """Vm (n, T, 75) mV, activation (n, 75) ms and APD90 (n, 75) ms or None (without
         ``with_apd``) of the stored samples, ``chunk`` at a time (views)."""
         assert self._vm is not None
-        for i in range(0, len(self._vm), chunk):
-            apd = self._apd_ms[i:i + chunk].numpy() if self._apd_ms is not None else None
-            yield self._vm[i:i + chunk].numpy().transpose(0, 2, 1), self._act[i:i + chunk].numpy(), apd
+        for rows in self._chunks(chunk):
+            apd = self._apd_ms[rows].numpy() if self._apd_ms is not None else None
+            yield self._vm[rows].numpy().transpose(0, 2, 1), self._act[rows].numpy(), apd
 
     def _stored_apd(self, index: int, vm: np.ndarray) -> np.ndarray:
         assert self._apd_ms is not None

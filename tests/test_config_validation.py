@@ -58,6 +58,8 @@ def test_valid_configuration_builds_a_simulation():
         ("conductivity.intracellular.transverse", -0.1, "transverse must be a positive number"),
         ("output", {"interval_ms": 0.07}, "must be a whole multiple of time.dt_ms"),
         ("anatomy.slab", {"size_mm": [4.2, 2, 1]}, "not a whole multiple of dx"),
+        ("stimuli.0.spread_m_per_s", 0.5, "spread_m_per_s needs a sphere"),
+        ("stimuli.0.spread_m_per_s", -1.0, "spread_m_per_s must be a positive number"),
     ],
 )
 def test_invalid_configuration_is_refused_with_its_message(path, value, message):
@@ -179,3 +181,20 @@ def test_every_example_campaign_is_valid(monkeypatch):
     monkeypatch.delenv("USER")
     with pytest.raises(ConfigError, match=r"uses \$USER, not set in this environment: export it"):
         load_spec(REPO / "examples" / "campaigns" / "cluster.yaml")
+
+
+@pytest.mark.parametrize("section, values, message", [
+    ("heart", {"footprint_softness_voxels": -0.5}, "footprint_softness_voxels must be within [0, 2], got -0.5"),
+    ("heart", {"grid_offset_mm": [0.5, 0, 0], "anatomy_file": "heart.h5"},
+     "grid_offset_mm moves the grid on the analytic shape; leave it at 0 with an anatomy_file"),
+    ("activation", {"root_spread_m_per_s": 0}, "activation.root_spread_m_per_s must be a positive speed, got 0"),
+])
+def test_invalid_patient_reading_of_the_grid_is_refused(section, values, message):
+    from solver.patient import load_patient_config
+
+    patient = {"heart": {"dx_mm": 2.5}, section: values}
+    if section == "heart":
+        patient["heart"].update(values)
+    with pytest.raises(ConfigError) as error:
+        load_patient_config(patient)
+    assert message in str(error.value)
