@@ -229,7 +229,13 @@ def test_teardown_leaves_no_processes(tmp_path):
         job = cluster.sbatch("sleep 600\n", "--output=/dev/null", cwd=tmp_path)
         cluster.wait(job, timeout=30, states={"RUNNING"})
         pids = {p.pid for p in cluster.procs.values()}
-        running = [cmd for _, cmd in cluster.leftover_processes()]
+        # RUNNING comes before the batch step has started the script: wait for it.
+        deadline = time.monotonic() + 30
+        while True:
+            running = [cmd for _, cmd in cluster.leftover_processes()]
+            if any("sleep 600" in cmd for cmd in running) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert any("sleep 600" in cmd for cmd in running), running
         assert any("slurmstepd" in cmd for cmd in running), running
     finally:
