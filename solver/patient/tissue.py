@@ -67,7 +67,8 @@ def _endocardial_depth(heart: Heart) -> dict[str, np.ndarray]:
 
 
 def scar_centre(heart: Heart, coords: HeartCoordinates, segment: int) -> np.ndarray:
-    """Mid-wall point of an AHA segment: where its MID_ site would lie."""
+    """Mid-wall point of an AHA segment: halfway between the points of its
+    endocardial and epicardial sites (solver.patient.sites)."""
     name = f"AHA{segment:02d}"
     try:
         endo = endocardial_site(heart, coords, name)
