@@ -207,3 +207,18 @@ def test_a_patient_frees_its_petsc_objects(monkeypatch, tmp_path):
     (tmp_path / "campaign" / "spec.yaml").write_text(yaml.safe_dump(spec))
     assert run_task(tmp_path / "campaign", "tiny-s000000") == EXIT_OK
     assert len(destroyed) == 1
+
+
+def test_a_root_on_a_curved_stretch_of_endocardium_still_excites_tissue():
+    """The RV septal root turned 16 degrees towards the anterior junction:
+    its point of the surface lies farther than the patch's 2.5 mm radius
+    from every voxel, and the patch grows to reach the nearest one."""
+    data = coarse_patient(roots=[{"name": "rv_septal_moderator_band", "ventricle": "rv", "height": 0.35,
+                                  "angle_deg": 36.5, "septal": True, "radius_mm": 2.5}])
+    data["heart"]["shape"] = {"lv_radii_mm": [26.25, 26.25, 55.09], "lv_wall_mm": 8.43, "rv_centre_mm": [12.6, 0, 0],
+                              "rv_radii_mm": [35.71, 25.2, 51.65], "rv_wall_mm": 4.2}
+    patient = PatientSimulation(load_patient_config(data), MPI.COMM_SELF)
+    (stimulus,) = patient.simulation.config.stimuli
+    assert stimulus.sphere.radius_mm > 2.5
+    result = patient.run()
+    assert np.isfinite(result.site_activation_ms).sum() > 5  # the beat started

@@ -138,14 +138,18 @@ class PatientSimulation:
         """A root excites a patch of endocardium outward from its centre, a
         point of the surface (not a voxel), at the speed of the Purkinje
         network's spread; see StimulusConfig.spread_m_per_s."""
-        act = self.config.activation
-        centre = endocardial_point(self.heart, self.coords, root.ventricle, root.height, root.angle_deg, root.septal)
+        act, positions, dx = self.config.activation, self.heart.positions, self.heart.anatomy.dx
+        footprint = endocardial_point(self.heart, self.coords, root.ventricle, root.height, root.angle_deg, root.septal)
+        centre = footprint.point(positions)
+        # On a curved stretch of endocardium the footprint's point can lie
+        # farther than the patch's radius from its voxels: the patch always
+        # reaches the heaviest.
+        reach = float(np.linalg.norm(positions[footprint.heaviest] - centre)) + 0.01 * dx
         return StimulusConfig(
             amplitude_uA_per_mm3=act.stimulus_amplitude_uA_per_mm3,
             start_ms=root.onset_ms,
             duration_ms=act.stimulus_duration_ms,
-            sphere=SphereRegion(centre_mm=tuple(map(float, centre.point(self.heart.positions))),
-                                radius_mm=max(root.radius_mm, self.heart.anatomy.dx)),
+            sphere=SphereRegion(centre_mm=tuple(map(float, centre)), radius_mm=max(root.radius_mm, dx, reach)),
             spread_m_per_s=act.root_spread_m_per_s,
         )
 
