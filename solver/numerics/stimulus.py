@@ -52,13 +52,12 @@ class Pulse:
         if self.delay_steps is None:
             self.delay_steps = np.zeros(len(self.local_cells), dtype=np.int64)
         latest = int(self.delay_steps.max()) if len(self.delay_steps) else 0
-        # Outside [first, last) no cell is stimulated: the common case costs one comparison.
-        self.first_step = self.start_step
+        # Outside [start_step, last_step) no cell is stimulated: the common case costs one comparison.
         self.last_step = self.start_step + latest + (self.count - 1) * self.period_steps + self.duration_steps
 
     def stimulated(self, step: int) -> np.ndarray:
         """The local cells this pulse stimulates during time step ``step``."""
-        if not self.first_step <= step < self.last_step:
+        if not self.start_step <= step < self.last_step:
             return self.local_cells[:0]
         offset = step - self.start_step - self.delay_steps
         beat, within = np.divmod(offset, self.period_steps)
@@ -105,7 +104,7 @@ class StimulusSchedule:
 
     def current(self, step: int) -> np.ndarray:
         """Applied current (mV/ms) per local cell during time step ``step``."""
-        stimulated = [(p, p.stimulated(step)) for p in self.pulses if p.first_step <= step < p.last_step]
+        stimulated = [(p, p.stimulated(step)) for p in self.pulses]
         if not any(len(cells) for _, cells in stimulated):
             return self._zero
         self._current[:] = 0.0
