@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
+import torch
 
 from solver.common.traces import apd90_ms
 
 from .data import InputScaling, Manifest, iter_shards, read_split, scale_ecg_batch
+from .network import EcgiNet
 
 #: Candidate regularisations, as multiples of the largest squared singular value of the training inputs.
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-8, 1, 19))
@@ -68,6 +70,32 @@ def fit_ridge(
     assert best is not None, "no alpha to try"
     mae, alpha, coef = best
     return RidgeFit(x_mean, y_mean, vt.T @ coef, alpha, mae)
+
+
+def fit_ridge_network(net: EcgiNet, manifest: Manifest, scaling: InputScaling,
+                      ecg_stats: tuple[np.ndarray, np.ndarray]) -> RidgeFit:
+    """Set a ``ridge_act`` network's linear map to the ridge regression of the training split.
+
+    The features are what the network's forward pass computes from the
+    scaled ECG (``LinearMap.flatten``), alpha is chosen on the validation
+    split as for the baseline, and the map is written in the network's
+    normalised output units (its ``act_mean`` and ``act_std``).
+    """
+    head = net.act_head
+
+    def features(split: str) -> tuple[np.ndarray, np.ndarray]:
+        arrays = read_split(manifest, split, with_vm=False)
+        with torch.no_grad():
+            x = head.flatten(torch.from_numpy(scale_ecg_batch(arrays.ecg, scaling, *ecg_stats)))
+        return x.double().numpy(), arrays.act
+
+    (x_train, y_train), (x_val, y_val) = features("train"), features("validation")
+    fit = fit_ridge(x_train, y_train, x_val, y_val)
+    mean, std = net.act_mean.double().numpy(), net.act_std.double().numpy()
+    with torch.no_grad():
+        head.linear.weight.copy_(torch.from_numpy((fit.weights / std).T))
+        head.linear.bias.copy_(torch.from_numpy((fit.y_mean - fit.x_mean @ fit.weights - mean) / std))
+    return fit
 
 
 def site_means(act: np.ndarray) -> np.ndarray:

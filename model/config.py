@@ -21,7 +21,7 @@ from solver.common.errors import ConfigError
 from solver.common.typedconfig import from_mapping, load_file
 
 Architecture = Literal["reference_act", "reference_vm", "multitask", "consistent", "resnet_act", "positional_act",
-                       "template_vm"]
+                       "ridge_act", "template_vm"]
 
 
 @dataclass
@@ -42,6 +42,9 @@ class NetworkConfig:
         batch normalisation mapping the ECG to 75 activation times.
       * ``positional_act`` -- not published: the reference trunk with an
         activation head that keeps 16 positions in time (``resnet_act``'s).
+      * ``ridge_act`` -- the ridge baseline as a network (one linear map of
+        the whole ECG), fitted in closed form instead of by epochs; a member
+        for ensembles.
       * ``template_vm`` -- not published: the reference trunk with
         positional activation-time and APD90 heads; each site's trace is its mean
         training action potential stretched to the APD and placed at the

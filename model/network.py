@@ -19,6 +19,13 @@ assembled networks and ``build_network``, which picks one by name.
   positional activation head of ``resnet_act`` instead of the published
   head, whose average over three positions discards when things happen in
   the beat (docs/performance.md compares them).
+* ``ridge_act`` -- the ridge baseline as a network: the ECG averaged to 250
+  positions in time (2 ms at 500 samples), flattened, and one linear map to
+  the 75 times, fitted in closed form (``ecgi train`` solves the ridge
+  regression of ``model.baselines`` for it instead of running epochs).  Its
+  errors are only half correlated with a convolutional network's, so as a
+  member of an ensemble (``--ensemble``) it averages away more than another
+  network does (docs/performance.md).
 * ``template_vm`` -- not published: the strided trunk with two positional
   heads, each site's activation time and action-potential duration (APD90); the traces
   are each site's mean training action potential stretched to that APD and
@@ -55,6 +62,7 @@ OUTPUTS = {
     "consistent": ("act", "vm"),
     "resnet_act": ("act",),
     "positional_act": ("act",),
+    "ridge_act": ("act",),
     "template_vm": ("act", "apd", "vm"),
 }
 ARCHITECTURES = tuple(OUTPUTS)
@@ -159,6 +167,20 @@ class PositionalHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.layers(features)
+
+
+class LinearMap(nn.Module):
+    """The ECG averaged to 250 positions in time, flattened, one linear map to 75 times (``ridge_act``)."""
+
+    POSITIONS = 250
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.flatten = nn.Sequential(nn.AdaptiveAvgPool1d(self.POSITIONS), nn.Flatten(1))
+        self.linear = nn.Linear(N_LEADS * self.POSITIONS, N_SITES)
+
+    def forward(self, ecg: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.flatten(ecg))
 
 
 class ActivationHead(nn.Module):
@@ -286,6 +308,9 @@ class EcgiNet(nn.Module):
         elif architecture == "positional_act":
             self.features = squeezenet_trunk(stride=2)
             self.act_head = PositionalHead(SQUEEZENET_CHANNELS, dropout)
+        elif architecture == "ridge_act":
+            self.features = nn.Identity()
+            self.act_head = LinearMap()
         elif architecture == "template_vm":
             self.features = squeezenet_trunk(stride=2)
             self.act_head = PositionalHead(SQUEEZENET_CHANNELS, dropout)

@@ -41,6 +41,7 @@ from solver.common.files import write_text_atomic
 from solver.common.traces import apd90_ms
 from solver.common.typedconfig import to_mapping
 
+from .baselines import fit_ridge_network
 from .checkpoint import (
     load_checkpoint,
     publish_copy,
@@ -62,6 +63,7 @@ from .data import (
 from .distributed import (
     DistContext,
     all_gather_objects,
+    launch_info,
     all_reduce_sum,
     close_distributed,
     init_distributed,
@@ -100,6 +102,8 @@ def train(
     run_dir = Path(run_dir)
     if (run_dir / LAST).exists() and not resume:
         raise ConfigError(f"{run_dir} already holds a run ({LAST}); pass --resume to continue it or choose another --output")
+    if config.network.architecture == "ridge_act":
+        return _fit_closed_form(config, manifest, run_dir, progress)
     ctx = init_distributed()
     trainer: Trainer | None = None
     finished = False
@@ -140,6 +144,47 @@ def compute_loss(model: EcgiNet, out: dict[str, torch.Tensor], batch: dict[str, 
         target = (batch["vm"] - VM_OFFSET_MV) / VM_SCALE_MV
         loss = loss + weights.vm_weight * F.mse_loss(out["vm"].float(), target)
     return loss
+
+
+def _fit_closed_form(config: TrainConfig, manifest: Manifest, run_dir: Path, progress: bool) -> list[dict[str, Any]]:
+    """``ridge_act``: one ridge regression instead of epochs, written as a finished run (one record)."""
+    if launch_info().world_size > 1:
+        raise ConfigError("ridge_act is fitted in closed form on one process; start it without torchrun or srun")
+    start = time.perf_counter()
+    model = build_network("ridge_act")
+    if config.loss.act_target == "standardised":
+        model.set_activation_statistics(
+            torch.from_numpy(manifest.statistic("act_mean")), torch.from_numpy(manifest.statistic("act_std")))
+    ecg_stats = (manifest.statistic("ecg_mean"), manifest.statistic("ecg_std"))
+    fit = fit_ridge_network(model, manifest, config.data.input_scaling, ecg_stats)
+    record = {"epoch": 1, "train_loss": None, "val_loss": None, "val_act_mae_ms": fit.validation_mae,
+              "val_vm_rmse_mv": None, "lr": None, "seconds": time.perf_counter() - start, "samples_per_s": None}
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "config.yaml", yaml.safe_dump(to_mapping(config), sort_keys=False))
+    save_checkpoint(run_dir / LAST, {
+        "epoch": config.epochs, "model": model.state_dict(), "config": to_mapping(config),
+        "inputs": checkpoint_inputs(config, manifest), "history": [record], "world_size": 1,
+        "ridge": {"alpha": fit.alpha, "fitted_on": manifest.split_size("train")},
+    })
+    publish_copy(run_dir / LAST, run_dir / BEST)
+    _write_metrics(run_dir, [record])
+    if progress:
+        print(f"ridge_act fitted on {manifest.split_size('train')} samples in {record['seconds']:.0f} s: "
+              f"validation activation MAE {fit.validation_mae:.2f} ms (alpha {fit.alpha:.3g})", flush=True)
+    return [record]
+
+
+def checkpoint_inputs(config: TrainConfig, manifest: Manifest) -> dict[str, Any]:
+    """What inference needs to prepare an ECG as training did: scaling, its statistics, trace length,
+    and the training inputs' feature statistics for ``ecgi predict``'s OOD score."""
+    from .clinical.trust import reference_from_dataset
+
+    ecg_mean, ecg_std = manifest.statistic("ecg_mean"), manifest.statistic("ecg_std")
+    ood = None  # none for a training split of one sample
+    if manifest.split_size("train") >= 2:
+        ood = dataclasses.asdict(reference_from_dataset(manifest.root, config.data.input_scaling, ecg_mean, ecg_std))
+    return {"scaling": config.data.input_scaling, "samples": manifest.samples, "dt_ms": manifest.dt_ms,
+            "ecg_mean": ecg_mean.tolist(), "ecg_std": ecg_std.tolist(), "ood": ood}
 
 
 class Trainer:
@@ -331,18 +376,11 @@ class Trainer:
         return {"val_loss": loss / n, "val_act_mae_ms": act_abs / max(act_n, 1),
                 "val_vm_rmse_mv": math.sqrt(vm_sq / vm_n) if vm_n else None}
 
-    def _ood_reference(self) -> dict[str, Any] | None:
-        """Training inputs' feature statistics for ``ecgi predict``'s OOD score, computed once
-        (None for a training split of one sample)."""
-        if not hasattr(self, "_ood"):
-            from .clinical.trust import reference_from_dataset
-
-            stats = {key: self.manifest.statistic(key) for key in ("ecg_mean", "ecg_std")}
-            self._ood = None
-            if self.manifest.split_size("train") >= 2:
-                self._ood = dataclasses.asdict(reference_from_dataset(
-                    self.manifest.root, self.config.data.input_scaling, stats["ecg_mean"], stats["ecg_std"]))
-        return self._ood
+    def _inputs(self) -> dict[str, Any]:
+        """``checkpoint_inputs``, computed once per run."""
+        if not hasattr(self, "_checkpoint_inputs"):
+            self._checkpoint_inputs = checkpoint_inputs(self.config, self.manifest)
+        return self._checkpoint_inputs
 
     def _save(self, val_loss: float) -> None:
         """Every rank contributes its RNG state; rank 0 writes the checkpoint and metrics."""
@@ -354,9 +392,7 @@ class Trainer:
         state = {
             "epoch": self.epoch, "model": self.model.state_dict(), "optimiser": self.optimiser.state_dict(),
             "scheduler": self.scheduler.state_dict(), "rng": rngs, "config": to_mapping(self.config),
-            "inputs": {"scaling": self.config.data.input_scaling, "samples": self.manifest.samples,
-                       "dt_ms": self.manifest.dt_ms, "ecg_mean": self.manifest.statistic("ecg_mean").tolist(),
-                       "ecg_std": self.manifest.statistic("ecg_std").tolist(), "ood": self._ood_reference()},
+            "inputs": self._inputs(),
             "history": self.history, "best_val_loss": self.best_val_loss, "world_size": self.ctx.world_size,
         }
         save_checkpoint(self.run_dir / LAST, state)

@@ -13,8 +13,10 @@ import torch
 from model.baselines import TemplateAccumulator, fit_ridge, predict_baselines
 from model.config import config_from_dict
 from model.data import load_manifest, read_split, scale_ecg, scale_ecg_batch
+from model.evaluate import evaluate
 from model.synthetic import action_potentials, write_synthetic_dataset
 from model.train import train
+from solver.common.errors import ConfigError
 from solver.common.sites import SITE_GROUPS
 from workflow.cli import main
 
@@ -139,3 +141,37 @@ def test_evaluate_json_and_report_carry_both_baselines(data, trained, capsys, tm
     assert code == 0 and "baselines" not in json.loads(capsys.readouterr().out)
     code = main(["evaluate", str(trained), str(data)])
     assert code == 0 and "baseline ridge" in capsys.readouterr().out
+
+
+def test_ridge_network_is_the_ridge_of_its_features_and_joins_an_ensemble(data, trained, tmp_path):
+    """``ridge_act`` trains in closed form into a checkpoint that evaluation and ensembles read like any other."""
+    config = config_from_dict({"epochs": 5, "tensorboard": False, "network": {"architecture": "ridge_act"}})
+    history = train(config, data, tmp_path / "ridge", progress=False)
+    assert len(history) == 1 and history[0]["val_act_mae_ms"] > 0
+    ridge = evaluate(tmp_path / "ridge" / "best.pt", data, baselines=False)
+
+    # the same fit by hand: the scaled ECG averaged over pairs of samples (500 -> 250), alpha on validation
+    manifest = load_manifest(data)
+    stats = (manifest.statistic("ecg_mean"), manifest.statistic("ecg_std"))
+
+    def features(split):
+        arrays = read_split(manifest, split, with_vm=False)
+        x = scale_ecg_batch(arrays.ecg, config.data.input_scaling, *stats).astype(np.float64)
+        return x.reshape(len(x), 12, 250, 2).mean(axis=-1).reshape(len(x), -1), arrays.act
+
+    fit = fit_ridge(*features("train"), *features("validation"))
+    assert np.allclose(ridge.act_pred, fit.predict(features("test")[0]), atol=2e-3)
+    assert history[0]["val_act_mae_ms"] == pytest.approx(fit.validation_mae, rel=1e-6)
+
+    network = evaluate(trained, data, baselines=False)
+    both = evaluate(trained, data, baselines=False, ensemble=[tmp_path / "ridge" / "best.pt"])
+    assert np.allclose(both.act_pred, (network.act_pred + ridge.act_pred) / 2, atol=1e-4)
+
+
+def test_ridge_network_refuses_more_than_one_process(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    config = config_from_dict({"tensorboard": False, "network": {"architecture": "ridge_act"}})
+    with pytest.raises(ConfigError, match="one process"):
+        train(config, data, tmp_path / "ridge", progress=False)
+    assert not (tmp_path / "ridge").exists()

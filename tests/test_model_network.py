@@ -36,8 +36,8 @@ def test_output_shapes(architecture):
     if architecture == "template_vm":
         with_template(net)
     out = net(torch.randn(2, 12, 500))
-    expected = {"reference_act": {"act"}, "resnet_act": {"act"}, "positional_act": {"act"}, "reference_vm": {"vm"},
-                "template_vm": {"act", "apd", "vm"}}.get(architecture, {"act", "vm"})
+    expected = {"reference_act": {"act"}, "resnet_act": {"act"}, "positional_act": {"act"}, "ridge_act": {"act"},
+                "reference_vm": {"vm"}, "template_vm": {"act", "apd", "vm"}}.get(architecture, {"act", "vm"})
     assert set(out) == expected == set(net.outputs)
     if "act" in out:
         assert out["act"].shape == (2, 75)
