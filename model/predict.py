@@ -114,14 +114,16 @@ def _run(nets: Sequence[_Network], ecgs: np.ndarray, passes: int) -> tuple[dict[
     """Physical outputs for a batch (B, T, 12), the per-site activation spread (B, 75) and how it was found.
 
     One network: its deterministic outputs and the spread of ``passes`` MC-dropout passes.
-    An ensemble: the members' mean and their spread.
+    An ensemble: the members' mean of the outputs they all have (traces only when every member
+    draws them), and their spread.
     """
     members = []
     for net in nets:
         with torch.no_grad():
             members.append({k: v.numpy() for k, v in net.model.to_physical(net.model(_inputs(net, ecgs))).items()})
     if len(nets) > 1:
-        stacked = {k: np.stack([m[k] for m in members]) for k in members[0]}
+        shared = [k for k in members[0] if all(k in m for m in members)]
+        stacked = {k: np.stack([m[k] for m in members]) for k in shared}
         return {k: v.mean(axis=0) for k, v in stacked.items()}, stacked["act"].std(axis=0), f"ensemble of {len(nets)}"
     sampled = mc_dropout(nets[0].model, _inputs(nets[0], ecgs), passes)
     if sampled is None:

@@ -85,6 +85,23 @@ def test_every_beat_and_an_ensemble(trained):
     assert e.uncertainty == "ensemble of 2" and e.act_std.max() > 0
 
 
+def test_an_ensemble_of_a_voltage_network_and_the_ridge_network(trained):
+    """Members with different outputs: the mean of the activation times they all give, no traces."""
+    root, _ = trained
+    members = {}
+    for architecture in ("multitask", "ridge_act"):
+        config = config_from_dict({"epochs": 1, "batch_size": 8, "tensorboard": False,
+                                   "network": {"architecture": architecture}})
+        train(config, root / "data", root / architecture, progress=False)
+        members[architecture] = root / architecture / "last.pt"
+    record = DATA / "ptbdb-s0010_re-10s.hea"
+    alone = {name: _quiet_predict(path, record, passes=1)[0] for name, path in members.items()}
+    assert alone["multitask"].vm is not None and alone["ridge_act"].vm is None
+    e, _ = _quiet_predict(members["multitask"], record, ensemble=[members["ridge_act"]])
+    assert e.uncertainty == "ensemble of 2" and e.vm is None
+    assert np.allclose(e.act, (alone["multitask"].act + alone["ridge_act"].act) / 2, atol=1e-4)
+
+
 def test_flat_lead_in_a_long_record_is_refused(trained, tmp_path):
     _, runs = trained
     x, _ = make_record(rate_hz=500.0, seconds=10.0, noise_mv=0.01)
