@@ -63,10 +63,10 @@ from .data import (
 from .distributed import (
     DistContext,
     all_gather_objects,
-    launch_info,
     all_reduce_sum,
     close_distributed,
     init_distributed,
+    launch_info,
 )
 from .network import VM_OFFSET_MV, VM_SCALE_MV, EcgiNet, build_network
 
