@@ -124,6 +124,10 @@ def run_train(args: argparse.Namespace) -> int:
     config = load_train_config(args.config)
     run_dir = Path(args.output or Path("runs") / Path(args.config).stem)
     if args.submit:
+        tasks = args.nodes * (args.gpus_per_node or args.tasks_per_node)
+        if config.network.architecture == "ridge_act" and tasks > 1:
+            raise ConfigError(f"ridge_act is fitted in closed form on one process, not {tasks} tasks; "
+                              "submit it with --nodes 1 and one task (--gpus-per-node 1, or 0 with --tasks-per-node 1)")
         return _submit(args, run_dir)
     from solver.common.files import check_writable
 

@@ -306,3 +306,10 @@ def test_submit_passes_an_argv_list_and_the_worker_init(trained, tmp_path, capsy
     code, out, _ = run_cli(capsys, "train", config, "--data", root / "data", "--output", run, "--submit", "--dry-run",
                            "--gpus-per-node", "0", "--tasks-per-node", "3")
     assert code == 0 and out.startswith("sbatch ") and "--ntasks-per-node=3" in out and "--gpus-per-node" not in out
+    ridge = tmp_path / "ridge.yaml"
+    ridge.write_text("network: {architecture: ridge_act}\n")
+    code, _, err = run_cli(capsys, "train", ridge, "--data", root / "data", "--output", run, "--submit", "--dry-run")
+    assert code == 0, err  # one GPU task by default: one process
+    code, _, err = run_cli(capsys, "train", ridge, "--data", root / "data", "--output", run, "--submit", "--dry-run",
+                           "--nodes", "2")
+    assert code == 2 and "ridge_act is fitted in closed form on one process, not 2 tasks" in err
