@@ -151,10 +151,7 @@ def _fit_closed_form(config: TrainConfig, manifest: Manifest, run_dir: Path, pro
     if launch_info().world_size > 1:
         raise ConfigError("ridge_act is fitted in closed form on one process; start it without torchrun or srun")
     start = time.perf_counter()
-    model = build_network("ridge_act")
-    if config.loss.act_target == "standardised":
-        model.set_activation_statistics(
-            torch.from_numpy(manifest.statistic("act_mean")), torch.from_numpy(manifest.statistic("act_std")))
+    model = configured_network(config, manifest)
     ecg_stats = (manifest.statistic("ecg_mean"), manifest.statistic("ecg_std"))
     fit = fit_ridge_network(model, manifest, config.data.input_scaling, ecg_stats)
     record = {"epoch": 1, "train_loss": None, "val_loss": None, "val_act_mae_ms": fit.validation_mae,
@@ -172,6 +169,16 @@ def _fit_closed_form(config: TrainConfig, manifest: Manifest, run_dir: Path, pro
         print(f"ridge_act fitted on {manifest.split_size('train')} samples in {record['seconds']:.0f} s: "
               f"validation activation MAE {fit.validation_mae:.2f} ms (alpha {fit.alpha:.3g})", flush=True)
     return [record]
+
+
+def configured_network(config: TrainConfig, manifest: Manifest) -> EcgiNet:
+    """The configured network, normalising its activation times by the training split's statistics."""
+    net = config.network
+    model = build_network(net.architecture, net.dropout, net.softargmax_temperature)
+    if config.loss.act_target == "standardised":  # else mean 0, spread 1: the network fits milliseconds
+        model.set_activation_statistics(
+            torch.from_numpy(manifest.statistic("act_mean")), torch.from_numpy(manifest.statistic("act_std")))
+    return model
 
 
 def checkpoint_inputs(config: TrainConfig, manifest: Manifest) -> dict[str, Any]:
@@ -204,12 +211,7 @@ class Trainer:
         self.best_val_loss = math.inf
         _set_determinism(config.deterministic, ctx.device)
         _seed_everything(config.seed)
-        net = config.network
-        self.model = build_network(net.architecture, net.dropout, net.softargmax_temperature)
-        if config.loss.act_target == "standardised":  # else mean 0, spread 1: the network fits milliseconds
-            self.model.set_activation_statistics(
-                torch.from_numpy(manifest.statistic("act_mean")), torch.from_numpy(manifest.statistic("act_std"))
-            )
+        self.model = configured_network(config, manifest)
         self._build_data()
         if self.model.renderer is not None:
             self._set_trace_template()
