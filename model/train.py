@@ -12,6 +12,9 @@ run directory:
     RUNDIR/best.pt         the checkpoint with the lowest validation loss
     RUNDIR/metrics.csv     one row per epoch (also metrics.json)
     RUNDIR/tensorboard/    when the tensorboard package is installed
+
+``ridge_act`` has no epochs: it is fitted in closed form on one process
+(``model.baselines.fit_ridge_network``) into the same files, one record.
 """
 from __future__ import annotations
 
