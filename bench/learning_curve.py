@@ -21,6 +21,12 @@ training sets get as many optimiser steps as large ones (with a fixed
   proportions, so test patients share anatomies with training ones.
 
 Writes OUTPUT.json (every run's metrics) and OUTPUT.png (MAE against size).
+With three sizes or more it also fits each model's curve with a power law,
+MAE = scale * N ** -exponent (least squares in log-log space), and says at
+what training-set size the fitted network would reach half the ridge's
+error, or that it never would because it does not gain on the ridge. A
+power law has no floor, so the size it gives is a lower bound: any floor
+the two models share (the grid's part of the targets) only moves it out.
 Works on any ecgi data set (DATASET/manifest.json), e.g. a campaign's
 ``dataset`` directory or ``python -m model.synthetic DIR``.
 """
@@ -127,6 +133,48 @@ def run_point(pools: dict[str, SplitArrays], kind: str, size: int, seed: int, ar
     return point
 
 
+@dataclass
+class PowerLaw:
+    """MAE(N) = scale * N ** -exponent."""
+
+    scale: float
+    exponent: float
+
+    def __call__(self, size: float) -> float:
+        return self.scale * size ** -self.exponent
+
+
+def fit_power_law(sizes: list[int], maes: list[float]) -> PowerLaw:
+    """Least squares of log MAE against log N: a straight line on the figure's axes."""
+    slope, intercept = np.polyfit(np.log(sizes), np.log(maes), 1)
+    return PowerLaw(float(np.exp(intercept)), float(-slope))
+
+
+def size_for_ratio(network: PowerLaw, ridge: PowerLaw, ratio: float) -> float | None:
+    """Training-set size where the fitted network's MAE is ``ratio`` times the fitted ridge's.
+
+    None where the network does not fall faster than the ridge: their ratio
+    then never decreases with more data of the same kind.
+    """
+    gain = network.exponent - ridge.exponent
+    if gain <= 1e-9:
+        return None
+    return float((network.scale / (ratio * ridge.scale)) ** (1.0 / gain))
+
+
+def extrapolate(points: list[Point], kind: str, ratio: float = 0.5) -> dict | None:
+    """Both models' power laws on one split kind, and the size where the network reaches ``ratio`` x the ridge."""
+    sizes = sorted({p.size for p in points if p.split == kind})
+    if len(sizes) < 3:
+        return None
+    def curve(key: str) -> PowerLaw:
+        return fit_power_law(sizes, [np.mean([getattr(p, key) for p in points if p.split == kind and p.size == s])
+                                     for s in sizes])
+    network, ridge = curve("network_mae_ms"), curve("ridge_mae_ms")
+    return {"network": network.__dict__, "ridge": ridge.__dict__, "ratio": ratio,
+            "size_for_ratio": size_for_ratio(network, ridge, ratio)}
+
+
 def figure(points: list[Point], path: Path) -> None:
     from matplotlib.figure import Figure
 
@@ -173,7 +221,8 @@ def main() -> int:
     report = {"dataset": str(args.dataset), "config": str(args.config), "epochs": args.epochs,
               "samples_seen": args.samples_seen,
               "validation": manifest.split_size("validation"), "test": manifest.split_size("test"),
-              "points": [p.__dict__ for p in points]}
+              "points": [p.__dict__ for p in points],
+              "extrapolation": {kind: extrapolate(points, kind) for kind in kinds}}
     args.output.with_suffix(".json").write_text(json.dumps(report, indent=1))
     figure(points, args.output.with_suffix(".png"))
     print(f"\n{'split':<8} {'size':>6} {'network':>8} {'ridge':>8} {'site mean':>9}  (test activation MAE, ms)")
@@ -182,6 +231,13 @@ def main() -> int:
             group = [p for p in points if p.split == kind and p.size == size]
             print(f"{kind:<8} {size:>6} {np.mean([p.network_mae_ms for p in group]):>8.2f} "
                   f"{np.mean([p.ridge_mae_ms for p in group]):>8.2f} {np.mean([p.site_mean_mae_ms for p in group]):>9.2f}")
+    for kind, fit in report["extrapolation"].items():
+        if fit is None:
+            continue
+        where = (f"about {fit['size_for_ratio']:,.0f} training samples" if fit["size_for_ratio"]
+                 else "never: the network does not gain on the ridge")
+        print(f"{kind}: MAE ~ N^-{fit['network']['exponent']:.2f} (network), N^-{fit['ridge']['exponent']:.2f} "
+              f"(ridge); half the ridge's error at {where} (a power law without floor: a lower bound)")
     print(f"wrote {args.output.with_suffix('.json')} and {args.output.with_suffix('.png')}")
     return 0
 

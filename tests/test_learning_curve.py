@@ -62,3 +62,18 @@ def test_a_tiny_curve_runs(curve, dataset, tmp_path, monkeypatch):
     points = json.loads(out.with_suffix(".json").read_text())["points"]
     assert [p["size"] for p in points] == [4, 16] and all(p["ridge_mae_ms"] > 0 for p in points)
     assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_extrapolation_finds_where_the_network_reaches_half_the_ridge(curve):
+    # network 8 N^-0.5, ridge 2 N^-0.25: equal at N = 256, half at N = 4096.
+    sizes = [64, 256, 1024]
+    points = [curve.Point("anatomy", n, 0, 8 * n ** -0.5, 2 * n ** -0.25, 12.0, 1.0) for n in sizes]
+    fit = curve.extrapolate(points, "anatomy")
+    assert fit["network"]["exponent"] == pytest.approx(0.5) and fit["ridge"]["scale"] == pytest.approx(2.0)
+    assert fit["size_for_ratio"] == pytest.approx(4096, rel=1e-6)
+
+
+def test_extrapolation_says_never_when_the_network_does_not_gain(curve):
+    points = [curve.Point("random", n, 0, 3 * n ** -0.2, 2 * n ** -0.2, 12.0, 1.0) for n in (100, 400, 1600)]
+    assert curve.extrapolate(points, "random")["size_for_ratio"] is None
+    assert curve.extrapolate(points[:2], "random") is None  # two sizes fix no curve worth extrapolating
