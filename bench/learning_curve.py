@@ -234,10 +234,10 @@ def main() -> int:
     for kind, fit in report["extrapolation"].items():
         if fit is None:
             continue
-        where = (f"about {fit['size_for_ratio']:,.0f} training samples" if fit["size_for_ratio"]
-                 else "never: the network does not gain on the ridge")
+        where = (f"at about {fit['size_for_ratio']:,.0f} training samples (a power law has no floor: "
+                 "a lower bound)" if fit["size_for_ratio"] else "never: the network does not gain on the ridge")
         print(f"{kind}: MAE ~ N^-{fit['network']['exponent']:.2f} (network), N^-{fit['ridge']['exponent']:.2f} "
-              f"(ridge); half the ridge's error at {where} (a power law without floor: a lower bound)")
+              f"(ridge); half the ridge's error {where}")
     print(f"wrote {args.output.with_suffix('.json')} and {args.output.with_suffix('.png')}")
     return 0
 
