@@ -133,15 +133,17 @@ def run_point(pools: dict[str, SplitArrays], kind: str, size: int, seed: int, ar
     return point
 
 
+def mean_mae(points: list[Point], kind: str, size: int, key: str) -> float:
+    """One model's test MAE (``key``) at one size, averaged over the seeds."""
+    return float(np.mean([getattr(p, key) for p in points if p.split == kind and p.size == size]))
+
+
 @dataclass
 class PowerLaw:
     """MAE(N) = scale * N ** -exponent."""
 
     scale: float
     exponent: float
-
-    def __call__(self, size: float) -> float:
-        return self.scale * size ** -self.exponent
 
 
 def fit_power_law(sizes: list[int], maes: list[float]) -> PowerLaw:
@@ -167,10 +169,8 @@ def extrapolate(points: list[Point], kind: str, ratio: float = 0.5) -> dict | No
     sizes = sorted({p.size for p in points if p.split == kind})
     if len(sizes) < 3:
         return None
-    def curve(key: str) -> PowerLaw:
-        return fit_power_law(sizes, [np.mean([getattr(p, key) for p in points if p.split == kind and p.size == s])
-                                     for s in sizes])
-    network, ridge = curve("network_mae_ms"), curve("ridge_mae_ms")
+    network, ridge = (fit_power_law(sizes, [mean_mae(points, kind, s, key) for s in sizes])
+                      for key in ("network_mae_ms", "ridge_mae_ms"))
     return {"network": network.__dict__, "ridge": ridge.__dict__, "ratio": ratio,
             "size_for_ratio": size_for_ratio(network, ridge, ratio)}
 
@@ -184,7 +184,7 @@ def figure(points: list[Point], path: Path) -> None:
         for key, style, label in (("network_mae_ms", "-o", "network"), ("ridge_mae_ms", "--s", "ridge"),
                                   ("site_mean_mae_ms", ":", "site mean")):
             sizes = sorted({p.size for p in points if p.split == kind})
-            values = [np.mean([getattr(p, key) for p in points if p.split == kind and p.size == s]) for s in sizes]
+            values = [mean_mae(points, kind, s, key) for s in sizes]
             ax.plot(sizes, values, style, color=f"C{i}", label=f"{label}, {kind} split")
     ax.set(xscale="log", xlabel="training samples", ylabel="test activation MAE (ms)", title="learning curve")
     ax.legend(fontsize=7)
@@ -228,9 +228,9 @@ def main() -> int:
     print(f"\n{'split':<8} {'size':>6} {'network':>8} {'ridge':>8} {'site mean':>9}  (test activation MAE, ms)")
     for kind in kinds:
         for size in sizes:
-            group = [p for p in points if p.split == kind and p.size == size]
-            print(f"{kind:<8} {size:>6} {np.mean([p.network_mae_ms for p in group]):>8.2f} "
-                  f"{np.mean([p.ridge_mae_ms for p in group]):>8.2f} {np.mean([p.site_mean_mae_ms for p in group]):>9.2f}")
+            network, ridge, site_mean = (mean_mae(points, kind, size, key)
+                                         for key in ("network_mae_ms", "ridge_mae_ms", "site_mean_mae_ms"))
+            print(f"{kind:<8} {size:>6} {network:>8.2f} {ridge:>8.2f} {site_mean:>9.2f}")
     for kind, fit in report["extrapolation"].items():
         if fit is None:
             continue
