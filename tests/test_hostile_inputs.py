@@ -514,7 +514,7 @@ def test_a_stopped_driver_leaves_no_process_behind(tmp_path, how):
     try:
         assert _wait_for(lambda: root.is_dir() and _running_samples(root), 120), "no sample started"
         assert campaign_processes(root), "the driver's workers carry no campaign mark"
-        helpers = json.loads((root / "driver.json").read_text())["helpers"]
+        helpers = [helper["pid"] for helper in json.loads((root / "driver.json").read_text())["helpers"]]
         assert helpers, "the driver recorded no interchange"
         if how == "SIGKILL-then-stop":
             driver.kill()
@@ -548,3 +548,120 @@ def test_no_junk_file_gets_past_the_checkpoint_reader(tmp_path):
         junk.write_bytes((b"", b"PK\x03\x04", b"\x80\x02")[i % 3] + body)
         with pytest.raises(ConfigError, match="not a readable checkpoint|not an ecgi checkpoint"):
             load_checkpoint(junk)
+
+
+# -------------------------------------- process identity, in a private namespace
+#
+# Each case runs inside a new pid namespace *and* a new session: a signal
+# sent to the wrong pid, to pid -1 or to a process group then reaches only
+# the namespace's own processes, never the machine or this test run.
+
+NAMESPACE_SCRIPT = r"""
+set -u
+sleep 300 & bystander=$!
+while [ ! -e /proc/$bystander/stat ]; do sleep 0.05; done
+"$PYTHON" - "$bystander" <<'PY'
+import json, os, socket, sys, time
+from workflow.processes import ProcessIdentity
+pid = int(sys.argv[1])
+identity = ProcessIdentity.of(pid).record()
+records = {
+    "pid -1": {"pid": -1, "host": socket.gethostname(), "heartbeat": time.time()},
+    "pid 0": {"pid": 0, "host": socket.gethostname(), "heartbeat": time.time()},
+    "forged pid -1 identity": {"host": socket.gethostname(), "heartbeat": time.time(),
+                               "process": {**identity, "pid": -1}},
+    "old record of a bystander's pid": {"pid": pid, "host": socket.gethostname(), "heartbeat": time.time()},
+    "stale identity of a bystander's pid": {"host": socket.gethostname(), "heartbeat": time.time(),
+                                            "process": {**identity, "start_ticks": identity["start_ticks"] - 1}},
+    "live bystander": {"host": socket.gethostname(), "heartbeat": time.time(), "process": identity},
+    "helpers: -1, 0, 1 and a bystander": {"host": socket.gethostname(), "heartbeat": time.time() - 3600,
+                                          "helpers": [{**identity, "pid": p} for p in (-1, 0, 1)]
+                                          + [{**identity, "start_ticks": 0}]},
+}
+with open(os.path.join(os.environ["CAMPAIGN"], "driver.json"), "w") as f:
+    json.dump(records[os.environ["CASE"]], f)
+PY
+before=$(stat -c '%i %Y' "$CAMPAIGN/spec.yaml")
+eval "$COMMAND"
+echo "exit=$?"
+sleep 0.3
+kill -0 $bystander 2>/dev/null && echo "bystander=alive" || echo "bystander=dead"
+[ "$before" = "$(stat -c '%i %Y' "$CAMPAIGN/spec.yaml")" ] && echo "spec=unchanged" || echo "spec=changed"
+kill $bystander 2>/dev/null
+exit 0
+"""
+
+
+def in_private_namespace(campaign: Path, case: str, command: str) -> subprocess.CompletedProcess:
+    """Run ``command`` beside a bystander ``sleep``, with the campaign's
+    driver.json written as ``case`` says, in a new pid namespace and session."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("setsid") is None:
+        pytest.skip("a private pid namespace needs root and util-linux's unshare")
+    env = {**clean_env(), "PYTHON": ECGI[0], "CAMPAIGN": str(campaign), "CASE": case, "COMMAND": command,
+           "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(["setsid", "unshare", "--pid", "--fork", "--mount-proc", "bash", "-c", NAMESPACE_SCRIPT],
+                          capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+    if proc.returncode != 0 and "unshare" in proc.stderr:
+        pytest.skip(f"cannot make a pid namespace here: {proc.stderr.strip()}")
+    return proc
+
+
+def namespace_outcome(proc: subprocess.CompletedProcess) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in proc.stdout.splitlines() if line.count("=") == 1)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("pid -1", "driver.json names no process ecgi can recognise"),
+    ("pid 0", "driver.json names no process ecgi can recognise"),
+    ("forged pid -1 identity", "driver.json names no process ecgi can recognise"),
+    ("old record of a bystander's pid", "driver.json names no process ecgi can recognise"),
+    ("stale identity of a bystander's pid", "now belongs to another process, not the driver"),
+    ("helpers: -1, 0, 1 and a bystander", "driver.json names no process ecgi can recognise"),
+])
+def test_campaign_stop_signals_nothing_it_did_not_start(tmp_path, case, message):
+    """`campaign stop` signals only the very process its driver recorded:
+    never pid -1 (everyone), 0 (its own group), 1, or a pid reused since."""
+    campaign = tmp_path / "campaign"
+    campaign.mkdir()
+    shutil.copy(campaign_spec(tmp_path), campaign / "spec.yaml")
+    proc = in_private_namespace(campaign, case, f"{ECGI[0]} -m workflow.cli campaign stop {campaign}")
+    outcome = namespace_outcome(proc)
+    assert outcome.get("exit") == "0", proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert "no live driver: " in proc.stderr and message in proc.stderr, proc.stderr
+    assert "stopped driver" not in proc.stderr and "stopped 0 process(es)" in proc.stderr, proc.stderr
+    assert outcome.get("bystander") == "alive", proc.stdout + proc.stderr
+    assert outcome.get("spec") == "unchanged"
+    assert not (campaign / "driver.json").exists(), "a stale driver record stays after stop"
+
+
+CLAIM = f"{ECGI[0]} -c 'from workflow.layout import CampaignLayout; from workflow.runner import claim_driver; " \
+        "import os; claim_driver(CampaignLayout(os.environ[\"CAMPAIGN\"])); print(\"claimed\")'"
+
+
+@pytest.mark.parametrize("case", ["stale identity of a bystander's pid", "old record of a bystander's pid", "pid -1"])
+def test_resume_takes_over_a_stale_lock_without_signalling_its_pid(tmp_path, case):
+    """A driver.json whose pid is now another process's is a stale lock: a
+    new driver takes the campaign over and leaves that process alone."""
+    campaign = tmp_path / "campaign"
+    campaign.mkdir()
+    shutil.copy(campaign_spec(tmp_path), campaign / "spec.yaml")
+    proc = in_private_namespace(campaign, case, CLAIM)
+    assert "claimed" in proc.stdout, proc.stdout + proc.stderr
+    assert namespace_outcome(proc).get("bystander") == "alive", proc.stdout + proc.stderr
+    assert "claim_driver" in json.loads((campaign / "driver.json").read_text())["process"]["command"]
+
+
+def test_a_live_driver_keeps_a_second_one_out_and_is_what_stop_ends(tmp_path):
+    """A driver.json whose identity is a running process's is a live driver:
+    `campaign resume` refuses to start beside it; `campaign stop` ends it."""
+    campaign = tmp_path / "campaign"
+    campaign.mkdir()
+    shutil.copy(campaign_spec(tmp_path), campaign / "spec.yaml")
+    resume = in_private_namespace(campaign, "live bystander", f"{ECGI[0]} -m workflow.cli campaign resume {campaign}")
+    assert namespace_outcome(resume) == {"exit": "2", "bystander": "alive", "spec": "unchanged"}, resume.stderr
+    assert "Traceback" not in resume.stderr
+    assert "another driver (pid" in resume.stderr and "ecgi campaign stop" in resume.stderr, resume.stderr
+    stop = in_private_namespace(campaign, "live bystander", f"{ECGI[0]} -m workflow.cli campaign stop {campaign}")
+    assert namespace_outcome(stop) == {"exit": "0", "bystander": "dead", "spec": "unchanged"}, stop.stderr
+    assert "stopped driver" in stop.stderr and "Traceback" not in stop.stderr

@@ -5,8 +5,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from solver.common.errors import ConfigError
+
+if TYPE_CHECKING:
+    from .layout import CampaignLayout, DriverRecord
 
 
 def add_commands(commands) -> None:
@@ -157,43 +161,67 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def run_stop(args: argparse.Namespace) -> int:
-    import json as json_module
-    import os
+    """Stop the driver (only the very process driver.json recorded), every
+    process carrying the campaign's mark, the recorded helpers and SLURM blocks."""
     import shutil
-    import signal
-    import socket
     import subprocess
-    import time
 
-    from .layout import CampaignLayout, driver_alive
+    from .layout import CampaignLayout, DriverRecord
     from .processes import campaign_processes, recorded_helpers, stop_processes
 
     directory = Path(args.directory).resolve()
     layout = CampaignLayout(directory)
     if not layout.spec_path.is_file():
-        raise ConfigError(f"{directory} is not a campaign directory (no spec.yaml)")
-    try:
-        info = json_module.loads(layout.driver_path.read_text())
-    except (OSError, ValueError):
-        info = {}
-    live = driver_alive(layout)
-    if live is not None and live.get("host") != socket.gethostname():
-        raise ConfigError(f"the driver runs on {live.get('host')} (pid {live.get('pid')}); run this command there")
-    if live is not None:
-        os.kill(int(live["pid"]), signal.SIGTERM)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and driver_alive(layout) is not None:
-            time.sleep(0.5)
-        print(f"stopped driver {live['pid']}", file=sys.stderr)
-    stopped = stop_processes(campaign_processes(directory) + recorded_helpers(layout.driver_path))
+        raise ConfigError(f"{directory} is not a campaign directory (no spec.yaml); give the directory "
+                          "that `ecgi campaign run` wrote")
+    record = DriverRecord.read(layout.driver_path)
+    if record is None:
+        print(f"no driver recorded in {directory}", file=sys.stderr)
+    elif record.is_alive and not record.here:
+        raise ConfigError(f"the driver runs on {record.host} ({record.describe()}); run this command there")
+    elif record.is_alive:
+        _stop_driver(layout, record)
+    else:
+        print(f"no live driver: {_why_stale(record)}; nothing signalled for it", file=sys.stderr)
+    helpers = recorded_helpers(record.helpers) if record is not None else []
+    stopped = stop_processes(campaign_processes(directory) + helpers)
     print(f"stopped {len(stopped)} process(es) of campaign {directory.name}", file=sys.stderr)
-    jobs = [str(job) for job in info.get("slurm_jobs", []) if str(job).isdigit()]
-    if jobs and shutil.which("scancel"):
-        subprocess.run(["scancel", *jobs], check=False)
-        print(f"cancelled SLURM job(s) {', '.join(jobs)}", file=sys.stderr)
-    if driver_alive(layout) is None:
+    if record is not None and record.slurm_jobs and shutil.which("scancel"):
+        subprocess.run(["scancel", *record.slurm_jobs], check=False)
+        print(f"cancelled SLURM job(s) {', '.join(record.slurm_jobs)}", file=sys.stderr)
+    if record is not None and not record.is_alive:
         layout.driver_path.unlink(missing_ok=True)
     return 0
+
+
+def _stop_driver(layout: CampaignLayout, record: DriverRecord) -> None:
+    """SIGTERM to the recorded driver (it cleans up as after Ctrl-C), then
+    wait up to a minute for it to end."""
+    import signal
+    import time
+
+    from .layout import driver_alive
+    from .processes import send_signal
+
+    assert record.process is not None
+    if not send_signal(record.process, signal.SIGTERM):
+        print(f"the driver ({record.describe()}) ended before it could be stopped", file=sys.stderr)
+        return
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and driver_alive(layout) is not None:
+        time.sleep(0.5)
+    print(f"stopped driver {record.process.pid}", file=sys.stderr)
+
+
+def _why_stale(record: DriverRecord) -> str:
+    """Why a driver record names no live driver, in words."""
+    from .processes import ProcessIdentity
+
+    if record.process is None:
+        return "driver.json names no process ecgi can recognise (damaged, or written by an older ecgi)"
+    if ProcessIdentity.of(record.process.pid) is not None:
+        return f"driver.json's pid {record.process.pid} now belongs to another process, not the driver"
+    return f"the driver ({record.describe()}) has ended"
 
 
 def run_task(args: argparse.Namespace) -> int:

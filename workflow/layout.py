@@ -5,7 +5,7 @@
     DIR/records/shard-00012/<id>.json      what happened to it
     DIR/logs/shard-00012/<id>.log          its output
     DIR/dataset/                           the training set built from it
-    DIR/driver.json                        the live driver (pid, host)
+    DIR/driver.json                        the live driver (host, process identity, heartbeat)
 
 Shard directories keep any directory to samples_per_shard entries.  A
 sample is *done* only if its file opens, carries the completion mark and the
@@ -26,6 +26,7 @@ import h5py
 
 from solver.common.files import write_text_atomic
 
+from .processes import ProcessIdentity
 from .sampling import SamplePlan
 
 #: Failure kinds that rerunning cannot fix; every other kind (node_lost,
@@ -132,16 +133,65 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True, default=str))
 
 
-def driver_alive(layout: CampaignLayout) -> Optional[dict]:
-    """The live driver's description, or None if none is running."""
-    try:
-        info = json.loads(layout.driver_path.read_text())
-    except (OSError, ValueError):
-        return None
-    if info.get("host") != socket.gethostname():
-        return info if time.time() - info.get("heartbeat", 0) < 120 else None
-    try:
-        os.kill(int(info["pid"]), 0)
-    except (OSError, ValueError, KeyError):
-        return None
-    return info
+#: A driver on another host counts as alive while its heartbeat is younger
+#: than this (it beats every 10 s); its pid means nothing here.
+HEARTBEAT_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class DriverRecord:
+    """DIR/driver.json: the campaign's driver, and what it started that
+    ``ecgi campaign stop`` must end with it (see workflow.runner.beat)."""
+
+    host: str
+    heartbeat: float
+    #: The driver process; None when the file names none that can be
+    #: recognised (damaged, forged, or written by an older ecgi).
+    process: Optional[ProcessIdentity]
+    slurm_jobs: tuple[str, ...] = ()
+    helpers: tuple[Any, ...] = ()  #: recorded identities of Parsl's helper processes
+
+    @classmethod
+    def read(cls, path: Path) -> Optional["DriverRecord"]:
+        """The record at ``path``, or None if there is none or it is not JSON."""
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        heartbeat = data.get("heartbeat")
+        jobs, helpers = data.get("slurm_jobs"), data.get("helpers")
+        return cls(
+            host=str(data.get("host", "")),
+            heartbeat=float(heartbeat) if isinstance(heartbeat, (int, float)) else 0.0,
+            process=ProcessIdentity.from_record(data.get("process")),
+            slurm_jobs=tuple(str(job) for job in jobs if str(job).isdigit()) if isinstance(jobs, list) else (),
+            helpers=tuple(helpers) if isinstance(helpers, list) else (),
+        )
+
+    @property
+    def here(self) -> bool:
+        return self.host == socket.gethostname()
+
+    @property
+    def heartbeat_age_s(self) -> float:
+        return time.time() - self.heartbeat
+
+    @property
+    def is_alive(self) -> bool:
+        """On this host: the recorded process still runs as itself (not a
+        new process that reuses its pid). Elsewhere: its heartbeat is recent."""
+        if not self.here:
+            return self.heartbeat_age_s < HEARTBEAT_TIMEOUT_S
+        return self.process is not None and self.process.is_running()
+
+    def describe(self) -> str:
+        pid = self.process.pid if self.process else "?"
+        return f"pid {pid} on {self.host or 'an unknown host'}"
+
+
+def driver_alive(layout: CampaignLayout) -> Optional[DriverRecord]:
+    """The live driver's record, or None if none is running."""
+    record = DriverRecord.read(layout.driver_path)
+    return record if record is not None and record.is_alive else None

@@ -31,7 +31,8 @@ from solver.common.files import check_writable, write_text_atomic
 from solver.common.typedconfig import load_file
 
 from .executors import classify_failure, parsl_config, task_command, workers
-from .layout import CampaignLayout, SampleRecord, driver_alive, write_json_atomic
+from .layout import CampaignLayout, DriverRecord, SampleRecord, driver_alive, write_json_atomic
+from .processes import MARKER, ProcessIdentity, campaign_processes, recorded_helpers, stop_processes, this_process
 from .sampling import SamplePlan, plan_samples
 from .spec import CampaignSpec, spec_from_dict
 
@@ -195,22 +196,29 @@ class Progress:
 
 
 def claim_driver(layout: CampaignLayout) -> None:
+    """Become the campaign's driver, unless a live one holds it; a stale
+    driver.json (its process gone, or its pid now another process's) is
+    taken over, and what that driver left running is stopped."""
     other = driver_alive(layout)
-    if other is not None and other.get("pid") != os.getpid():
+    if other is not None and other.process != this_process():
+        age = f"{other.heartbeat_age_s:.0f} s ago" if other.heartbeat else "never"
         raise ConfigError(
-            f"another driver (pid {other.get('pid')} on {other.get('host')}) is running this campaign; "
-            "wait for it or stop it first"
+            f"another driver ({other.describe()}, last heartbeat {age}) is running this campaign; "
+            f"wait for it or stop it with `ecgi campaign stop {layout.root}`"
         )
     _stop_orphans(layout)  # before beat() replaces the dead driver's record of them
     beat(layout)
 
 
-def beat(layout: CampaignLayout, slurm_jobs: list[str] | None = None, helpers: list[int] | None = None) -> None:
-    """Mark this process as the campaign's live driver (see layout.driver_alive),
+def beat(layout: CampaignLayout, slurm_jobs: list[str] | None = None, helpers: list[ProcessIdentity] | None = None) -> None:
+    """Mark this process as the campaign's live driver (see layout.DriverRecord),
     with what `ecgi campaign stop` must end if it dies: SLURM blocks and
-    helper processes (Parsl's interchange renames itself, hiding its mark)."""
-    write_json_atomic(layout.driver_path, {"pid": os.getpid(), "host": socket.gethostname(), "heartbeat": time.time(),
-                                           "slurm_jobs": slurm_jobs or [], "helpers": helpers or []})
+    helper processes (Parsl's interchange renames itself, hiding its mark).
+    Processes are recorded by identity, never by pid alone."""
+    write_json_atomic(layout.driver_path, {
+        "host": socket.gethostname(), "heartbeat": time.time(), "process": this_process().record(),
+        "slurm_jobs": slurm_jobs or [], "helpers": [helper.record() for helper in helpers or []],
+    })
 
 
 #: Free space a campaign directory needs before a driver starts (records,
@@ -250,9 +258,9 @@ def run_campaign(
 def _stop_orphans(layout: CampaignLayout) -> None:
     """Workers of an earlier driver that was killed hard would go on writing
     into the campaign beside this driver's: they are stopped first."""
-    from .processes import campaign_processes, recorded_helpers, stop_processes
-
-    orphans = stop_processes(campaign_processes(layout.root) + recorded_helpers(layout.driver_path))
+    earlier = DriverRecord.read(layout.driver_path)
+    helpers = recorded_helpers(earlier.helpers) if earlier is not None else []
+    orphans = stop_processes(campaign_processes(layout.root) + helpers)
     if orphans:
         print(f"stopped {len(orphans)} process(es) left by an earlier driver of {layout.root}", file=sys.stderr)
 
@@ -313,8 +321,6 @@ def _reason(record: Optional[SampleRecord]) -> str:
 def _execute(spec: CampaignSpec, layout: CampaignLayout, todo: list[SamplePlan], summary: RunSummary, stream) -> None:
     import parsl
 
-    from .processes import MARKER, campaign_processes, stop_processes
-
     # Parsl starts its interchange and workers by name from PATH: make them
     # the ones installed beside this Python, even when the venv is not active.
     bin_dir = str(Path(sys.executable).parent)
@@ -330,7 +336,7 @@ def _execute(spec: CampaignSpec, layout: CampaignLayout, todo: list[SamplePlan],
         if isinstance(exc, OSError) and exc.errno is not None:
             raise
         raise RunError(f"the Parsl executor did not start: {' '.join(str(exc).split())[:300]}") from exc
-    beat(layout, _slurm_jobs(dfk), _helper_pids(dfk))
+    beat(layout, _slurm_jobs(dfk), _helpers(dfk))
     progress = Progress(summary.planned, stream, spec.name)
     done_before = summary.already_done
     try:
@@ -357,7 +363,7 @@ def _execute(spec: CampaignSpec, layout: CampaignLayout, todo: list[SamplePlan],
             now = time.time()
             if now - last_beat > 10:
                 last_beat = now
-                beat(layout, _slurm_jobs(dfk), _helper_pids(dfk))
+                beat(layout, _slurm_jobs(dfk), _helpers(dfk))
                 failure = _executor_failure(dfk)
                 if failure is not None:
                     raise RunError(f"{failure}; `ecgi campaign resume {layout.root}` continues the campaign")
@@ -416,10 +422,11 @@ def _executor_failure(dfk) -> str | None:
     return None
 
 
-def _helper_pids(dfk) -> list[int]:
+def _helpers(dfk) -> list[ProcessIdentity]:
     """Processes Parsl started directly from the driver (its interchange)."""
     procs = (getattr(executor, "interchange_proc", None) for executor in dfk.executors.values())
-    return [proc.pid for proc in procs if proc is not None and proc.poll() is None]
+    identities = (ProcessIdentity.of(proc.pid) for proc in procs if proc is not None and proc.poll() is None)
+    return [identity for identity in identities if identity is not None]
 
 
 def _slurm_jobs(dfk) -> list[str]:
