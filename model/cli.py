@@ -131,7 +131,7 @@ def run_train(args: argparse.Namespace) -> int:
         return _submit(args, run_dir)
     from solver.common.files import check_writable
 
-    check_writable(run_dir, RUN_FREE_BYTES, directory=True)
+    check_writable(run_dir, RUN_FREE_BYTES, directory=True, inputs=[args.data])
     from .train import train
 
     train(config, args.data, run_dir, resume=args.resume, epochs=args.epochs, progress=not args.quiet)
@@ -217,7 +217,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.report:
         from solver.common.files import check_writable
 
-        check_writable(args.report, REPORT_FREE_BYTES, directory=True)
+        check_writable(args.report, REPORT_FREE_BYTES, directory=True, inputs=[args.dataset])
     result = evaluate(args.checkpoint, args.dataset, args.split, args.batch_size, baselines=not args.no_baselines,
                       ensemble=args.ensemble)
     metrics = result.metrics()
@@ -272,10 +272,13 @@ def run_predict(args: argparse.Namespace) -> int:
     from .predict import format_table, predict, write_prediction
 
     # Every output place is checked before the record is read and the network runs.
+    inputs = [*_recording_files(Path(args.ecg)), args.checkpoint, *args.ensemble]
     output = Path(args.output or f"{Path(args.ecg).stem}.prediction.h5")
-    check_writable(output)
+    check_writable(output, inputs=inputs)
+    if not args.no_figure:
+        check_writable(args.figure or output.with_suffix(".png"), inputs=inputs)
     if args.report:
-        check_writable(args.report, REPORT_FREE_BYTES, directory=True)
+        check_writable(args.report, REPORT_FREE_BYTES, directory=True, inputs=inputs)
     mains = {"auto": "auto", "off": None, "50": 50.0, "60": 60.0}[args.mains]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -299,3 +302,11 @@ def run_predict(args: argparse.Namespace) -> int:
         page = write_clinical_report(prediction, args.report, Path(args.ecg).name, [str(w.message) for w in caught])
         print(f"wrote {page}", file=sys.stderr)
     return 0
+
+
+def _recording_files(ecg: Path) -> list[Path]:
+    """The files a recording is read from: a WFDB header names its signal
+    file beside it (.dat, or .mat in the PhysioNet challenges' layout)."""
+    if ecg.suffix.lower() == ".hea":
+        return [ecg, ecg.with_suffix(".dat"), ecg.with_suffix(".mat")]
+    return [ecg]

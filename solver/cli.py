@@ -90,7 +90,7 @@ def run_simulate(args: argparse.Namespace) -> int:
 
     # Before MPI, the mesh and hours of simulation: the output must be writable
     # and the PETSc options well formed.
-    check_writable(args.output, SAMPLE_FREE_BYTES)
+    check_writable(args.output, SAMPLE_FREE_BYTES, inputs=[args.config])
     parse_petsc_options(args.petsc_options)
     from mpi4py import MPI
 
@@ -190,7 +190,7 @@ def run_plot(args: argparse.Namespace) -> int:
     from .common.files import check_writable
     from .plots import plot_sample
 
-    check_writable(args.output, directory=True)
+    check_writable(args.output, directory=True, inputs=[args.sample])
     for path in plot_sample(args.sample, args.output):
         print(path)
     return 0

@@ -302,6 +302,74 @@ def test_dataset_build_elsewhere_ignores_the_campaigns_own_data_set(campaign, tm
     assert snapshot(copy / "dataset") == own
 
 
+# ---------------------------------------------- outputs never replace inputs
+
+
+def stat_of(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``root`` (``root`` itself if a file) with its inode and mtime."""
+    paths = [root] if root.is_file() else sorted(root.rglob("*"))
+    return {str(p): (p.stat().st_ino, p.stat().st_mtime_ns) for p in paths}
+
+
+def test_simulate_refuses_to_write_over_its_configuration(tmp_path):
+    config = tmp_path / "cfg.yaml"
+    shutil.copy(REPO / "examples" / "patients" / "normal.yaml", config)
+    (tmp_path / "link.yaml").symlink_to(config)
+    before = stat_of(tmp_path)
+    for output in (config, tmp_path / "link.yaml", tmp_path / "sub" / ".." / "cfg.yaml"):
+        expect_error("simulate", config, "-o", output, message="is the input", timeout=60)
+    assert stat_of(tmp_path) == before
+
+
+def test_predict_refuses_to_write_over_its_recording_or_checkpoint(trained, tmp_path):
+    import numpy as np
+
+    data, checkpoint = trained
+    checkpoint = Path(shutil.copy(checkpoint, tmp_path / "net.pt"))
+    recording = tmp_path / "rec.csv"
+    leads = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+    rows = np.random.default_rng(0).normal(0, 0.1, (2000, 12))
+    recording.write_text(",".join(leads) + "\n" + "\n".join(",".join(f"{v:.4f}" for v in r) for r in rows))
+    before = stat_of(tmp_path)
+    for extra in (["--output", recording], ["--output", checkpoint], ["--figure", recording],
+                  ["--output", tmp_path / "p.h5", "--figure", checkpoint]):
+        expect_error("predict", checkpoint, recording, "--sampling-rate", 500, *extra, message="is the input")
+    assert stat_of(tmp_path) == before
+
+
+def test_dataset_build_never_writes_into_a_directory_it_does_not_own(campaign, tmp_path):
+    copy = copy_campaign(campaign, tmp_path / "c")
+    foreign = tmp_path / "foreign"
+    (foreign / "train").mkdir(parents=True)
+    (foreign / "manifest.json").write_text('{"owner": "someone else"}')
+    (foreign / "train" / "shard-00007.h5").write_bytes(b"someone else's")
+    before, campaign_before = stat_of(foreign), stat_of(copy)
+    expect_error("dataset", "build", copy, "--output", foreign, message="already holds files that are not an ecgi data set")
+    expect_error("dataset", "build", copy, "--output", copy / "samples",
+                 message="already holds files that are not an ecgi data set")
+    assert stat_of(foreign) == before and stat_of(copy) == campaign_before
+    # An ecgi data set with a shard file its manifest does not list.
+    own = copy / "dataset"
+    (own / "train" / "shard-00042.h5").write_bytes(b"not listed")
+    expect_error("dataset", "build", copy, message="is not a shard of the data set in")
+    assert (own / "train" / "shard-00042.h5").read_bytes() == b"not listed"
+
+
+def test_dataset_build_resumes_into_its_own_directory_after_a_crash(campaign, tmp_path):
+    """A build that ended before its manifest left its mark, which claims the
+    shards it was writing: the directory is still its own to complete."""
+    copy = copy_campaign(campaign, tmp_path / "c")
+    output = tmp_path / "ds"
+    run_ecgi("dataset", "build", copy, "--output", output, "--splits", "0.5,0,0.5")
+    assert json.loads((output / ".ecgi-dataset.json").read_text())["files"] == ["test/shard-00000.h5", "train/shard-00000.h5"]
+    (output / "manifest.json").unlink()
+    (output / "train" / "shard-00000.h5").write_bytes(b"half-written by the crashed build")
+    run_ecgi("dataset", "build", copy, "--output", output, "--splits", "0.5,0,0.5")
+    from workflow.dataset import verify_dataset
+
+    assert verify_dataset(output).split_size("train") == 1
+
+
 # ------------------------------------------------------- disk full, read-only
 
 
@@ -329,6 +397,8 @@ def test_read_only_campaign_resume_and_dataset_build(campaign, mounts):
     before = snapshot(copy)
     expect_error("campaign", "resume", copy, message="read-only file system")
     expect_error("dataset", "build", copy, message="read-only file system")
+    stop = run_ecgi("campaign", "stop", copy)  # nothing to stop, nothing to write
+    assert "no driver recorded" in stop.stderr and "Traceback" not in stop.stderr
     assert snapshot(copy) == before
 
 

@@ -218,18 +218,18 @@ def write_dataset(
     fractions = validate_settings(samples_per_shard, split_fractions, samples_per_trace)
     _check_unique_ids(samples)
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
     report = BuildReport(skipped=list(skipped))
     assignment = assign_splits((s.geometry_id for s in samples), fractions, seed)
     parameter_names = sorted({name for s in samples for name in s.parameters})
+    chunks = {split: list(_batches(sorted((s for s in samples if assignment[s.geometry_id] == split),
+                                          key=lambda s: s.sample_id), samples_per_shard)) for split in SPLITS}
+    claim_dataset_dir(output_dir, (shard_file(split, index) for split in SPLITS for index in range(len(chunks[split]))))
     previous = _previous_hashes(output_dir)
-    splits: dict[str, list[ShardInfo]] = {}
-    for split in SPLITS:
-        members = sorted((s for s in samples if assignment[s.geometry_id] == split), key=lambda s: s.sample_id)
-        splits[split] = [
-            _ensure_shard(output_dir, split, index, chunk, parameter_names, samples_per_trace, previous, report)
-            for index, chunk in enumerate(_batches(members, samples_per_shard))
-        ]
+    splits: dict[str, list[ShardInfo]] = {
+        split: [_ensure_shard(output_dir, split, index, chunk, parameter_names, samples_per_trace, previous, report)
+                for index, chunk in enumerate(chunks[split])]
+        for split in SPLITS
+    }
     _remove_stale_shards(output_dir, splits, report)
     manifest = Manifest(
         splits=splits,
@@ -239,6 +239,72 @@ def write_dataset(
     )
     write_text_atomic(output_dir / MANIFEST_NAME, manifest.to_json())
     return manifest
+
+
+#: Written into a data set directory before any shard: the shard files that
+#: builds of this data set have written or are about to write.  With the
+#: manifest it says which files there are ecgi's, also after a build that
+#: ended before its manifest.
+OWNER_MARK = ".ecgi-dataset.json"
+
+
+def check_dataset_dir(output_dir: Path) -> None:
+    """Refuse, before any work, a data set directory that ecgi does not own:
+    only a new or empty directory, or one that data set builds wrote (every
+    shard file in it claimed by its manifest or its mark), may be written."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return
+    entries = sorted(entry.name for entry in output_dir.iterdir())
+    if not entries:
+        return
+    fix = "choose a new or empty directory, or one that `ecgi dataset build` wrote"
+    claimed = _claimed_files(output_dir)
+    if claimed is None:
+        raise ConfigError(f"{output_dir} already holds files that are not an ecgi data set "
+                          f"({', '.join(entries[:3])}{', ...' if len(entries) > 3 else ''}); {fix}")
+    unclaimed = [file for file in _shard_files(output_dir) if file not in claimed]
+    if unclaimed:
+        raise ConfigError(f"{output_dir / unclaimed[0]} is not a shard of the data set in {output_dir}; "
+                          f"{fix}, or move that file away")
+
+
+def _claimed_files(output_dir: Path) -> set[str] | None:
+    """The shard files the manifest and the mark claim; None if neither is there."""
+    claims: set[str] | None = None
+    try:
+        manifest = Manifest.load(output_dir / MANIFEST_NAME)
+        claims = {shard.file for shards in manifest.splits.values() for shard in shards}
+    except ConfigError:
+        pass
+    try:
+        marked = json.loads((output_dir / OWNER_MARK).read_text())["files"]
+        claims = (claims or set()) | {str(file) for file in marked}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return claims
+
+
+def claim_dataset_dir(output_dir: Path, files: Iterable[str]) -> None:
+    """Check that the directory is ecgi's to write (``check_dataset_dir``),
+    then add ``files`` to its mark before any of them is written."""
+    check_dataset_dir(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    claims = (_claimed_files(output_dir) or set()) | set(files)
+    write_text_atomic(output_dir / OWNER_MARK, json.dumps({
+        "about": "the shard files of this ecgi data set; `ecgi dataset build` rewrites them", "files": sorted(claims),
+    }, indent=1))
+
+
+def shard_file(split: str, index: int) -> str:
+    """A shard's file, relative to the data set directory."""
+    return f"{split}/shard-{index:05d}.h5"
+
+
+def _shard_files(root: Path) -> list[str]:
+    """The shard-named files under a data set directory's split folders."""
+    return [f"{split}/{path.name}" for split in SPLITS if (root / split).is_dir()
+            for path in sorted((root / split).iterdir()) if _SHARD_NAME.fullmatch(path.name)]
 
 
 def validate_settings(
@@ -320,7 +386,7 @@ def _ensure_shard(
     samples_per_trace: int, previous: dict[str, str], report: BuildReport,
 ) -> ShardInfo:
     """Write the shard unless an intact copy made from the same sources is in place."""
-    file = f"{split}/shard-{index:05d}.h5"
+    file = shard_file(split, index)
     path = root / file
     digest = shard_digest(samples, parameter_names, samples_per_trace)
     if _shard_digest_on_disk(path) == digest:
@@ -357,15 +423,10 @@ def _previous_hashes(root: Path) -> dict[str, str]:
 def _remove_stale_shards(root: Path, splits: dict[str, list[ShardInfo]], report: BuildReport) -> None:
     """Delete shards an earlier, larger build left that the new manifest no longer lists."""
     listed = {s.file for shards in splits.values() for s in shards}
-    for split in SPLITS:
-        directory = root / split
-        if not directory.is_dir():
-            continue
-        for path in sorted(directory.iterdir()):
-            file = f"{split}/{path.name}"
-            if _SHARD_NAME.fullmatch(path.name) and file not in listed:
-                path.unlink()
-                report.removed.append(file)
+    for file in _shard_files(root):  # every one claimed by this data set (claim_dataset_dir)
+        if file not in listed:
+            (root / file).unlink()
+            report.removed.append(file)
 
 
 def verify_dataset(directory: str | Path) -> Manifest:

@@ -68,15 +68,16 @@ def split_fractions(text: str) -> tuple[float, ...]:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from .dataset import build_dataset
-
     from solver.common.files import check_writable
+
+    from .dataset import build_dataset, check_dataset_dir
 
     directories = [Path(d) for d in args.directories]
     if args.output is None and len(directories) > 1:
         raise ConfigError(f"{len(directories)} directories of sample files: name the data set with --output DATASET_DIR")
     output = Path(args.output) if args.output else directories[0] / "dataset"
-    check_writable(output, DATASET_FREE_BYTES, directory=True)
+    check_dataset_dir(output)  # before the write probe, which touches the directory
+    check_writable(output, DATASET_FREE_BYTES, directory=True, inputs=directories)
     files = [path for directory in directories for path in _campaign_sample_files(directory, output)]
     manifest = build_dataset(files, output, args.samples_per_shard, args.splits, args.seed)
     _print_summary(manifest, output)
@@ -97,9 +98,11 @@ def _campaign_sample_files(directory: Path, output: Path) -> list[Path]:
 def run_import_llnl(args: argparse.Namespace) -> int:
     from solver.common.files import check_writable
 
+    from .dataset import check_dataset_dir
     from .llnl import import_llnl
 
-    check_writable(args.output, DATASET_FREE_BYTES, directory=True)
+    check_dataset_dir(Path(args.output))
+    check_writable(args.output, DATASET_FREE_BYTES, directory=True, inputs=[args.path])
     manifest = import_llnl(args.path, args.output, args.samples_per_shard)
     _print_summary(manifest, Path(args.output))
     return 0

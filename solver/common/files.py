@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
 def temporary_path(path: Path) -> Path:
@@ -65,11 +65,13 @@ def sha256_file(path: Path, block: int = 1 << 22) -> str:
 MIN_FREE_BYTES = 1 << 20
 
 
-def check_writable(path: str | Path, need_bytes: int = MIN_FREE_BYTES, directory: bool = False) -> Path:
+def check_writable(path: str | Path, need_bytes: int = MIN_FREE_BYTES, directory: bool = False,
+                   inputs: Iterable[str | Path] = ()) -> Path:
     """Refuse, before any work, an output location that cannot be written.
 
     ``path`` is the file (or, with ``directory``, the directory) a command
-    will write; it need not exist yet.  Checked: an existing path is of the
+    will write; it need not exist yet.  Checked: it is none of the command's
+    ``inputs``, an existing path is of the
     right kind, the nearest existing folder accepts a new file (a real probe:
     root ignores permission bits but not a read-only mount) and its file
     system has ``need_bytes`` free.  Raises OutputError naming the fix;
@@ -78,6 +80,7 @@ def check_writable(path: str | Path, need_bytes: int = MIN_FREE_BYTES, directory
     from .errors import OutputError
 
     path = Path(path).expanduser().absolute()
+    _check_not_an_input(path, inputs)
     if directory and path.exists() and not path.is_dir():
         raise OutputError(f"{path} is an existing file, not a directory; choose another output directory")
     if not directory and path.is_dir():
@@ -104,6 +107,18 @@ def check_writable(path: str | Path, need_bytes: int = MIN_FREE_BYTES, directory
         raise OutputError(f"only {_size(free)} free on the file system of {folder}, {_size(need_bytes)} needed; "
                           "free some space or choose another output location")
     return path
+
+
+def _check_not_an_input(output: Path, inputs: Iterable[str | Path]) -> None:
+    """An output that is one of the inputs, by any name (links, ``..``),
+    would replace what the command reads."""
+    from .errors import OutputError
+
+    target = output.resolve()
+    for given in inputs:
+        if Path(given).expanduser().resolve() == target:
+            raise OutputError(f"the output {output} is the input {given}; choose another output name, "
+                              "so that the input is kept")
 
 
 def describe_os_error(exc: OSError) -> str:
