@@ -274,6 +274,10 @@ def run_predict(args: argparse.Namespace) -> int:
     # Every output place is checked before the record is read and the network runs.
     output = Path(args.output or f"{Path(args.ecg).stem}.prediction.h5")
     check_writable(output)
+    if args.figure and not args.no_figure:
+        from solver.plots import check_figure_path
+
+        check_figure_path(args.figure)
     if args.report:
         check_writable(args.report, REPORT_FREE_BYTES, directory=True)
     mains = {"auto": "auto", "off": None, "50": 50.0, "60": 60.0}[args.mains]
