@@ -19,6 +19,7 @@ import numpy as np
 import pydicom
 import pytest
 import wfdb
+from pydicom.data import get_testdata_file
 
 from model.clinical.readers import MAX_SAMPLES, EcgWarning, read_ecg
 from solver.common.errors import ConfigError
@@ -221,6 +222,43 @@ def test_hdf5_fields(tmp_path, make, message):
     refused(path, message)
 
 
+# ------------------------------------------------------------ limb leads
+
+
+def limb_warnings(path) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read_ecg(path)
+    return [str(w.message) for w in caught if "limb leads break" in str(w.message)]
+
+
+@pytest.mark.parametrize("record", ["24", "51"])
+def test_ludb_gains_break_the_limb_lead_laws(record):
+    """LUDB's headers scale every lead to 1 mV peak to peak, so III is not II - I: a warning, not a refusal."""
+    found = limb_warnings(DATA / "ludb" / f"{record}.hea")
+    assert len(found) == 1 and "\n" not in found[0], found
+    assert "Einthoven's law (III - (II - I) is" in found[0] and "Goldberger's law (aVR + aVL + aVF is" in found[0]
+    assert "are the leads' gains and labels right?" in found[0]
+
+
+@pytest.mark.parametrize("path", [DATA / "ptbdb-s0010_re-10s.hea", DATA / "cinc2020" / "A0001.hea",
+                                  DATA / "cinc2020" / "A0002.hea", DATA / "cinc2020" / "A0010.hea",
+                                  get_testdata_file("waveform_ecg.dcm")], ids=lambda p: Path(p).name)
+def test_recorded_limb_leads_obey_the_laws(path):
+    assert limb_warnings(path) == []
+
+
+def test_one_limb_lead_at_twice_its_gain(ecg, tmp_path):
+    """Lead III alone doubled: Einthoven's law fails by III's own size, Goldberger's still holds."""
+    scaled = ecg.copy()
+    scaled[:, LEAD_NAMES.index("III")] *= 2
+    path = tmp_path / "ecg.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("ecg", data=scaled).attrs["dt_ms"] = 2.0
+    found = limb_warnings(path)
+    assert len(found) == 1 and "III - (II - I) is 50% of III's RMS" in found[0] and "Goldberger" not in found[0]
+
+
 # ------------------------------------------------------------ figures
 
 
@@ -283,21 +321,14 @@ def predict_refused(checkpoint: Path, ecg_file: Path, message: str, *extra) -> N
 
 
 def test_predict_refuses_malformed_files(checkpoint, ecg, tmp_path):
-    """One file of each format, through the command a user runs."""
+    """Through the command a user runs: a malformed field (each format's are tested above, with
+    read_ecg) and a declared shape too large to read."""
     aecg = tmp_path / "zero.xml"
     aecg.write_text(_aecg(ecg, increment="0"))
     predict_refused(checkpoint, aecg, "zero.xml: value of the time sequence's <increment> is 0; it must be positive")
-    muse = tmp_path / "size.xml"
-    muse.write_text(_muse({lead: ecg[:, LEAD_NAMES.index(lead)] for lead in STORED}).replace(
-        "<LeadSampleSize>2<", "<LeadSampleSize>abc<"))
-    predict_refused(checkpoint, muse, "size.xml: lead I: <LeadSampleSize> (bytes per sample) 'abc' is not a number")
-    dicom = _dicom(ecg, tmp_path / "ecg.dcm")
-    ds = pydicom.dcmread(dicom)
-    del ds.WaveformSequence[0].SamplingFrequency
-    ds.save_as(dicom)
-    predict_refused(checkpoint, dicom, "SamplingFrequency (003A,001A) of waveform group 'RHYTHM' is missing")
     huge = declared_hdf5(tmp_path / "huge.h5", (20_000_000, 12))
-    predict_refused(checkpoint, huge, f"at most {MAX_SAMPLES:,}")
+    predict_refused(checkpoint, huge, f"huge.h5: dataset 'ecg' of shape (20000000, 12) declares 20,000,000 samples "
+                                      f"per lead; at most {MAX_SAMPLES:,}")
 
 
 def test_predict_refuses_a_figure_it_cannot_write_before_any_work(checkpoint, tmp_path):
@@ -306,9 +337,10 @@ def test_predict_refuses_a_figure_it_cannot_write_before_any_work(checkpoint, tm
     assert not (tmp_path / "x.csv").exists()
 
 
-def test_predict_draws_a_file_name_with_dollars(checkpoint, tmp_path):
-    """The figure and the report's figures title the record by its file name, ``$`` and all."""
-    record = read_quiet(DATA / "cinc2020" / "A0002.hea")
+def test_predict_draws_a_file_name_with_dollars_and_warns_of_limb_leads(checkpoint, tmp_path):
+    """The figure and the report's figures title the record by its file name, ``$`` and all; the
+    record (LUDB 24 as CSV) breaks the limb-lead laws: one warning line, and the prediction."""
+    record = read_quiet(DATA / "ludb" / "24.hea")
     path = tmp_path / r"a$\frac{1$b.csv"
     columns = ["time_ms", *LEAD_NAMES]
     rows = np.column_stack([np.arange(len(record.signals)) * record.dt_ms, record.signals])
@@ -317,5 +349,7 @@ def test_predict_draws_a_file_name_with_dollars(checkpoint, tmp_path):
     proc = run_ecgi("predict", checkpoint, path, "--output", output, "--report", tmp_path / "report", "--passes", "2",
                     check=False, timeout=180)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert len([line for line in proc.stderr.splitlines() if "ecgi predict: warning:" in line
+                and "limb leads break Einthoven's law" in line]) == 1, proc.stderr
     assert output.is_file() and output.with_suffix(".png").is_file()
     assert {"report.html", "record.png", "median-beat.png", "activation.png"} <= {p.name for p in (tmp_path / "report").iterdir()}

@@ -55,6 +55,9 @@ MAX_SAMPLES = 1_200_000
 MIN_PEAK_MV = 0.02
 MAX_AMPLITUDE_MV = 20.0
 LIMB_DERIVED = ("III", "aVR", "aVL", "aVF")
+#: Recorded limb leads obey Einthoven and Goldberger to within rounding and noise (0.1-2 % RMS
+#: on the records in tests/data/clinical); a larger mismatch means a wrong gain or label.
+LIMB_LAW_TOLERANCE = 0.10
 PRECORDIAL = ("V1", "V2", "V3", "V4", "V5", "V6")
 
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "nv": 1e-6, "v": 1e3, "volt": 1e3}
@@ -230,8 +233,36 @@ def assemble_leads(columns: dict[str, np.ndarray], path: Path, found: Sequence[s
     made = [lead for lead in LIMB_DERIVED if lead not in columns]
     if made:
         notices.append(f"lead(s) {', '.join(made)} derived from I and II")
+    broken = limb_law_mismatch(columns)
+    if broken:  # a warning, not a refusal: the precordial leads may still be right
+        notices.append(f"the recorded limb leads break {broken}; are the leads' gains and labels right?")
     full = {**derived, **columns}
     return np.stack([np.asarray(full[lead], dtype=np.float64) for lead in LEAD_NAMES], axis=1), notices
+
+
+def limb_law_mismatch(columns: dict[str, np.ndarray]) -> str:
+    """Which law the recorded limb leads break, and by how much: Einthoven's III = II - I and
+    Goldberger's aVR + aVL + aVF = 0, the residual as a share of the leads' RMS; '' when both hold.
+    Each lead is taken less its mean (linear, unlike the median): a DC electrode offset is not a gain error."""
+    def centred(lead: str) -> np.ndarray:
+        return columns[lead] - np.mean(columns[lead])
+
+    def share(residual: np.ndarray, leads: np.ndarray) -> float:
+        size = float(np.sqrt(np.mean(np.square(leads))))
+        return float(np.sqrt(np.mean(np.square(residual)))) / size if size > 0 else 0.0
+
+    broken = []
+    if "III" in columns:
+        iii = centred("III")
+        mismatch = share(iii - (centred("II") - centred("I")), iii)
+        if mismatch > LIMB_LAW_TOLERANCE:
+            broken.append(f"Einthoven's law (III - (II - I) is {mismatch:.0%} of III's RMS, not 0)")
+    if all(lead in columns for lead in ("aVR", "aVL", "aVF")):
+        augmented = np.stack([centred(lead) for lead in ("aVR", "aVL", "aVF")])
+        mismatch = share(augmented.sum(axis=0), augmented)
+        if mismatch > LIMB_LAW_TOLERANCE:
+            broken.append(f"Goldberger's law (aVR + aVL + aVF is {mismatch:.0%} of their RMS, not 0)")
+    return " and ".join(broken)
 
 
 def named_columns(names: Sequence[str], data: np.ndarray, scales: Sequence[float], path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
