@@ -157,6 +157,15 @@ def test_a_muse9_export_reads_with_its_limb_leads_derived(tmp_path):
         assert np.abs(x[lead] - real.signals[:, LEAD_NAMES.index(lead)]).max() < 0.012
 
 
+def test_muse_sample_exponent_other_than_zero(tmp_path):
+    """The rate is SampleBase x 10^SampleExponent; MUSE writes 0, and nothing else is guessed at."""
+    x = make_record(rate_hz=500.0, seconds=1.0)[0]
+    path = tmp_path / "muse9.xml"
+    path.write_text(muse9_xml({lead: x[:, LEAD_NAMES.index(lead)] for lead in STORED}).replace(
+        "<SampleExponent>0<", "<SampleExponent>1<"))
+    refused(path, "<SampleExponent> is 1; only 0 (SampleBase in Hz, as MUSE writes it) is read")
+
+
 # ------------------------------------------------------------ DICOM, WFDB, HDF5
 
 

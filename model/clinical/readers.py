@@ -151,7 +151,7 @@ def whole_number(text: str | bytes | float | None, path: Path, what: str) -> int
 
 
 def check_length(samples: int, path: Path, what: str) -> None:
-    """Refuse a declared length the reader would have to hold in memory whole before any other check."""
+    """Refuse a declared length before reading it: a record is held in memory whole."""
     if samples > MAX_SAMPLES:
         raise ConfigError(f"{path}: {what} declares {samples:,} samples per lead; at most {MAX_SAMPLES:,} "
                           f"({MAX_SAMPLES / 60000:g} min at 1 kHz) are read: crop the record")
@@ -455,17 +455,16 @@ def _read_dicom(path: Path, rate_hz: float | None) -> EcgRecord:
         raise ConfigError(f"{path}: DICOM file without a waveform (modality {ds.get('Modality', '?')}); "
                           "expected 12-lead or general ECG waveform storage")
     for index, group in enumerate(ds.WaveformSequence):
-        label = str(group.get("MultiplexGroupLabel", f"group {index}"))
+        group_label = str(group.get("MultiplexGroupLabel", f"group {index}"))
         channels = group.get("ChannelDefinitionSequence")
         if channels is None:
-            raise ConfigError(f"{path}: waveform group {label!r} has no ChannelDefinitionSequence (003A,0200); "
+            raise ConfigError(f"{path}: waveform group {group_label!r} has no ChannelDefinitionSequence (003A,0200); "
                               "without it no channel can be matched to a lead")
         labels = [_dicom_channel_label(ch) for ch in channels]
         if sum(lead_name(label) is not None for label in labels) < 8:
             continue
-        rate = group.get("SamplingFrequency")
-        fs = check_rate(number(None if rate is None else str(rate), path,
-                               f"SamplingFrequency (003A,001A) of waveform group {label!r}", positive=True),
+        fs = check_rate(number(group.get("SamplingFrequency"), path,
+                               f"SamplingFrequency (003A,001A) of waveform group {group_label!r}", positive=True),
                         path, "sampling frequency")
         try:
             raw = ds.waveform_array(index)  # applies sensitivity, correction factor and baseline
@@ -473,7 +472,7 @@ def _read_dicom(path: Path, rate_hz: float | None) -> EcgRecord:
             raise ConfigError(f"{path}: cannot decode waveform group {index} ({_one_line(exc)})") from None
         scales = [_dicom_unit_scale(ch, path) for ch in channels]
         return _record(path, labels, np.asarray(raw, dtype=np.float64), scales, 1000.0 / fs,
-                       [f"read waveform group {label!r}"] if index else [])
+                       [f"read waveform group {group_label!r}"] if index else [])
     raise ConfigError(f"{path}: no waveform group holds the 12 ECG leads")
 
 
@@ -534,8 +533,7 @@ def _read_muse(root, path: Path) -> EcgRecord:
 
     Each ``LeadData`` holds ``LeadSampleCountTotal`` samples of ``LeadSampleSize``
     bytes (2: little-endian int16), base64 in ``WaveFormData``, times
-    ``LeadAmplitudeUnitsPerBit`` in ``LeadAmplitudeUnits``.  The rate is
-    ``SampleBase`` x 10^``SampleExponent``.
+    ``LeadAmplitudeUnitsPerBit`` in ``LeadAmplitudeUnits``, at ``SampleBase`` Hz.
     """
     waveforms = root.findall("Waveform")
     rhythm = [w for w in waveforms if (w.findtext("WaveformType") or "").strip().lower() == "rhythm"]
@@ -544,8 +542,8 @@ def _read_muse(root, path: Path) -> EcgRecord:
     wave = (rhythm or waveforms)[0]
     fs = number(wave.findtext("SampleBase"), path, "<SampleBase> (samples per second)", positive=True)
     exponent = wave.findtext("SampleExponent")
-    if exponent is not None and exponent.strip():
-        fs *= 10.0 ** whole_number(exponent, path, "<SampleExponent>")
+    if exponent is not None and exponent.strip() and number(exponent, path, "<SampleExponent>") != 0:
+        raise ConfigError(f"{path}: <SampleExponent> is {exponent.strip()}; only 0 (SampleBase in Hz, as MUSE writes it) is read")
     check_rate(fs, path, "SampleBase")
     names, columns, scales = [], [], []
     for lead in wave.findall("LeadData"):
