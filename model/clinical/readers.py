@@ -125,20 +125,24 @@ def check_rate(rate_hz: float, path: Path, what: str = "sampling rate") -> float
     return rate_hz
 
 
+#: The fix for a malformed field: the file is the device's or the database's, not the user's work.
+_REEXPORT = "correct the field or export the record again"
+
+
 def number(text: str | bytes | float | None, path: Path, what: str, *, positive: bool = False) -> float:
-    """A numeric field of a file as a finite float, or one line naming the field (``what``) and its value."""
+    """A numeric field of a file as a finite float, or one line naming the field (``what``), its value and the fix."""
     if isinstance(text, bytes):
         text = text.decode(errors="replace")
     if text is None or not str(text).strip():
-        raise ConfigError(f"{path}: {what} is missing")
+        raise ConfigError(f"{path}: {what} is missing; {_REEXPORT}")
     try:
         value = float(text)
     except (TypeError, ValueError):
-        raise ConfigError(f"{path}: {what} {str(text).strip()!r} is not a number") from None
+        raise ConfigError(f"{path}: {what} {str(text).strip()!r} is not a number; {_REEXPORT}") from None
     if not math.isfinite(value):
-        raise ConfigError(f"{path}: {what} is {value}; it must be a finite number")
+        raise ConfigError(f"{path}: {what} is {value}; it must be a finite number: {_REEXPORT}")
     if positive and not value > 0:
-        raise ConfigError(f"{path}: {what} is {value:g}; it must be positive")
+        raise ConfigError(f"{path}: {what} is {value:g}; it must be positive: {_REEXPORT}")
     return value
 
 
@@ -146,7 +150,7 @@ def whole_number(text: str | bytes | float | None, path: Path, what: str) -> int
     """A count field (samples, bytes) as a non-negative integer."""
     value = number(text, path, what)
     if value < 0 or value != int(value):
-        raise ConfigError(f"{path}: {what} is {value:g}; it must be a whole number, 0 or more")
+        raise ConfigError(f"{path}: {what} is {value:g}; it must be a whole number, 0 or more: {_REEXPORT}")
     return int(value)
 
 
@@ -459,7 +463,7 @@ def _read_dicom(path: Path, rate_hz: float | None) -> EcgRecord:
         channels = group.get("ChannelDefinitionSequence")
         if channels is None:
             raise ConfigError(f"{path}: waveform group {group_label!r} has no ChannelDefinitionSequence (003A,0200); "
-                              "without it no channel can be matched to a lead")
+                              f"without it no channel can be matched to a lead: {_REEXPORT}")
         labels = [_dicom_channel_label(ch) for ch in channels]
         if sum(lead_name(label) is not None for label in labels) < 8:
             continue
@@ -577,7 +581,7 @@ def _muse_samples(lead, name: str, path: Path) -> np.ndarray:
     count = stored if count is None else whole_number(count, path, f"lead {name}: <LeadSampleCountTotal>")
     if count > stored:
         raise ConfigError(f"{path}: lead {name}: <LeadSampleCountTotal> is {count} but WaveFormData holds "
-                          f"{stored} samples; the file is truncated")
+                          f"{stored} samples; the file is truncated: {_REEXPORT}")
     return np.frombuffer(raw[: 2 * count], dtype="<i2").astype(np.float64)
 
 
