@@ -276,6 +276,9 @@ def run_predict(args: argparse.Namespace) -> int:
     output = Path(args.output or f"{Path(args.ecg).stem}.prediction.h5")
     check_writable(output, inputs=inputs)
     if not args.no_figure:
+        from solver.plots import check_figure_path
+
+        check_figure_path(args.figure or output.with_suffix(".png"))
         check_writable(args.figure or output.with_suffix(".png"), inputs=inputs)
     if args.report:
         check_writable(args.report, REPORT_FREE_BYTES, directory=True, inputs=inputs)

@@ -15,13 +15,15 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from solver.plots import bullseye
+from solver.plots import bullseye, plain_text
 from solver.common.sites import LEAD_NAMES, SITE_GROUPS, SITE_NAMES, site_group
 
 from .evaluate import Evaluation
 
 DEFAULT_TRACE_SITES = ("AHA01", "AHA09", "AHA17", "RV02", "EPI_AHA06", "SEPTM_AHA08_RV10")
 _AHA_COLUMNS = [SITE_NAMES.index(f"AHA{i:02d}") for i in range(1, 18)]
+
+
 def scatter_figure(result: Evaluation, path: Path) -> Path:
     fig = Figure(figsize=(5.5, 5))
     ax = fig.subplots()
@@ -32,7 +34,7 @@ def scatter_figure(result: Evaluation, path: Path) -> Path:
     hi = float(max(np.nanmax(result.act_true), np.nanmax(result.act_pred)))
     ax.plot([lo, hi], [lo, hi], "k--", lw=1)
     ax.set(xlabel="true activation time (ms)", ylabel="predicted activation time (ms)",
-           title=f"{result.split}: {result.act_true.shape[0]} samples")
+           title=plain_text(f"{result.split}: {result.act_true.shape[0]} samples"))
     ax.legend(markerscale=4, fontsize=8)
     return _save(fig, path)
 
@@ -61,7 +63,7 @@ def traces_figure(true: np.ndarray | None, pred: np.ndarray, sites: Sequence[str
             ax.plot(true[:, col], "k", lw=1, label="true")
         ax.plot(pred[:, col], "C3", lw=1, label="predicted")
         ax.set_ylabel(f"{site}\n(mV)", fontsize=8)
-    axes[0, 0].set_title(title)
+    axes[0, 0].set_title(plain_text(title))
     axes[0, 0].legend(fontsize=8, loc="upper right")
     axes[-1, 0].set_xlabel("time (ms)")
     return _save(fig, path)
@@ -175,7 +177,7 @@ def prediction_figure(ecg: np.ndarray, act: np.ndarray, vm: np.ndarray | None, p
     offsets = np.arange(len(LEAD_NAMES)) * 2.0 * max(float(np.abs(ecg).max()), 1e-3)
     ax.plot(ecg - offsets, lw=0.8)
     ax.set_yticks(-offsets, LEAD_NAMES)
-    ax.set(xlabel="time (ms)", title=title)
+    ax.set(xlabel="time (ms)", title=plain_text(title))
     bullseye(fig.add_subplot(rows, 2, 3), act[_AHA_COLUMNS], "predicted activation, AHA segments")
     ax = fig.add_subplot(rows, 2, 4)
     groups = [site_group(s) for s in SITE_NAMES]

@@ -2,6 +2,11 @@
 
 ``ecgi plot SAMPLE.h5 -o DIR`` writes them as PNG.  Matplotlib runs with the
 Agg backend (no display needed on a cluster node).
+
+Text from outside the program (file names, a sample's condition) goes into a
+figure through ``plain_text``: matplotlib reads ``$...$`` as mathematics and
+fails while drawing on what it cannot parse (``a$\\frac{1$b.csv``).  Every
+figure path a user names is checked with ``check_figure_path`` before any work.
 """
 from __future__ import annotations
 
@@ -13,8 +18,32 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 
+from .common.errors import ConfigError  # noqa: E402
 from .common.sites import LEAD_NAMES, SITE_NAMES  # noqa: E402
+
+#: Formats matplotlib writes by itself (Agg, PDF, PS, SVG; Pillow for the others);
+#: .pgf needs LaTeX, .raw/.rgba are pixel buffers.
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg", ".svgz", ".eps", ".ps", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".gif")
+
+
+def plain_text(text: str) -> str:
+    """``text`` as matplotlib draws it literally: each ``$`` escaped, so nothing is read as mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def check_figure_path(path: str | Path, option: str = "--figure") -> Path:
+    """A figure file name whose suffix matplotlib can write (it would fail only after the work is done)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    writable = set(FIGURE_SUFFIXES) & {f".{s}" for s in FigureCanvasBase.get_supported_filetypes()}
+    if suffix not in writable:
+        kinds = ", ".join(s for s in FIGURE_SUFFIXES if s in writable)
+        what = f"{suffix!r} is not a figure format" if suffix else "has no suffix to name a figure format"
+        raise ConfigError(f"{option} {path}: {what}; name a file ending in one of {kinds}")
+    return path
+
 
 #: Standard 4 x 3 layout: columns I-III, aVR-aVF, V1-V3, V4-V6.
 ECG_LAYOUT = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
@@ -41,7 +70,7 @@ def plot_ecg(leads: np.ndarray, dt_ms: float, path: Path, title: str = "",
         ax.set_xlabel("time (ms)")
     for ax in axes[:, 0]:
         ax.set_ylabel("mV")
-    fig.suptitle(title or "12-lead ECG")
+    fig.suptitle(plain_text(title) if title else "12-lead ECG")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -97,7 +126,7 @@ def bullseye(ax, values, title: str, cmap: str = "viridis", vmin: float | None =
                     va="center", fontsize=7)
     ax.add_patch(Wedge((0, 0), 1.0, 0, 360, facecolor=colours[16], edgecolor="white"))
     ax.text(0, 0, "17", ha="center", va="center", fontsize=7)
-    ax.set(xlim=(-4.2, 4.2), ylim=(-4.2, 4.2), aspect="equal", title=title)
+    ax.set(xlim=(-4.2, 4.2), ylim=(-4.2, 4.2), aspect="equal", title=plain_text(title))
     ax.axis("off")
     ax.figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, shrink=0.7, label=label)
 
@@ -119,8 +148,6 @@ def plot_sample(sample_path: str | Path, out_dir: str | Path) -> list[Path]:
     stem = sample_path.stem
     with h5py.File(sample_path, "r") as f:
         if "leads" not in f:
-            from .common.errors import ConfigError
-
             raise ConfigError(f"{sample_path}: not a synthetic-patient sample (no 'leads' dataset)")
         condition = f.attrs.get("condition", "")
         return [

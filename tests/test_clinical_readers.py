@@ -122,7 +122,8 @@ def _muse(leads: dict[str, np.ndarray], uv_per_bit: float = 4.88) -> str:
     parts = []
     for name, values in leads.items():
         digital = np.round(values * 1000.0 / uv_per_bit).astype("<i2")
-        parts.append(f"<LeadData><LeadID>{name}</LeadID><LeadSampleSize>{len(values)}</LeadSampleSize>"
+        parts.append(f"<LeadData><LeadID>{name}</LeadID><LeadSampleCountTotal>{len(values)}</LeadSampleCountTotal>"
+                     "<LeadSampleSize>2</LeadSampleSize>"
                      f"<LeadAmplitudeUnitsPerBit>{uv_per_bit}</LeadAmplitudeUnitsPerBit>"
                      f"<LeadAmplitudeUnits>MICROVOLTS</LeadAmplitudeUnits>"
                      f"<WaveFormData>{base64.b64encode(digital.tobytes()).decode()}</WaveFormData></LeadData>")

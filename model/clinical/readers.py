@@ -20,7 +20,8 @@ Formats (chosen by suffix; ``.xml`` by its root element):
   first multiplex group holding the 12 leads is read (the rhythm strip, not a
   stored median beat), channel sensitivity, baseline and units applied.
 * GE MUSE XML -- ``RestingECG/Waveform`` of type ``Rhythm``, base64 int16
-  LeadData with ``LeadAmplitudeUnitsPerBit`` and ``LeadAmplitudeUnits``.
+  LeadData (``LeadSampleCountTotal`` samples of ``LeadSampleSize`` = 2 bytes)
+  with ``LeadAmplitudeUnitsPerBit`` and ``LeadAmplitudeUnits``.
 * HL7 aECG XML -- ``AnnotatedECG``; the rhythm series' ``SLIST_PQ`` digits
   with ``origin`` and ``scale`` and their units; ``GLIST_TS`` increment.
 
@@ -47,10 +48,16 @@ from solver.common.sites import LEAD_NAMES
 MIN_RATE_HZ = 50.0
 MAX_RATE_HZ = 20000.0
 MIN_DURATION_MS = 300.0  # shorter than one QRS complex plus its surroundings
+#: Samples per lead a file may declare: 20 min at 1 kHz.  A record is read whole, so a
+#: declared size is checked before reading (a small file can declare gigabytes).
+MAX_SAMPLES = 1_200_000
 #: Plausible QRS amplitudes: a lead's largest deflection (mV) lies between these.
 MIN_PEAK_MV = 0.02
 MAX_AMPLITUDE_MV = 20.0
 LIMB_DERIVED = ("III", "aVR", "aVL", "aVF")
+#: Recorded limb leads obey Einthoven and Goldberger to within rounding and noise (0.1-2 % RMS
+#: on the records in tests/data/clinical); a larger mismatch means a wrong gain or label.
+LIMB_LAW_TOLERANCE = 0.10
 PRECORDIAL = ("V1", "V2", "V3", "V4", "V5", "V6")
 
 _UNIT_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "nv": 1e-6, "v": 1e3, "volt": 1e3}
@@ -116,6 +123,42 @@ def check_rate(rate_hz: float, path: Path, what: str = "sampling rate") -> float
         raise ConfigError(f"{path}: {what} {rate_hz:g} Hz is not a plausible ECG sampling rate "
                           f"({MIN_RATE_HZ:g}-{MAX_RATE_HZ:g} Hz)")
     return rate_hz
+
+
+#: The fix for a malformed field: the file is the device's or the database's, not the user's work.
+_REEXPORT = "correct the field or export the record again"
+
+
+def number(text: str | bytes | float | None, path: Path, what: str, *, positive: bool = False) -> float:
+    """A numeric field of a file as a finite float, or one line naming the field (``what``), its value and the fix."""
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    if text is None or not str(text).strip():
+        raise ConfigError(f"{path}: {what} is missing; {_REEXPORT}")
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{path}: {what} {str(text).strip()!r} is not a number; {_REEXPORT}") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{path}: {what} is {value}; it must be a finite number: {_REEXPORT}")
+    if positive and not value > 0:
+        raise ConfigError(f"{path}: {what} is {value:g}; it must be positive: {_REEXPORT}")
+    return value
+
+
+def whole_number(text: str | bytes | float | None, path: Path, what: str) -> int:
+    """A count field (samples, bytes) as a non-negative integer."""
+    value = number(text, path, what)
+    if value < 0 or value != int(value):
+        raise ConfigError(f"{path}: {what} is {value:g}; it must be a whole number, 0 or more: {_REEXPORT}")
+    return int(value)
+
+
+def check_length(samples: int, path: Path, what: str) -> None:
+    """Refuse a declared length before reading it: a record is held in memory whole."""
+    if samples > MAX_SAMPLES:
+        raise ConfigError(f"{path}: {what} declares {samples:,} samples per lead; at most {MAX_SAMPLES:,} "
+                          f"({MAX_SAMPLES / 60000:g} min at 1 kHz) are read: crop the record")
 
 
 def check_record(record: EcgRecord) -> None:
@@ -194,8 +237,36 @@ def assemble_leads(columns: dict[str, np.ndarray], path: Path, found: Sequence[s
     made = [lead for lead in LIMB_DERIVED if lead not in columns]
     if made:
         notices.append(f"lead(s) {', '.join(made)} derived from I and II")
+    broken = limb_law_mismatch(columns)
+    if broken:  # a warning, not a refusal: the precordial leads may still be right
+        notices.append(f"the recorded limb leads break {broken}; are the leads' gains and labels right?")
     full = {**derived, **columns}
     return np.stack([np.asarray(full[lead], dtype=np.float64) for lead in LEAD_NAMES], axis=1), notices
+
+
+def limb_law_mismatch(columns: dict[str, np.ndarray]) -> str:
+    """Which law the recorded limb leads break, and by how much: Einthoven's III = II - I and
+    Goldberger's aVR + aVL + aVF = 0, the residual as a share of the leads' RMS; '' when both hold.
+    Each lead is taken less its mean (linear, unlike the median): a DC electrode offset is not a gain error."""
+    def centred(lead: str) -> np.ndarray:
+        return columns[lead] - np.mean(columns[lead])
+
+    def share(residual: np.ndarray, leads: np.ndarray) -> float:
+        size = float(np.sqrt(np.mean(np.square(leads))))
+        return float(np.sqrt(np.mean(np.square(residual)))) / size if size > 0 else 0.0
+
+    broken = []
+    if "III" in columns:
+        iii = centred("III")
+        mismatch = share(iii - (centred("II") - centred("I")), iii)
+        if mismatch > LIMB_LAW_TOLERANCE:
+            broken.append(f"Einthoven's law (III - (II - I) is {mismatch:.0%} of III's RMS, not 0)")
+    if all(lead in columns for lead in ("aVR", "aVL", "aVF")):
+        augmented = np.stack([centred(lead) for lead in ("aVR", "aVL", "aVF")])
+        mismatch = share(augmented.sum(axis=0), augmented)
+        if mismatch > LIMB_LAW_TOLERANCE:
+            broken.append(f"Goldberger's law (aVR + aVL + aVF is {mismatch:.0%} of their RMS, not 0)")
+    return " and ".join(broken)
 
 
 def named_columns(names: Sequence[str], data: np.ndarray, scales: Sequence[float], path: Path) -> tuple[dict[str, np.ndarray], list[str]]:
@@ -237,25 +308,34 @@ def _read_hdf5(path: Path, rate_hz: float | None) -> EcgRecord:
             if name is None:
                 raise ConfigError(f"{path}: no dataset 'ecg' or 'leads'")
             ds = f[name]
+            names = [n.decode() if isinstance(n, bytes) else str(n) for n in np.atleast_1d(ds.attrs.get("leads", LEAD_NAMES))]
+            _check_hdf5_dataset(ds, names, path)  # before reading: the shape is declared, not stored
             data = ds[()]
             dt = ds.attrs.get("dt_ms", f.attrs.get("dt_ms"))
-            names = [n.decode() if isinstance(n, bytes) else str(n) for n in ds.attrs.get("leads", LEAD_NAMES)]
             unit = ds.attrs.get("units", "mV")
             unit = unit.decode() if isinstance(unit, bytes) else str(unit)
     except OSError as exc:
         raise ConfigError(f"{path}: not a readable HDF5 file ({_one_line(exc)})") from None
-    if data.ndim != 2 or data.shape[1] != len(names):
-        raise ConfigError(f"{path}: dataset {name!r} has shape {data.shape}; expected (T, {len(names)}) with one column per lead")
     if dt is not None:
-        dt_ms = float(dt)
-        if not (dt_ms > 0 and math.isfinite(dt_ms)):
-            raise ConfigError(f"{path}: dt_ms must be a positive number, got {dt}")
+        if np.size(dt) != 1:
+            raise ConfigError(f"{path}: attribute dt_ms holds {np.size(dt)} values; expected one number (ms)")
+        dt_ms = number(np.asarray(dt).item(), path, "attribute dt_ms", positive=True)
     elif rate_hz is None:
         raise ConfigError(f"{path}: dataset {name!r} has no dt_ms attribute; give the sampling rate with --sampling-rate HZ")
     else:
         dt_ms = 1000.0 / rate_hz
     scale = unit_scale(unit, path, f"dataset {name!r}")
     return _record(path, names, data, [scale] * len(names), dt_ms)
+
+
+def _check_hdf5_dataset(ds, names: Sequence[str], path: Path) -> None:
+    """Shape and type as declared by the file: (T, one column per lead) of numbers, T within MAX_SAMPLES."""
+    name = ds.name.lstrip("/")
+    if len(ds.shape) != 2 or ds.shape[1] != len(names):
+        raise ConfigError(f"{path}: dataset {name!r} has shape {ds.shape}; expected (T, {len(names)}) with one column per lead")
+    if ds.dtype.kind not in "iuf":
+        raise ConfigError(f"{path}: dataset {name!r} holds {ds.dtype} values; expected integers or floats (mV)")
+    check_length(ds.shape[0], path, f"dataset {name!r} of shape {ds.shape}")
 
 
 # ---------------------------------------------------------------- CSV
@@ -333,15 +413,14 @@ def _read_wfdb(path: Path, rate_hz: float | None) -> EcgRecord:
         head = wfdb.rdheader(str(header.with_suffix("")))
     except Exception as exc:  # wfdb raises bare ValueError/IndexError/... on a malformed header
         raise ConfigError(f"{header}: malformed WFDB header ({_one_line(exc)})") from None
-    fs = float(head.fs or 0)
+    # The rate as written: wfdb puts its default of 250 Hz in place of a field it cannot parse (-500, nan).
     written = _header_rate_field(header)
-    if written is not None and written != fs:  # wfdb falls back to 250 Hz on a field it cannot parse
-        fs = written
-    if not fs > 0:
-        raise ConfigError(f"{header}: sampling frequency {head.fs} in the header; it must be positive")
-    check_rate(fs, header, "sampling frequency")
+    fs = check_rate(number(written, header, "sampling frequency in the header", positive=True) if written is not None
+                    else float(head.fs or 0), header, "sampling frequency")
     if getattr(head, "seg_name", None):
         raise ConfigError(f"{header}: multi-segment WFDB records are not supported")
+    if head.sig_len:
+        check_length(int(head.sig_len), header, "the header")
     try:
         record = wfdb.rdrecord(str(header.with_suffix("")), physical=True, smooth_frames=True)
     except Exception as exc:  # missing/short signal file, unknown format: one line for the user
@@ -356,18 +435,12 @@ def _read_wfdb(path: Path, rate_hz: float | None) -> EcgRecord:
     return _record(header, record.sig_name, data, scales, 1000.0 / fs)
 
 
-def _header_rate_field(header: Path) -> float | None:
-    """The sampling frequency as written on the record line (``fs``, ``fs/counter`` or ``fs(base)``)."""
+def _header_rate_field(header: Path) -> str | None:
+    """The sampling frequency as written on the record line (``fs`` of ``fs``, ``fs/counter`` or ``fs(base)``)."""
     for line in header.read_text(errors="replace").splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             fields = line.split()
-            if len(fields) < 3:
-                return None
-            text = re.split(r"[/(]", fields[2])[0]
-            try:
-                return float(text)
-            except ValueError:
-                raise ConfigError(f"{header}: sampling frequency {fields[2]!r} in the header is not a number") from None
+            return re.split(r"[/(]", fields[2])[0] if len(fields) >= 3 else None
     return None
 
 
@@ -386,18 +459,24 @@ def _read_dicom(path: Path, rate_hz: float | None) -> EcgRecord:
         raise ConfigError(f"{path}: DICOM file without a waveform (modality {ds.get('Modality', '?')}); "
                           "expected 12-lead or general ECG waveform storage")
     for index, group in enumerate(ds.WaveformSequence):
-        labels = [_dicom_channel_label(ch) for ch in group.ChannelDefinitionSequence]
+        group_label = str(group.get("MultiplexGroupLabel", f"group {index}"))
+        channels = group.get("ChannelDefinitionSequence")
+        if channels is None:
+            raise ConfigError(f"{path}: waveform group {group_label!r} has no ChannelDefinitionSequence (003A,0200); "
+                              f"without it no channel can be matched to a lead: {_REEXPORT}")
+        labels = [_dicom_channel_label(ch) for ch in channels]
         if sum(lead_name(label) is not None for label in labels) < 8:
             continue
+        fs = check_rate(number(group.get("SamplingFrequency"), path,
+                               f"SamplingFrequency (003A,001A) of waveform group {group_label!r}", positive=True),
+                        path, "sampling frequency")
         try:
             raw = ds.waveform_array(index)  # applies sensitivity, correction factor and baseline
         except Exception as exc:
             raise ConfigError(f"{path}: cannot decode waveform group {index} ({_one_line(exc)})") from None
-        scales = [_dicom_unit_scale(ch, path) for ch in group.ChannelDefinitionSequence]
-        fs = check_rate(float(group.SamplingFrequency), path, "sampling frequency")
-        label = str(group.get("MultiplexGroupLabel", f"group {index}"))
+        scales = [_dicom_unit_scale(ch, path) for ch in channels]
         return _record(path, labels, np.asarray(raw, dtype=np.float64), scales, 1000.0 / fs,
-                       [f"read waveform group {label!r}"] if index else [])
+                       [f"read waveform group {group_label!r}"] if index else [])
     raise ConfigError(f"{path}: no waveform group holds the 12 ECG leads")
 
 
@@ -454,32 +533,56 @@ def _text(element, name: str, path: Path) -> str:
 
 
 def _read_muse(root, path: Path) -> EcgRecord:
+    """GE MUSE: the ``Rhythm`` waveform (the ``Median`` one is the device's average beat).
+
+    Each ``LeadData`` holds ``LeadSampleCountTotal`` samples of ``LeadSampleSize``
+    bytes (2: little-endian int16), base64 in ``WaveFormData``, times
+    ``LeadAmplitudeUnitsPerBit`` in ``LeadAmplitudeUnits``, at ``SampleBase`` Hz.
+    """
     waveforms = root.findall("Waveform")
     rhythm = [w for w in waveforms if (w.findtext("WaveformType") or "").strip().lower() == "rhythm"]
     if not (rhythm or waveforms):
         raise ConfigError(f"{path}: MUSE file without a <Waveform>")
     wave = (rhythm or waveforms)[0]
-    fs = check_rate(float(_text(wave, "SampleBase", path)), path, "SampleBase")
+    fs = number(wave.findtext("SampleBase"), path, "<SampleBase> (samples per second)", positive=True)
+    exponent = wave.findtext("SampleExponent")
+    if exponent is not None and exponent.strip() and number(exponent, path, "<SampleExponent>") != 0:
+        raise ConfigError(f"{path}: <SampleExponent> is {exponent.strip()}; only 0 (SampleBase in Hz, as MUSE writes it) is read")
+    check_rate(fs, path, "SampleBase")
     names, columns, scales = [], [], []
     for lead in wave.findall("LeadData"):
         name = _text(lead, "LeadID", path)
-        try:
-            raw = base64.b64decode(_text(lead, "WaveFormData", path), validate=False)
-        except (binascii.Error, ValueError) as exc:
-            raise ConfigError(f"{path}: lead {name}: WaveFormData is not base64 ({_one_line(exc)})") from None
-        count = int(lead.findtext("LeadSampleSize") or 0) or len(raw) // 2
-        samples = np.frombuffer(raw[: len(raw) // 2 * 2], dtype="<i2")[:count]
-        per_bit = float(lead.findtext("LeadAmplitudeUnitsPerBit") or 1.0)
-        unit = (lead.findtext("LeadAmplitudeUnits") or "MICROVOLTS").strip()
         names.append(name)
-        columns.append(samples.astype(np.float64) * per_bit)
-        scales.append(unit_scale(unit, path, f"lead {name}"))
+        columns.append(_muse_samples(lead, name, path))
+        per_bit = lead.findtext("LeadAmplitudeUnitsPerBit")
+        per_bit = 1.0 if per_bit is None else number(per_bit, path, f"lead {name}: <LeadAmplitudeUnitsPerBit>", positive=True)
+        unit = (lead.findtext("LeadAmplitudeUnits") or "MICROVOLTS").strip()
+        scales.append(per_bit * unit_scale(unit, path, f"lead {name}"))
     if not columns:
         raise ConfigError(f"{path}: MUSE waveform without <LeadData>")
     length = min(len(c) for c in columns)
     if any(len(c) != length for c in columns):
         raise ConfigError(f"{path}: MUSE leads have different lengths ({sorted({len(c) for c in columns})})")
     return _record(path, names, np.stack(columns, axis=1), scales, 1000.0 / fs)
+
+
+def _muse_samples(lead, name: str, path: Path) -> np.ndarray:
+    """One lead's digital samples: ``LeadSampleCountTotal`` int16 values (``LeadSampleSize`` is bytes per sample)."""
+    size = lead.findtext("LeadSampleSize")
+    if size is not None and whole_number(size, path, f"lead {name}: <LeadSampleSize> (bytes per sample)") != 2:
+        raise ConfigError(f"{path}: lead {name}: <LeadSampleSize> is {size.strip()} bytes per sample; "
+                          "MUSE stores 2 (16-bit samples), other sizes are not supported")
+    try:
+        raw = base64.b64decode(_text(lead, "WaveFormData", path), validate=False)  # line breaks are skipped
+    except (binascii.Error, ValueError) as exc:
+        raise ConfigError(f"{path}: lead {name}: WaveFormData is not base64 ({_one_line(exc)})") from None
+    stored = len(raw) // 2
+    count = lead.findtext("LeadSampleCountTotal")
+    count = stored if count is None else whole_number(count, path, f"lead {name}: <LeadSampleCountTotal>")
+    if count > stored:
+        raise ConfigError(f"{path}: lead {name}: <LeadSampleCountTotal> is {count} but WaveFormData holds "
+                          f"{stored} samples; the file is truncated: {_REEXPORT}")
+    return np.frombuffer(raw[: 2 * count], dtype="<i2").astype(np.float64)
 
 
 def _read_aecg(root, path: Path) -> EcgRecord:
@@ -510,7 +613,8 @@ def _aecg_series(series, p: str, ns: dict, path: Path) -> EcgRecord:
             increment = value.find(f"{p}increment", ns)
             if increment is None:
                 raise ConfigError(f"{path}: time sequence without <increment>")
-            dt_ms = float(increment.get("value")) * 1000.0 / unit_scale_time(increment.get("unit", "s"), path)
+            step = number(increment.get("value"), path, "value of the time sequence's <increment>", positive=True)
+            dt_ms = step * 1000.0 / unit_scale_time(increment.get("unit", "s"), path)
             continue
         origin, scale, digits = value.find(f"{p}origin", ns), value.find(f"{p}scale", ns), value.find(f"{p}digits", ns)
         if scale is None or digits is None or digits.text is None:
@@ -519,12 +623,14 @@ def _aecg_series(series, p: str, ns: dict, path: Path) -> EcgRecord:
             numbers = np.array(digits.text.split(), dtype=np.float64)
         except ValueError:
             raise ConfigError(f"{path}: lead {label}: <digits> holds non-numbers") from None
-        offset = float(origin.get("value", 0.0)) if origin is not None else 0.0
+        # value = origin + scale x digit (HL7 SLIST); an absent origin is 0.
+        step = number(scale.get("value"), path, f"lead {label}: value of <scale>")
+        offset = number(origin.get("value"), path, f"lead {label}: value of <origin>") if origin is not None else 0.0
         unit = scale.get("unit", "uV")
         if origin is not None and origin.get("unit", unit) != unit:
             raise ConfigError(f"{path}: lead {label}: origin and scale in different units")
         names.append(label)
-        columns.append(numbers * float(scale.get("value")) + offset)
+        columns.append(numbers * step + offset)
         scales.append(unit_scale(unit, path, f"lead {label}"))
     if dt_ms is None:
         raise ConfigError(f"{path}: HL7 aECG series without a time sequence (GLIST_TS increment)")

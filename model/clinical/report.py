@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from solver.plots import bullseye
+from solver.plots import bullseye, plain_text
 from solver.common.sites import LEAD_NAMES, SITE_GROUPS, SITE_NAMES, site_group
 
 _AHA = [SITE_NAMES.index(f"AHA{i:02d}") for i in range(1, 18)]
@@ -47,7 +47,7 @@ def record_figure(prediction, path: Path, title: str) -> Path:
     beats = prediction.beats
     for peak, clean in zip(beats.peaks, beats.clean):
         ax.axvline(peak, color="tab:green" if clean else "tab:red", lw=1.0, alpha=0.6)
-    ax.set(xlabel="time (ms)", title=f"{title}: conditioned 12-lead record, beats (green: used, red: rejected)")
+    ax.set(xlabel="time (ms)", title=plain_text(f"{title}: conditioned 12-lead record, beats (green: used, red: rejected)"))
     return _save(fig, path)
 
 
