@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from solver.common.errors import ConfigError
+from solver.common.limits import number
 
 
 def add_commands(commands) -> None:
@@ -60,7 +61,7 @@ def add_commands(commands) -> None:
 
     measure = sub.add_parser("measure", help="(internal) short measured run for the cost model")
     measure.add_argument("spec")
-    measure.add_argument("--probe-ms", type=float, default=50.0)
+    measure.add_argument("--probe-ms", type=number(float, 1.0, 10_000.0, "ms"), default=50.0)
     measure.set_defaults(handler=run_measure)
 
 

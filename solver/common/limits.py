@@ -8,7 +8,6 @@ any work: a step of 1e-300 ms or a voxel of 500 mm is a typo, not a request.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from pathlib import Path
 from typing import Callable, Union
@@ -42,7 +41,7 @@ def check_range(name: str, value: Number, bounds: tuple[Number, Number], unit: s
     low, high = bounds
     if not low <= value <= high:
         unit = f" {unit}" if unit else ""
-        raise ConfigError(f"{name} must be within [{low:g}, {high:g}]{unit}, got {value:g}")
+        raise ConfigError(f"{name} must be within [{_show(low)}, {_show(high)}]{unit}, got {_show(value)}")
 
 
 def number(kind: type, low: Number, high: Number, unit: str = "") -> Callable[[str], Number]:
@@ -59,11 +58,16 @@ def number(kind: type, low: Number, high: Number, unit: str = "") -> Callable[[s
             what = "an integer" if kind is int else "a number"
             raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
         if not low <= value <= high:  # NaN fails both comparisons
-            raise argparse.ArgumentTypeError(f"{text} is outside [{low:g}, {high:g}]{unit}")
+            raise argparse.ArgumentTypeError(f"{text} is outside [{_show(low)}, {_show(high)}]{unit}")
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in some messages
     return parse
+
+
+def _show(value: Number) -> str:
+    """An integer in full (1000000), a float in short (1e-300)."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def available_memory_bytes() -> int:
@@ -86,8 +90,6 @@ def check_memory(what: str, needed_bytes: float, fix: str) -> None:
 
 
 def _size(nbytes: float) -> str:
-    if not math.isfinite(nbytes):
-        return "unbounded memory"
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
         if nbytes < 1024 or unit == "TiB":
             return f"{nbytes:.3g} {unit}"
