@@ -28,8 +28,10 @@ def add_commands(commands) -> None:
     simulate.add_argument("-o", "--output", required=True, help="HDF5 file to write")
     simulate.add_argument("--quiet", action="store_true", help="no progress line")
     simulate.add_argument("--petsc-options", default="", metavar="OPTIONS",
-                          help="PETSc options for ecgi's solvers by their prefixes diffusion_, laplace_, torso_, "
-                          "e.g. \"-laplace_ksp_monitor -torso_pc_type gamg\" (also: PETSC_OPTIONS)")
+                          help="PETSc options of ecgi's solvers by their prefixes diffusion_, laplace_, torso_, "
+                          "e.g. \"-laplace_ksp_monitor -torso_pc_type gamg\"; \"-help\" lists them. Checked by "
+                          "PETSc before any work; nothing that reads or writes a file (docs/solver.md). "
+                          "PETSC_OPTIONS reaches PETSc unchecked")
     simulate.set_defaults(handler=run_simulate)
 
     bench = commands.add_parser("bench", help="verification benchmarks of the solver")
