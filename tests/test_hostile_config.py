@@ -87,7 +87,8 @@ def _patient(tmp_path: Path, **time) -> Path:
 
 PETSC_CASES = [
     ("-diffusion_ksp_type nonsense", "PETSc option -diffusion_ksp_type nonsense: PETSc refuses it (an unknown type"),
-    ("-laplace_pc_type gamg -laplace_pc_gamg_type nonsense", "PETSc option -laplace_pc_gamg_type nonsense: PETSc refuses"),
+    ("-laplace_pc_type gamg -laplace_pc_gamg_type nonsense",
+     "PETSc option -laplace_pc_gamg_type nonsense: PETSc refuses"),
     ("-torso_ksp_rtol abc", "PETSc option -torso_ksp_rtol abc: PETSc refuses it"),
     ("-options_file /etc/shadow", "PETSc option -options_file /etc/shadow: options that read or write files"),
     ("-log_view :{out}/log.txt", "options that read or write files are not accepted"),
@@ -152,13 +153,14 @@ def test_deeply_nested_yaml_is_refused(tmp_path, where):
     expect_error(*args, message="nested more than 64 levels deep")
 
 
+SLAB, PATIENT = "examples/simulations/slab.yaml", "examples/patients/normal.yaml"
 CONFIG_CASES = [
-    ("simulation dt", "examples/simulations/slab.yaml", ("time", "dt_ms"), 1.0e-300, "dt_ms must be within [0.0001, 2] ms, got 1e-300"),
-    ("patient dt", "examples/patients/normal.yaml", ("patient", "time", "dt_ms"), 1.0e-300, "dt_ms must be within"),
-    ("patient dx 500", "examples/patients/normal.yaml", ("patient", "heart", "dx_mm"), 500, "dx_mm must be within [0.01, 5] mm, got 500"),
-    ("patient dx 1e-6", "examples/patients/normal.yaml", ("patient", "heart", "dx_mm"), 1e-6, "dx_mm must be within"),
-    ("patient dx 0.01", "examples/patients/normal.yaml", ("patient", "heart", "dx_mm"), 0.01, "of memory and"),
-    ("torso dx", "examples/patients/normal.yaml", ("patient", "torso", "body", "dx_mm"), 0.001, "dx_mm must be within [1, 20] mm"),
+    ("simulation dt", SLAB, ("time", "dt_ms"), 1.0e-300, "dt_ms must be within [0.0001, 2] ms, got 1e-300"),
+    ("patient dt", PATIENT, ("patient", "time", "dt_ms"), 1.0e-300, "dt_ms must be within"),
+    ("patient dx 500", PATIENT, ("patient", "heart", "dx_mm"), 500, "dx_mm must be within [0.01, 5] mm, got 500"),
+    ("patient dx 1e-6", PATIENT, ("patient", "heart", "dx_mm"), 1e-6, "dx_mm must be within"),
+    ("patient dx 0.01", PATIENT, ("patient", "heart", "dx_mm"), 0.01, "of memory and"),
+    ("torso dx", PATIENT, ("patient", "torso", "body", "dx_mm"), 0.001, "dx_mm must be within [1, 20] mm"),
 ]
 
 

@@ -43,7 +43,7 @@ class _BoundedLoader(yaml.SafeLoader):
         super().__init__(stream)
         self.depth, self.name = 0, name
 
-    def compose_node(self, parent, index):  # noqa: ANN001 (PyYAML's signature)
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         self.depth += 1
         try:
             if self.depth > MAX_YAML_DEPTH:
