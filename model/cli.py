@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from solver.common.errors import ConfigError
+from solver.common.limits import number
 
 REPO = Path(__file__).resolve().parent.parent
 SBATCH_TEMPLATE = REPO / "slurm" / "train.sbatch"
@@ -23,6 +24,11 @@ SBATCH_TEMPLATE = REPO / "slurm" / "train.sbatch"
 #: (a few MB each) and their temporary copy; a report its figures.
 RUN_FREE_BYTES = 16 << 20
 REPORT_FREE_BYTES = 8 << 20
+#: Epochs of one run: published runs train for a few hundred.
+MAX_EPOCHS = 100_000
+#: MC-dropout passes: two give a spread; a thousand already estimate it to
+#: about 2 % and take seconds, more only take longer.
+MC_PASSES = (2, 1000)
 
 
 def add_commands(commands) -> None:
@@ -44,14 +50,18 @@ def _add_train(commands) -> None:
     train.add_argument("--data", required=True, help="data set directory (with manifest.json)")
     train.add_argument("--output", help="run directory for checkpoints and metrics (default runs/CONFIG-NAME)")
     train.add_argument("--resume", action="store_true", help="continue from RUNDIR/last.pt (a fresh start if there is none)")
-    train.add_argument("--epochs", type=int, help="total number of epochs (overrides the configuration)")
+    train.add_argument("--epochs", type=number(int, 1, MAX_EPOCHS),
+                       help=f"total number of epochs, at most {MAX_EPOCHS} (overrides the configuration)")
     train.add_argument("--quiet", action="store_true", help="no progress lines")
     slurm = train.add_argument_group("SLURM submission (with --submit)")
     slurm.add_argument("--submit", action="store_true", help="submit the run with sbatch instead of training here")
-    slurm.add_argument("--nodes", type=int, default=1, help="nodes (1)")
-    slurm.add_argument("--gpus-per-node", type=int, default=1, help="GPUs per node, one task each (1; 0 for CPU nodes)")
-    slurm.add_argument("--tasks-per-node", type=int, default=1, help="tasks per node on CPU nodes (1)")
-    slurm.add_argument("--cpus-per-task", type=int, default=8, help="CPU cores per task, for data loading (8)")
+    slurm.add_argument("--nodes", type=number(int, 1, 10_000), default=1, help="nodes (1; at most 10000)")
+    slurm.add_argument("--gpus-per-node", type=number(int, 0, 64), default=1,
+                       help="GPUs per node, one task each (1; 0 for CPU nodes; at most 64)")
+    slurm.add_argument("--tasks-per-node", type=number(int, 1, 4096), default=1,
+                       help="tasks per node on CPU nodes (1; at most 4096)")
+    slurm.add_argument("--cpus-per-task", type=number(int, 1, 4096), default=8,
+                       help="CPU cores per task, for data loading (8; at most 4096)")
     slurm.add_argument("--time", default="12:00:00", help="wall-time limit (12:00:00)")
     slurm.add_argument("--partition", help="SLURM partition")
     slurm.add_argument("--account", help="SLURM account")
@@ -76,7 +86,8 @@ def _add_evaluate(commands) -> None:
     evaluate.add_argument("--split", default="test", help="split to evaluate (test)")
     evaluate.add_argument("--report", metavar="DIR", help="write report.md, report.html and figures to DIR")
     evaluate.add_argument("--sites", help="comma-separated sites whose traces the report shows")
-    evaluate.add_argument("--batch-size", type=int, default=64, help="samples per forward pass (64)")
+    evaluate.add_argument("--batch-size", type=number(int, 1, 65_536), default=64,
+                          help="samples per forward pass (64; at most 65536)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument("--ensemble", action="append", default=[], metavar="CHECKPOINT",
                           help="another checkpoint trained on the same inputs; the members' mean is evaluated (repeatable)")
@@ -98,14 +109,17 @@ def _add_predict(commands) -> None:
     predict.add_argument("checkpoint", help="checkpoint (RUNDIR/best.pt)")
     predict.add_argument("ecg", help="ECG file (.h5, .csv, .hea/.dat/.mat, .dcm or .xml)")
     predict.add_argument("--output", help="HDF5 file to write (default ECGNAME.prediction.h5 here)")
-    predict.add_argument("--sampling-rate", type=float, metavar="HZ", help="sampling rate of a CSV without time column")
+    # Its plausible range (50-20000 Hz) is checked with the file it describes.
+    predict.add_argument("--sampling-rate", type=number(float, 0.0, 1e6, "Hz"), metavar="HZ",
+                         help="sampling rate of a CSV without time column")
     predict.add_argument("--beats", choices=("auto", "median", "all", "none"), default="auto",
                          help="median: predict on the median beat; all: also on every clean beat, reporting the "
                          "spread; none: use the record as one prepared beat (auto: median for records of 1.5 s "
                          "or more, else none)")
     predict.add_argument("--mains", choices=("auto", "50", "60", "off"), default="auto",
                          help="mains frequency to notch out (auto: found from the spectrum)")
-    predict.add_argument("--passes", type=int, default=30, help="MC-dropout passes for the per-site spread (30)")
+    predict.add_argument("--passes", type=number(int, *MC_PASSES), default=30,
+                         help=f"MC-dropout passes for the per-site spread (30; {MC_PASSES[0]}-{MC_PASSES[1]})")
     predict.add_argument("--ensemble", action="append", default=[], metavar="CHECKPOINT",
                          help="another checkpoint of the same kind; the spread is then over the ensemble (repeatable)")
     predict.add_argument("--reference", metavar="DATASET",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from solver.common.errors import ConfigError
+from solver.common.limits import LEARNING_RATE, check_range
 from solver.common.typedconfig import from_mapping, load_file
 
 Architecture = Literal["reference_act", "reference_vm", "multitask", "consistent", "resnet_act", "positional_act",
@@ -149,9 +150,9 @@ class OptimiserConfig:
     schedule: Literal["constant", "cosine"] = "constant"
 
     def validate(self) -> None:
-        _positive("lr", self.lr)
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        check_range("lr", self.lr, LEARNING_RATE)
+        # An L2 penalty: 1e-5-1e-2 in practice; above 1 it outweighs any loss.
+        check_range("weight_decay", self.weight_decay, (0.0, 1.0))
 
 
 @dataclass

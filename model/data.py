@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from solver.common.datasets import Manifest, check_dataset
+from solver.common.limits import available_memory_bytes  # noqa: F401 (model.train imports it from here)
 from solver.common.sites import LEAD_NAMES, SITE_NAMES
 from solver.common.traces import apd90_ms
 
@@ -354,17 +355,6 @@ def split_bytes(manifest: Manifest, split: str, *, with_vm: bool, max_shift_ms: 
     length = manifest.samples + shift_samples(max_shift_ms, manifest.dt_ms)
     per_sample = length * (len(LEAD_NAMES) + (len(SITE_NAMES) if with_vm else 0)) + len(SITE_NAMES)
     return 4 * per_sample * manifest.split_size(split)
-
-
-def available_memory_bytes() -> int:
-    """MemAvailable of /proc/meminfo (Linux), else the physical memory size."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 class StridedSampler(Sampler[int]):

@@ -6,12 +6,18 @@ import dataclasses
 import json
 import sys
 
+from .common.limits import DT_MS, DX_MM, VELOCITY_M_PER_S, number
 
 #: Free space ``simulate -o`` needs before it starts (a sample file is 0.1-50 MB).
 SAMPLE_FREE_BYTES = 4 << 20
+#: Voxel sizes of the Niederer benchmark (mm): the paper runs 0.1, 0.2 and
+#: 0.5; at 0.05 the slab has 3.4 million voxels already, above
+#: 1 its 3 mm side is under four voxels.
+NIEDERER_DX_MM = (0.05, 1.0)
 
 
 def add_commands(commands) -> None:
+    velocity = number(float, *VELOCITY_M_PER_S, "m/s")
     simulate = commands.add_parser(
         "simulate",
         help="run one simulation from a YAML configuration (works under mpiexec)",
@@ -22,8 +28,10 @@ def add_commands(commands) -> None:
     simulate.add_argument("-o", "--output", required=True, help="HDF5 file to write")
     simulate.add_argument("--quiet", action="store_true", help="no progress line")
     simulate.add_argument("--petsc-options", default="", metavar="OPTIONS",
-                          help="PETSc options for ecgi's solvers by their prefixes diffusion_, laplace_, torso_, "
-                          "e.g. \"-laplace_ksp_monitor -torso_pc_type gamg\" (also: PETSC_OPTIONS)")
+                          help="PETSc options of ecgi's solvers by their prefixes diffusion_, laplace_, torso_, "
+                          "e.g. \"-laplace_ksp_monitor -torso_pc_type gamg\"; \"-help\" lists them. Checked by "
+                          "PETSc before any work; nothing that reads or writes a file (docs/solver.md). "
+                          "PETSC_OPTIONS reaches PETSc unchecked")
     simulate.set_defaults(handler=run_simulate)
 
     bench = commands.add_parser("bench", help="verification benchmarks of the solver")
@@ -34,8 +42,10 @@ def add_commands(commands) -> None:
         description="Run the Niederer 2011 benchmark and print activation times (ms) at the "
         "8 corners and the centre of the 20 x 7 x 3 mm slab.",
     )
-    niederer.add_argument("--dx", type=float, default=0.5, help="voxel size in mm (default 0.5)")
-    niederer.add_argument("--dt", type=float, default=0.05, help="time step in ms (default 0.05)")
+    niederer.add_argument("--dx", type=number(float, *NIEDERER_DX_MM, "mm"), default=0.5,
+                          help=f"voxel size in mm, {NIEDERER_DX_MM[0]:g}-{NIEDERER_DX_MM[1]:g} (default 0.5)")
+    niederer.add_argument("--dt", type=number(float, *DT_MS, "ms"), default=0.05,
+                          help=f"time step in ms, {DT_MS[0]:g}-{DT_MS[1]:g} (default 0.05)")
     niederer.add_argument(
         "--diffusion", default="auto", choices=["auto", "explicit", "crank-nicolson", "backward-euler"],
         help="diffusion scheme (auto: explicit when stable, else Crank-Nicolson)",
@@ -56,12 +66,14 @@ def add_commands(commands) -> None:
         "conduction velocities for this dx, dt and ionic model, and cache them. Coarse grids "
         "conduct too slowly; calibrated conductivities make them right in time.",
     )
-    calibrate.add_argument("--dx", type=float, required=True, help="voxel size (mm)")
-    calibrate.add_argument("--dt", type=float, required=True, help="time step (ms)")
+    calibrate.add_argument("--dx", type=number(float, *DX_MM, "mm"), required=True,
+                           help=f"voxel size (mm, {DX_MM[0]:g}-{DX_MM[1]:g})")
+    calibrate.add_argument("--dt", type=number(float, *DT_MS, "ms"), required=True,
+                           help=f"time step (ms, {DT_MS[0]:g}-{DT_MS[1]:g})")
     calibrate.add_argument("--model", default="tt06", help="ionic model (default tt06)")
-    calibrate.add_argument("--longitudinal", type=float, default=0.5, help="target along fibres (m/s)")
-    calibrate.add_argument("--transverse", type=float, default=0.2, help="target across fibres (m/s)")
-    calibrate.add_argument("--fast-layer", type=float, default=1.2, help="target in the fast endocardial layer (m/s); 0 to skip")
+    calibrate.add_argument("--longitudinal", type=velocity, default=0.5, help="target along fibres (m/s)")
+    calibrate.add_argument("--transverse", type=velocity, default=0.2, help="target across fibres (m/s)")
+    calibrate.add_argument("--fast-layer", type=number(float, 0.0, VELOCITY_M_PER_S[1], "m/s"), default=1.2, help="target in the fast endocardial layer (m/s); 0 to skip")
     calibrate.add_argument("--no-cache", action="store_true", help="recompute even if cached")
     calibrate.add_argument("--json", action="store_true", help="print one JSON object")
     calibrate.set_defaults(handler=run_calibrate)

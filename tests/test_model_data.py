@@ -207,7 +207,8 @@ def test_config_defaults_are_the_reference_settings():
 @pytest.mark.parametrize("data, message", [
     ({"network": {"architecture": "resnet"}}, r"train.network.architecture: 'resnet' is not one of"),
     ({"batch_size": 0}, "batch_size must be >= 1"),
-    ({"optimiser": {"lr": -1}}, "lr must be a positive number"),
+    ({"optimiser": {"lr": -1}}, r"lr must be within \[1e-12, 1\]"),
+    ({"optimiser": {"lr": 1.0e+300}}, r"lr must be within \[1e-12, 1\], got 1e\+300"),
     ({"learning_rate": 0.1}, r"unknown key\(s\) 'learning_rate'"),
     ({"network": {"dropout": 1.0}}, r"dropout must be in \[0, 1\)"),
 ])

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from solver.common.errors import ConfigError
+from solver.common.limits import number
 
 if TYPE_CHECKING:
     from .layout import CampaignLayout, DriverRecord
@@ -64,7 +65,7 @@ def add_commands(commands) -> None:
 
     measure = sub.add_parser("measure", help="(internal) short measured run for the cost model")
     measure.add_argument("spec")
-    measure.add_argument("--probe-ms", type=float, default=50.0)
+    measure.add_argument("--probe-ms", type=number(float, 1.0, 10_000.0, "ms"), default=50.0)
     measure.set_defaults(handler=run_measure)
 
 
@@ -94,6 +95,7 @@ def run_plan(args: argparse.Namespace) -> int:
     if spec.resources.executor == "slurm":
         with tempfile.TemporaryDirectory() as tmp:
             report["slurm_script"] = render_slurm_script(spec, Path(tmp))
+    _check_petsc_options(spec)
     if not args.no_measure:
         report["estimate"] = asdict(estimate(spec, measure(Path(args.spec).resolve())))
     if args.json:
@@ -128,7 +130,9 @@ def run_run(args: argparse.Namespace) -> int:
     from .runner import run_campaign
     from .spec import load_spec
 
-    summary = run_campaign(load_spec(args.spec), force=args.force, retry_failed=args.retry_failed)
+    spec = load_spec(args.spec)
+    _check_petsc_options(spec)
+    summary = run_campaign(spec, force=args.force, retry_failed=args.retry_failed)
     return _report(summary)
 
 
@@ -136,8 +140,23 @@ def run_resume(args: argparse.Namespace) -> int:
     from .runner import load_frozen_spec, run_campaign
 
     spec = load_frozen_spec(Path(args.directory).resolve())
+    _check_petsc_options(spec)
     summary = run_campaign(spec, retry_failed=args.retry_failed, full_check=args.verify, resuming=True)
     return _report(summary)
+
+
+def _check_petsc_options(spec) -> None:
+    """PETSc must accept the spec's solver.petsc_options before any sample is
+    started (each would fail on them); a child process checks them, as the
+    driver never loads PETSc and MPI."""
+    from solver.numerics.petsc_options import check_in_subprocess
+
+    from .mpi_env import clean_mpi_env
+
+    try:
+        check_in_subprocess(spec.solver.petsc_options, env=clean_mpi_env())
+    except ConfigError as exc:
+        raise ConfigError(f"solver.petsc_options: {exc}") from None
 
 
 def _report(summary) -> int:

@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # --debug is accepted anywhere on the line, not only before the command.
     debug = "--debug" in argv or os.environ.get("ECGI_DEBUG", "") not in ("", "0")
-    argv = [a for a in argv if a != "--debug"]
+    argv = _join_dash_values([a for a in argv if a != "--debug"])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
@@ -66,6 +66,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         return report_error(exc, name, debug)
+
+
+#: Options whose value starts with a dash ("--petsc-options -help"), which
+#: argparse would take for an option of its own.
+DASH_VALUE_OPTIONS = ("--petsc-options",)
+
+
+def _join_dash_values(argv: list[str]) -> list[str]:
+    """``--petsc-options -help`` as ``--petsc-options=-help``: the form the
+    help text shows works as well as the one with ``=``."""
+    joined: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in DASH_VALUE_OPTIONS and i + 1 < len(argv):
+            joined.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            joined.append(argv[i])
+            i += 1
+    return joined
 
 
 def report_error(exc: BaseException, prefix: str = "ecgi", debug: bool = False) -> int:

@@ -7,6 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from solver.common.errors import ConfigError
+from solver.common.limits import number
+
+from .spec import LIMITS
 
 if TYPE_CHECKING:
     from solver.common.datasets import Manifest
@@ -34,7 +37,8 @@ def add_commands(commands) -> None:
     build.add_argument("directories", nargs="+", metavar="DIR",
                        help="directory searched recursively for sample files (a campaign directory: its samples)")
     _shard_size_option(build)
-    build.add_argument("--seed", type=int, default=0, help="seed of the geometry shuffle (default 0)")
+    build.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=0,
+                       help="seed of the geometry shuffle (default 0; 0 to 2^32-1, as numpy takes it)")
     build.add_argument(
         "--splits", type=split_fractions, default=(0.8, 0.1, 0.1), metavar="TRAIN,VALIDATION,TEST",
         help="fractions of the geometries in each split (default 0.8,0.1,0.1)",
@@ -56,15 +60,18 @@ def add_commands(commands) -> None:
 
 
 def _shard_size_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--samples-per-shard", type=int, default=64, metavar="K", help="samples per shard file (default 64)")
+    most = LIMITS["dataset_samples_per_shard"]
+    parser.add_argument("--samples-per-shard", type=number(int, 1, most), default=64, metavar="K",
+                        help=f"samples per shard file (default 64; at most {most})")
 
 
 def split_fractions(text: str) -> tuple[float, ...]:
-    """argparse type of ``--splits``: three comma-separated numbers."""
+    """argparse type of ``--splits``: three comma-separated fractions."""
+    fraction = number(float, 0.0, 1.0)
     try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected three numbers such as 0.8,0.1,0.1, got {text!r}") from None
+        return tuple(fraction(part) for part in text.split(","))
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"expected three fractions such as 0.8,0.1,0.1, got {text!r} ({exc})") from None
 
 
 def run_build(args: argparse.Namespace) -> int:

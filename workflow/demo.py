@@ -25,10 +25,14 @@ import time
 from pathlib import Path
 
 from solver.common.errors import EcgiError
+from solver.common.limits import number
 
 REPO = Path(__file__).resolve().parent.parent
 CAMPAIGN = REPO / "examples" / "campaigns" / "demo.yaml"
 #: (run directory name, training configuration): activation times, then voltages.
+#: Fewest patients of a demo: its data set is split by anatomy into train,
+#: validation and test, and each needs a patient (tests/test_demo.py runs 12).
+DEMO_MIN_SAMPLES = 12
 TRAININGS = (("run", REPO / "examples" / "train" / "demo.yaml"),
              ("run-vm", REPO / "examples" / "train" / "demo-vm.yaml"))
 
@@ -204,8 +208,15 @@ def add_command(commands) -> None:
         "resumes; interrupting it loses nothing that had finished.",
     )
     demo.add_argument("--output", default="demo", help="directory for everything (default demo)")
-    demo.add_argument("--samples", type=int, help="number of patients (default: examples/campaigns/demo.yaml)")
-    demo.add_argument("--epochs", type=int, help="training epochs (default: examples/train/demo.yaml)")
+    from model.cli import MAX_EPOCHS
+
+    from .spec import LIMITS
+
+    demo.add_argument("--samples", type=number(int, DEMO_MIN_SAMPLES, LIMITS["samples"]),
+                      help=f"number of patients, {DEMO_MIN_SAMPLES} to {LIMITS['samples']} "
+                      "(default: examples/campaigns/demo.yaml)")
+    demo.add_argument("--epochs", type=number(int, 1, MAX_EPOCHS),
+                      help="training epochs (default: examples/train/demo.yaml)")
     demo.set_defaults(handler=_run_command)
 
 

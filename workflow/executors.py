@@ -16,6 +16,7 @@ are final; lost workers or nodes, timeouts and I/O errors are retried.
 """
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import string
@@ -119,6 +120,11 @@ def parsl_config(spec: CampaignSpec, run_dir: Path):
     from parsl.launchers import SimpleLauncher
     from parsl.providers import LocalProvider
 
+    # Parsl logs to parsl.log under the campaign directory; once the disk is
+    # full each record would print a "Logging error" traceback on stderr.
+    # The driver says so itself, in one line: a record that cannot be
+    # written is dropped.
+    logging.raiseExceptions = False
     r = spec.resources
     address = {"address": r.slurm.driver_address} if r.executor == "slurm" and r.slurm.driver_address else {}
     if r.executor == "slurm":

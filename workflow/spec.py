@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 from solver.common.errors import ConfigError
+from solver.common.limits import DT_MS, DX_MM, check_range
 from solver.common.typedconfig import from_mapping, load_file, to_mapping
 
 #: Upper bounds of the spec's counts (docs/data-formats.md): far above any
@@ -108,7 +109,9 @@ class SolverSettings:
 
         parse_petsc_options(self.petsc_options)
 
-        for name in ("dx_mm", "dt_ms", "duration_ms"):
+        check_range("dx_mm", self.dx_mm, DX_MM, "mm")
+        check_range("dt_ms", self.dt_ms, DT_MS, "ms")
+        for name in ("duration_ms",):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.ionic_model not in MODELS:

@@ -29,6 +29,29 @@ MAX_YAML_BYTES = 1 << 20
 #: few aliases nested in each other ("billion laughs") would otherwise expand
 #: to billions of values when the document is walked.
 MAX_YAML_NODES = 1_000_000
+#: Deepest nesting of mappings and lists: ecgi's configurations nest five
+#: levels; a document nested a thousand deep (a few KiB of brackets) would
+#: exhaust Python's recursion while it is read.
+MAX_YAML_DEPTH = 64
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses nesting deeper than MAX_YAML_DEPTH
+    while composing, before the recursion reaches Python's limit."""
+
+    def __init__(self, stream: str, name: str):
+        super().__init__(stream)
+        self.depth, self.name = 0, name
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                raise ConfigError(f"{self.name}: mappings and lists nested more than {MAX_YAML_DEPTH} levels deep "
+                                  "(a configuration nests a few); is this the right file?")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def load_yaml(path: str | Path) -> Any:
@@ -52,9 +75,10 @@ def load_yaml(path: str | Path) -> Any:
 
 
 def parse_yaml(text: str, name: str = "<string>") -> Any:
-    """``yaml.safe_load`` with alias expansion bounded by MAX_YAML_NODES."""
+    """``yaml.safe_load`` with alias expansion bounded by MAX_YAML_NODES and
+    nesting by MAX_YAML_DEPTH."""
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _BoundedLoader(text, name)
     except yaml.YAMLError as exc:  # the reader refuses control characters up front
         raise ConfigError(f"{name}: not valid YAML: {' '.join(str(exc).split())[:300]}") from None
     try:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 from ..common.errors import ConfigError
+from ..common.limits import DT_MS, DX_MM, check_range
 from ..common.typedconfig import from_mapping, load_file, to_mapping
 
 Vector3 = tuple[float, float, float]
@@ -58,7 +59,7 @@ class AnatomyConfig:
     built_by: Optional[str] = None
 
     def validate(self) -> None:
-        _positive("dx_mm", self.dx_mm)
+        check_range("dx_mm", self.dx_mm, DX_MM, "mm")
         chosen = [name for name in ("slab", "voxel_file", "built_by") if getattr(self, name) is not None]
         if len(chosen) != 1:
             raise ConfigError(
@@ -202,7 +203,7 @@ class TimeConfig:
     linear_solver_rtol: float = 1e-9
 
     def validate(self) -> None:
-        _positive("dt_ms", self.dt_ms)
+        check_range("dt_ms", self.dt_ms, DT_MS, "ms")
         _positive("duration_ms", self.duration_ms)
         if self.dt_ms > self.duration_ms:
             raise ConfigError(f"dt_ms ({self.dt_ms}) exceeds duration_ms ({self.duration_ms})")

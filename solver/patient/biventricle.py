@@ -51,6 +51,17 @@ def _inside(points: np.ndarray, centre, radii) -> np.ndarray:
     return (((points - np.asarray(centre)) / np.asarray(radii)) ** 2).sum(axis=-1) <= 1.0
 
 
+def grid_box(shape: BiventricleShape, dx: float, offset_mm=(0.0, 0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
+    """Origin (mm) and voxel counts of the grid around the heart (``regions``),
+    known before any voxel is allocated."""
+    rv_c, rv_r = np.asarray(shape.rv_centre_mm), np.asarray(shape.rv_radii_mm)
+    lv_r = np.asarray(shape.lv_radii_mm)
+    lo = np.minimum(-lv_r, rv_c - rv_r) - 2 * dx + np.asarray(offset_mm)
+    hi = np.maximum(lv_r, rv_c + rv_r) + 2 * dx
+    hi[2] = shape.base_z_mm + 2 * dx
+    return lo, np.floor((hi - lo) / dx).astype(int) + 1
+
+
 def regions(shape: BiventricleShape, dx: float, offset_mm=(0.0, 0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
     """Region code per voxel (OUTSIDE, TISSUE, LV_CAVITY, RV_CAVITY) and the
     grid origin (centre of voxel 0, 0, 0) in mm, moved by ``offset_mm``.  One
@@ -58,10 +69,7 @@ def regions(shape: BiventricleShape, dx: float, offset_mm=(0.0, 0.0, 0.0)) -> tu
     neighbour."""
     rv_c, rv_r = np.asarray(shape.rv_centre_mm), np.asarray(shape.rv_radii_mm)
     lv_r = np.asarray(shape.lv_radii_mm)
-    lo = np.minimum(-lv_r, rv_c - rv_r) - 2 * dx + np.asarray(offset_mm)
-    hi = np.maximum(lv_r, rv_c + rv_r) + 2 * dx
-    hi[2] = shape.base_z_mm + 2 * dx
-    counts = np.floor((hi - lo) / dx).astype(int) + 1
+    lo, counts = grid_box(shape, dx, offset_mm)
     axes = [lo[a] + dx * np.arange(counts[a]) for a in range(3)]
     points = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
 

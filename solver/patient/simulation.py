@@ -24,7 +24,7 @@ from ..numerics.simulation import Simulation, SimulationResult
 from .calibration import calibrate_shared, scaled_conductivity
 from .config import PatientConfig, RootSite
 from .ecg import ECGRecorder, electrode_lead_fields, heart_to_torso, reference_of, source_weights
-from .heart import Heart, HeartConfig, build_heart
+from .heart import Heart, HeartConfig, build_heart, check_heart_memory
 from .footprint import Footprint
 from .segments import HeartCoordinates, endocardial_point, heart_coordinates
 from .sites import FootprintRecorder, place_sites, read_activation, read_traces
@@ -98,6 +98,8 @@ class PatientSimulation:
     """Build the heart and the monodomain problem of one patient."""
 
     def __init__(self, config: PatientConfig, comm: MPI.Comm = MPI.COMM_WORLD):
+        if config.heart.anatomy_file is None:
+            check_heart_memory(config.heart)  # before calibration's cables on the same grid
         if config.calibration is not None:
             config = calibrated(config, comm)
         self.config = config

@@ -44,6 +44,7 @@ import numpy as np
 import scipy.sparse
 
 from ..common.errors import ConfigError, SolverError
+from ..common.limits import TORSO_DX_MM, check_range
 
 Vector3 = tuple[float, float, float]
 GROUND = "RL"
@@ -74,6 +75,7 @@ class TorsoGeometry:
     blood_conductivity_S_per_m: float = 0.7
 
     def validate(self) -> None:
+        check_range("torso: dx_mm", self.dx_mm, TORSO_DX_MM, "mm")
         if not (self.dx_mm > 0 and self.conductivity_S_per_m > 0 and self.lung_conductivity_S_per_m > 0
                 and self.blood_conductivity_S_per_m > 0):
             raise ConfigError("torso: dx_mm and conductivities must be positive")
