@@ -146,7 +146,7 @@ class ShardDataset(Dataset):
     """
 
     def __init__(
-        self, manifest: Manifest, split: str, *, with_vm: bool, scaling: InputScaling = "range",
+        self, manifest: Manifest, split: str, *, with_vm: bool, scaling: InputScaling | None = "range",
         max_shift_ms: int = 0, seed: int = 0, ecg_stats: tuple[np.ndarray, np.ndarray] | None = None,
         realism=None, with_apd: bool = False,
     ) -> None:
@@ -225,7 +225,7 @@ class ShardDataset(Dataset):
                 # a time warp stretches the action potentials too: the warped trace's own APD90
                 apd = self._trace_apd(vm)
         sample = {
-            "ecg": torch.from_numpy(scale_ecg(ecg, self.scaling, self.ecg_mean, self.ecg_std)),
+            "ecg": torch.from_numpy(self._network_input(ecg)),
             "act": torch.from_numpy(act),
             "index": torch.tensor(index),
         }
@@ -234,6 +234,13 @@ class ShardDataset(Dataset):
         if apd is not None:
             sample["apd"] = torch.from_numpy(apd)
         return sample
+
+    def _network_input(self, ecg: np.ndarray) -> np.ndarray:
+        """(T, 12) mV -> (12, T): scaled, or in mV with ``scaling=None`` (an
+        ensemble's members each scale it themselves, model.ensemble)."""
+        if self.scaling is None:
+            return np.ascontiguousarray(ecg.T, dtype=np.float32)
+        return scale_ecg(ecg, self.scaling, self.ecg_mean, self.ecg_std)
 
     def close(self) -> None:
         if self._pid == os.getpid():

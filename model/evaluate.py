@@ -25,9 +25,8 @@ from solver.common.errors import ConfigError
 from solver.common.sites import SITE_GROUPS, SITE_NAMES
 from solver.common.traces import apd90_ms, threshold_crossing_ms
 
-from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import ShardDataset, load_manifest, validate_dataset
-from .network import EcgiNet
+from .ensemble import Ensemble, load_members
 
 _GROUP_COLUMNS = {group: np.array([SITE_NAMES.index(s) for s in sites]) for group, sites in SITE_GROUPS.items()}
 
@@ -144,19 +143,17 @@ def evaluate(checkpoint: str | Path, dataset: str | Path, split: str = "test", b
     site-mean and ridge baselines of ``model.baselines`` are fitted and
     evaluated on the same samples.
     """
-    state = load_checkpoint(checkpoint)
-    model = _Ensemble([model_from_checkpoint(state, checkpoint)] + _members(ensemble, state["inputs"]))
+    model = Ensemble(load_members([checkpoint, *ensemble]))
     manifest = load_manifest(dataset)
     if split not in manifest.splits:
         raise ConfigError(f"{manifest.root}: no split {split!r}; the manifest has {', '.join(manifest.splits)}")
     validate_dataset(manifest, (split,), check_sha256=True)
-    inputs = state["inputs"]
+    inputs = model.members[0].inputs
     if manifest.samples != inputs["samples"] or manifest.dt_ms != inputs["dt_ms"]:
         raise ConfigError(f"{manifest.root}: traces of {manifest.samples} x {manifest.dt_ms} ms, "
                           f"the network was trained on {inputs['samples']} x {inputs['dt_ms']} ms")
     has_vm = "vm" in model.outputs
-    data = ShardDataset(manifest, split, with_vm=has_vm, scaling=inputs["scaling"],
-                        ecg_stats=(np.asarray(inputs["ecg_mean"]), np.asarray(inputs["ecg_std"])))
+    data = ShardDataset(manifest, split, with_vm=has_vm, scaling=None)  # each member scales the ECG itself
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     parts: dict[str, list[np.ndarray]] = {
@@ -185,43 +182,6 @@ def evaluate(checkpoint: str | Path, dataset: str | Path, split: str = "test", b
     if baselines and all(manifest.split_size(s) for s in ("train", "validation")):
         result.baselines = _baselines(result, manifest, inputs, has_vm)
     return result
-
-
-def _members(checkpoints: Sequence[str | Path], inputs: dict[str, Any]) -> list[EcgiNet]:
-    """The further members of an ensemble; each must read the first one's inputs."""
-    members = []
-    for path in checkpoints:
-        state = load_checkpoint(path)
-        if not _same_inputs(state["inputs"], inputs):
-            raise ConfigError(f"{path}: trained on other inputs (scaling, statistics or trace length) than the "
-                              "first checkpoint; an ensemble's members must read the same ECG")
-        members.append(model_from_checkpoint(state, path))
-    return members
-
-
-_READING = ("scaling", "samples", "dt_ms", "ecg_mean", "ecg_std")  # what decides a network's input
-
-
-def _same_inputs(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return all(np.array_equal(np.asarray(a.get(k)), np.asarray(b.get(k))) for k in _READING)
-
-
-class _Ensemble(torch.nn.Module):
-    """Members' mean of the physical outputs they all have: activation times, and the traces when every
-    member draws them (one member: the network itself)."""
-
-    def __init__(self, members: list[EcgiNet]) -> None:
-        super().__init__()
-        self.members = torch.nn.ModuleList(members)
-        # every network gives activation times in physical units (a voltage-only one from its traces' crossings)
-        self.outputs = ("act", "vm") if all("vm" in m.outputs for m in members) else ("act",)
-        names = [m.architecture for m in members]
-        self.architecture = names[0] if len(names) == 1 else f"ensemble of {len(names)} ({', '.join(names)})"
-        self.eval()
-
-    def forward(self, ecg: torch.Tensor) -> dict[str, torch.Tensor]:
-        outputs = [m.to_physical(m(ecg)) for m in self.members]
-        return {k: torch.stack([o[k] for o in outputs]).mean(dim=0) for k in self.outputs}
 
 
 def _baselines(network: Evaluation, manifest, inputs: dict[str, Any], has_vm: bool) -> dict[str, Evaluation]:

@@ -33,12 +33,11 @@ from solver.common.files import atomic_output
 from solver.common.sites import LEAD_NAMES, SITE_NAMES, site_group
 from solver.common.traces import apd90_ms
 
-from .checkpoint import load_checkpoint, model_from_checkpoint
 from .clinical import beats as beatlib
 from .clinical.conditioning import Conditioned, condition, resample
 from .clinical.readers import MAX_AMPLITUDE_MV, EcgRecord, EcgWarning, check_amplitude, read_ecg
 from .clinical.trust import N_FEATURES, OodReference, mc_dropout, reference_from_dataset
-from .data import scale_ecg
+from .ensemble import Ensemble, Member, load_members
 
 __all__ = ["EcgRecord", "EcgWarning", "MAX_AMPLITUDE_MV", "Prediction", "check_amplitude", "format_table",
            "predict", "prepare_ecg", "read_ecg", "write_prediction"]
@@ -83,67 +82,48 @@ class Prediction:
         return self.ood_score is not None and self.ood_threshold is not None and self.ood_score > self.ood_threshold
 
 
-@dataclass
-class _Network:
-    model: torch.nn.Module
-    inputs: dict
-    ood: OodReference | None
-
-
-def _load(checkpoint: str | Path) -> _Network:
-    state = load_checkpoint(checkpoint)
-    ood = state["inputs"].get("ood")
+def _ood_reference(member: Member, path: str | Path) -> OodReference | None:
+    """The OOD reference stored with the first network, if it has a current one."""
+    ood = member.inputs.get("ood")
     reference = OodReference(**ood) if isinstance(ood, dict) else None
     if reference is not None and len(reference.mean) != N_FEATURES:
-        warnings.warn(f"{checkpoint}: its OOD reference uses an older feature set; no OOD score "
+        warnings.warn(f"{path}: its OOD reference uses an older feature set; no OOD score "
                       "(give --reference DATASET)", EcgWarning, stacklevel=3)
         reference = None
-    return _Network(model_from_checkpoint(state, checkpoint), state["inputs"], reference)
+    return reference
 
 
-def _scaled(net: _Network, ecg: np.ndarray) -> np.ndarray:
-    inputs = net.inputs
-    return scale_ecg(ecg, inputs["scaling"], np.asarray(inputs["ecg_mean"]), np.asarray(inputs["ecg_std"]))
-
-
-def _inputs(net: _Network, ecgs: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.stack([_scaled(net, e) for e in ecgs]))
-
-
-def _run(nets: Sequence[_Network], ecgs: np.ndarray, passes: int) -> tuple[dict[str, np.ndarray], np.ndarray | None, str]:
+def _run(members: Sequence[Member], ecgs: np.ndarray, passes: int) -> tuple[dict[str, np.ndarray], np.ndarray | None, str]:
     """Physical outputs for a batch (B, T, 12), the per-site activation spread (B, 75) and how it was found.
 
     One network: its deterministic outputs and the spread of ``passes`` MC-dropout passes.
     An ensemble: the members' mean of the outputs they all have (traces only when every member
     draws them), and their spread.
     """
-    members = []
-    for net in nets:
-        with torch.no_grad():
-            members.append({k: v.numpy() for k, v in net.model.to_physical(net.model(_inputs(net, ecgs))).items()})
-    if len(nets) > 1:
-        shared = [k for k in members[0] if all(k in m for m in members)]
-        stacked = {k: np.stack([m[k] for m in members]) for k in shared}
-        return {k: v.mean(axis=0) for k, v in stacked.items()}, stacked["act"].std(axis=0), f"ensemble of {len(nets)}"
-    sampled = mc_dropout(nets[0].model, _inputs(nets[0], ecgs), passes)
+    ensemble = Ensemble(list(members))
+    batch = torch.from_numpy(np.ascontiguousarray(ecgs.transpose(0, 2, 1), dtype=np.float32))
+    with torch.no_grad():
+        outputs = [{k: v.numpy() for k, v in o.items()} for o in ensemble.member_outputs(batch)]
+    if len(members) > 1:
+        stacked = {k: np.stack([o[k] for o in outputs]) for k in ensemble.outputs}
+        return {k: v.mean(axis=0) for k, v in stacked.items()}, stacked["act"].std(axis=0), f"ensemble of {len(members)}"
+    sampled = mc_dropout(members[0].model, members[0].network_input(batch.numpy()), passes)
     if sampled is None:
-        return members[0], None, "none"
-    return members[0], sampled["act"].numpy().std(axis=0), f"mc-dropout ({passes} passes)"
+        return outputs[0], None, "none"
+    return outputs[0], sampled["act"].numpy().std(axis=0), f"mc-dropout ({passes} passes)"
 
 
 def predict(checkpoint: str | Path, ecg_path: str | Path, sampling_rate_hz: float | None = None, *,
             beats: BeatMode = "auto", mains_hz: float | None | str = "auto", passes: int = 30,
             ensemble: Sequence[str | Path] = (), reference: str | Path | None = None) -> Prediction:
     """Read, check and prepare an ECG (see the module docstring), then run the network(s) on it."""
-    nets = [_load(c) for c in (checkpoint, *ensemble)]
-    samples = int(nets[0].inputs["samples"])
-    if any(int(n.inputs["samples"]) != samples for n in nets):
-        raise ConfigError("the ensemble's checkpoints read ECGs of different lengths")
+    members = load_members([checkpoint, *ensemble])
+    samples = int(members[0].inputs["samples"])
     record = read_ecg(ecg_path, sampling_rate_hz)
     mode = beats
     if mode == "auto":
         mode = "median" if record.duration_ms >= AUTO_MEDIAN_MS else "none"
-    prediction = Prediction(np.zeros((samples, 12), np.float32), np.zeros(75), None, nets[0].model.architecture,
+    prediction = Prediction(np.zeros((samples, 12), np.float32), np.zeros(75), None, members[0].model.architecture,
                             beat_mode=mode, record=record)
     if mode == "none":
         window = prepare_ecg(record, samples)
@@ -152,7 +132,7 @@ def predict(checkpoint: str | Path, ecg_path: str | Path, sampling_rate_hz: floa
         window, batch = _beat_windows(record, samples, mode, mains_hz, prediction)
     else:
         raise ConfigError(f"--beats must be auto, median, all or none, not {beats!r}")
-    outputs, spread, method = _run(nets, batch, passes)
+    outputs, spread, method = _run(members, batch, passes)
     prediction.ecg = window
     prediction.act = outputs["act"][0]
     prediction.vm = outputs["vm"][0].T if "vm" in outputs else None
@@ -160,12 +140,12 @@ def predict(checkpoint: str | Path, ecg_path: str | Path, sampling_rate_hz: floa
     prediction.uncertainty = method
     if mode == "all":
         prediction.beat_act = outputs["act"][1:]
-    ood = nets[0].ood
+    ood = _ood_reference(members[0], checkpoint)
     if reference is not None:
-        inputs = nets[0].inputs
+        inputs = members[0].inputs
         ood = reference_from_dataset(reference, inputs["scaling"], inputs["ecg_mean"], inputs["ecg_std"])
     if ood is not None:
-        prediction.ood_score = float(ood.distance(_scaled(nets[0], window)))
+        prediction.ood_score = float(ood.distance(members[0].network_input(window.T[None])[0].numpy()))
         prediction.ood_threshold = ood.threshold
         if prediction.ood_warning:
             warnings.warn(f"{record.source}: out-of-distribution score {prediction.ood_score:.1f} is above the "

@@ -298,6 +298,17 @@ class Trainer:
         if state["inputs"]["samples"] != self.manifest.samples:
             raise ConfigError(f"{path}: trained on traces of {state['inputs']['samples']} samples, "
                               f"{self.manifest.root} has {self.manifest.samples}")
+        try:
+            self._resume_from(state)
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+            # A checkpoint of inference only (or one edited by hand) lacks or
+            # garbles the training state; its metadata passed load_checkpoint.
+            reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+            raise ConfigError(f"{path}: not a checkpoint training can resume from ({type(exc).__name__}: "
+                              f"{reason}); use another --output to start afresh") from None
+        self._say(f"resuming {path} after epoch {self.epoch}")
+
+    def _resume_from(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.optimiser.load_state_dict(state["optimiser"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -308,7 +319,6 @@ class Trainer:
             set_rng_state(state["rng"][self.ctx.rank])
         else:
             self._say(f"checkpoint written by {len(state['rng'])} rank(s), now {self.ctx.world_size}: random streams restart")
-        self._say(f"resuming {path} after epoch {self.epoch}")
 
     def fit(self) -> list[dict[str, Any]]:
         config = self.config

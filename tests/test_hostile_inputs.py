@@ -469,6 +469,68 @@ def test_checkpoint_write_on_a_disk_that_fills_up(mounts):
 # -------------------------------------------------------------------- models
 
 
+def _every_use_of(checkpoint: Path, data: Path, tmp_path: Path, message: str) -> None:
+    """predict, evaluate, evaluate --ensemble and train --resume all refuse ``checkpoint`` with ``message``."""
+    record = REPO / "tests/data/clinical/cinc2020/A0002.hea"
+    good = tmp_path / "good.pt"
+    expect_error("predict", checkpoint, record, "--output", tmp_path / "p.h5", message=message)
+    expect_error("evaluate", checkpoint, data, message=message)
+    expect_error("evaluate", good, data, "--ensemble", checkpoint, message=message)
+    expect_error("predict", good, record, "--ensemble", checkpoint, "--output", tmp_path / "p.h5", message=message)
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    shutil.copy(checkpoint, run / "last.pt")
+    config = tmp_path / "train.yaml"
+    config.write_text("epochs: 2\nbatch_size: 4\ntensorboard: false\ndata: {num_workers: 0}\n"
+                      "network: {architecture: reference_act}\n")
+    expect_error("train", config, "--data", data, "--output", run, "--resume", message=message)
+    assert not (tmp_path / "p.h5").exists()
+
+
+def test_a_checkpoint_changed_in_place_is_refused_everywhere(trained, tmp_path):
+    """2,000 bytes flipped inside the weights still load as a zip of
+    tensors; the digest written with them tells."""
+    import torch
+
+    data, checkpoint = trained
+    shutil.copy(checkpoint, tmp_path / "good.pt")
+    raw = bytearray(checkpoint.read_bytes())
+    weights = max(torch.load(checkpoint, weights_only=True)["model"].values(), key=lambda t: t.numel())
+    start = raw.find(weights.numpy().tobytes()[:64])
+    assert start > 0 and weights.numel() * 4 > 4000
+    raw[start + 1000:start + 3000] = bytes(b ^ 0x5A for b in raw[start + 1000:start + 3000])
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(bytes(raw))
+    _every_use_of(damaged, data, tmp_path, "do not match the digest written with them")
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s.update(config="a string"), "checkpoint metadata: train: expected a mapping"),
+    (lambda s: s["config"]["network"].update(architecture="squeezenet9"), "train.network.architecture: 'squeezenet9'"),
+    (lambda s: s["config"]["network"].update(dropout="0.5"), "train.network.dropout: expected a number"),
+    (lambda s: s.update(inputs={"scaling": 3}), "checkpoint metadata: inputs.scaling"),
+    (lambda s: s["inputs"].update(ecg_mean=[0.0] * 3), "one value per lead"),
+    (lambda s: s["inputs"].update(ood={"mean": "x"}), "ood.mean: expected a list"),
+    (lambda s: s.update(epoch=-4), "is not a count of epochs"),
+])
+def test_forged_checkpoint_metadata_is_refused_everywhere(trained, tmp_path, change, message):
+    """A loadable checkpoint with a valid digest but metadata no training
+    writes: one line naming the field (every command reads it through
+    load_checkpoint; the first case goes through each of them)."""
+    from model.checkpoint import load_checkpoint, save_checkpoint
+
+    data, checkpoint = trained
+    shutil.copy(checkpoint, tmp_path / "good.pt")
+    state = load_checkpoint(checkpoint)
+    change(state)
+    save_checkpoint(tmp_path / "forged.pt", state)
+    if "a string" in message or "expected a mapping" in message:
+        _every_use_of(tmp_path / "forged.pt", data, tmp_path, message)
+    else:
+        expect_error("predict", tmp_path / "forged.pt", REPO / "tests/data/clinical/cinc2020/A0002.hea",
+                     "--output", tmp_path / "p.h5", message=message)
+
+
 def test_random_bytes_checkpoint(trained, tmp_path):
     data, _ = trained
     junk = tmp_path / "junk.pt"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.checkpoint import load_checkpoint
+from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import config_from_dict
 from model.evaluate import evaluate
 from model.network import build_network
@@ -46,7 +46,7 @@ def trained(tmp_path_factory):
     state = load_checkpoint(runs["reference_act"])
     torch.manual_seed(0)
     state["model"] = build_network("reference_act", 0.0, state["config"]["network"]["softargmax_temperature"]).state_dict()
-    torch.save(state, root / "untrained.pt")
+    save_checkpoint(root / "untrained.pt", state)
     runs["untrained"] = root / "untrained.pt"
     torch.set_num_threads(threads)
     with h5py.File(root / "data" / "test" / "shard-00000.h5") as f:
@@ -153,11 +153,21 @@ def test_evaluate_an_ensemble(trained, capsys, tmp_path):
     assert not np.allclose(one.act_pred, two.act_pred, atol=1e-2)
     assert both.architecture == "ensemble of 2 (reference_act, multitask)" and not both.has_vm
     assert both.metrics()["details"]["ensemble"] == [str(runs["reference_act"]), str(runs["multitask"])]
+    # Each member reads the ECG with its own scaling (a range-scaled network beside the standardised ridge).
     state = load_checkpoint(runs["multitask"])
     state["inputs"]["scaling"] = "standardise"
-    torch.save(state, tmp_path / "other-inputs.pt")
-    code, _, err = run_cli(capsys, "evaluate", runs["reference_act"], root / "data", "--ensemble", tmp_path / "other-inputs.pt")
-    assert code == 2 and "other inputs" in err and len(err.strip().splitlines()) == 1
+    save_checkpoint(tmp_path / "standardised.pt", state)
+    alone = evaluate(tmp_path / "standardised.pt", root / "data", baselines=False)
+    mixed = evaluate(runs["reference_act"], root / "data", baselines=False, ensemble=[tmp_path / "standardised.pt"])
+    np.testing.assert_allclose(mixed.act_pred, (one.act_pred + alone.act_pred) / 2, rtol=1e-5, atol=1e-4)
+    assert not np.allclose(alone.act_pred, two.act_pred, atol=1e-2)
+    # ... but all must read the same trace.
+    state["inputs"]["samples"] = 2 * state["inputs"]["samples"]
+    save_checkpoint(tmp_path / "longer.pt", state)
+    for command in ("evaluate", "predict"):
+        target = root / "data" if command == "evaluate" else tmp_path / "none.csv"
+        code, _, err = run_cli(capsys, command, runs["reference_act"], target, "--ensemble", tmp_path / "longer.pt")
+        assert code == 2 and "must read the same trace" in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_evaluate_text_output_and_unknown_split(trained, capsys):

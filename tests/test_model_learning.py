@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from model.checkpoint import load_checkpoint
+from model.checkpoint import load_checkpoint, save_checkpoint
 from model.config import config_from_dict
 from model.evaluate import evaluate
 from model.network import build_network
@@ -76,7 +76,7 @@ def _untrained(checkpoint, path):
     fresh = build_network(network["architecture"], network["dropout"], network["softargmax_temperature"]).state_dict()
     # template_vm's action-potential template is data, not a weight: kept.
     state["model"] = {**fresh, **{k: v for k, v in state["model"].items() if k.startswith("renderer.")}}
-    torch.save(state, path)
+    save_checkpoint(path, state)
     return path
 
 
