@@ -8,7 +8,7 @@ shard whose sources did not change is left alone (its ``source_digest``
 attribute records what it was made from), so rebuilding after a campaign
 added or repaired a few samples rewrites only what changed.
 
-Any source of samples (``Sample``) can be written with ``write_dataset``;
+Any source of samples (``SourceSample``) can be written with ``write_dataset``;
 ``build_dataset`` feeds it the sample files of ``ecgi simulate``, and
 ``workflow.llnl`` the public LLNL data set.
 """
@@ -49,7 +49,7 @@ _SHARD_NAME = re.compile(r"shard-\d{5}\.h5")
 log = logging.getLogger(__name__)
 
 
-class Sample(ShardSample, Protocol):
+class SourceSample(ShardSample, Protocol):
     """A sample a build reads (solver.common.datasets.ShardSample) that also
     says when its content changed."""
 
@@ -205,7 +205,7 @@ def build_dataset(
 
 
 def write_dataset(
-    samples: Sequence[Sample],
+    samples: Sequence[SourceSample],
     output_dir: Path,
     samples_per_shard: int = 64,
     split_fractions: Sequence[float] = (0.8, 0.1, 0.1),
@@ -323,7 +323,7 @@ def validate_settings(
     return fractions[0], fractions[1], fractions[2]
 
 
-def _check_unique_ids(samples: Sequence[Sample]) -> None:
+def _check_unique_ids(samples: Sequence[SourceSample]) -> None:
     seen: set[str] = set()
     for sample in samples:
         if sample.sample_id in seen:
@@ -366,7 +366,7 @@ def _batches(items: list, size: int) -> Iterator[list]:
         yield items[start:start + size]
 
 
-def shard_digest(samples: Sequence[Sample], parameter_names: Sequence[str], samples_per_trace: int) -> str:
+def shard_digest(samples: Sequence[SourceSample], parameter_names: Sequence[str], samples_per_trace: int) -> str:
     """SHA-256 of everything a shard is made from; equal digests mean equal shards."""
     document = {
         "format_version": FORMAT_VERSION,
@@ -382,7 +382,7 @@ def shard_digest(samples: Sequence[Sample], parameter_names: Sequence[str], samp
 
 
 def _ensure_shard(
-    root: Path, split: str, index: int, samples: list[Sample], parameter_names: list[str],
+    root: Path, split: str, index: int, samples: list[SourceSample], parameter_names: list[str],
     samples_per_trace: int, previous: dict[str, str], report: BuildReport,
 ) -> ShardInfo:
     """Write the shard unless an intact copy made from the same sources is in place."""

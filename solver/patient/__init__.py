@@ -20,7 +20,7 @@ from importlib import import_module
 _PUBLIC = {
     "PatientConfig": "config", "RootSite": "config", "durrer_roots": "config", "load_patient_config": "config",
     "patient_attributes": "sample_file", "write_sample": "sample_file",
-    "PatientSimulation": "simulation", "Sample": "simulation",
+    "PatientSimulation": "simulation", "PatientSample": "simulation",
 }
 __all__ = sorted(_PUBLIC)
 

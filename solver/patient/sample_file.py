@@ -13,10 +13,10 @@ from ..common.sites import SITE_NAMES
 from ..common.typedconfig import to_mapping
 from ..numerics.output import YAML_DUMPER, write_simulation
 from .config import PatientConfig
-from .simulation import Sample
+from .simulation import PatientSample
 
 
-def sample_datasets(sample: Sample) -> dict:
+def sample_datasets(sample: PatientSample) -> dict:
     """The training-sample datasets of the sample file (name -> (values, attrs))."""
     r, cfg = sample.result, sample.config
     dt = cfg.output_interval_ms
@@ -49,6 +49,6 @@ def patient_attributes(config: PatientConfig) -> dict:
     }
 
 
-def write_sample(path, sample: Sample):
+def write_sample(path, sample: PatientSample):
     """The sample file: the simulation file plus the training-sample datasets."""
     return write_simulation(path, sample.result, sample_datasets(sample), patient_attributes(sample.config))

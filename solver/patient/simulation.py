@@ -42,7 +42,7 @@ def calibrated(config: PatientConfig, comm: MPI.Comm) -> PatientConfig:
 
 
 @dataclass
-class Sample:
+class PatientSample:
     """The simulation result plus what a training sample needs (rank 0)."""
 
     result: SimulationResult
@@ -179,7 +179,7 @@ class PatientSimulation:
     def __exit__(self, *exc) -> None:
         self.destroy()
 
-    def run(self) -> Optional[Sample]:
+    def run(self) -> Optional[PatientSample]:
         result = self.simulation.run()
         if result is None:
             return None
@@ -188,4 +188,4 @@ class PatientSimulation:
         vm = read_traces(self.sites, recorder.voxels, recorder.vm, self.config.output_interval_ms,
                          result.activation_ms, act)
         positions = np.array([site.point(self.heart.positions) for site in self.sites])
-        return Sample(result, self.config, vm, act, positions)
+        return PatientSample(result, self.config, vm, act, positions)
