@@ -104,7 +104,7 @@ def training_job(args: argparse.Namespace, run_dir: Path) -> TrainingJob:
         resources=ResourceSpec(nodes=args.nodes, tasks_per_node=gpus or args.tasks_per_node, gpus_per_node=gpus,
                                cpus_per_task=args.cpus_per_task),
         attributes=JobAttributes(walltime=args.time, partition=args.partition, account=args.account,
-                                 qos=getattr(args, "qos", None), constraint=getattr(args, "constraint", None)),
+                                 qos=args.qos, constraint=args.constraint),
         epochs=args.epochs, sbatch_args=tuple(args.sbatch_arg),
     )
     job.validate()
