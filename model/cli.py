@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
-import shutil
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -18,8 +14,6 @@ from pathlib import Path
 from solver.common.errors import ConfigError
 from solver.common.limits import number
 
-REPO = Path(__file__).resolve().parent.parent
-SBATCH_TEMPLATE = REPO / "slurm" / "train.sbatch"
 #: Free space checked before work: a run directory holds two checkpoints
 #: (a few MB each) and their temporary copy; a report its figures.
 RUN_FREE_BYTES = 16 << 20
@@ -53,23 +47,8 @@ def _add_train(commands) -> None:
     train.add_argument("--epochs", type=number(int, 1, MAX_EPOCHS),
                        help=f"total number of epochs, at most {MAX_EPOCHS} (overrides the configuration)")
     train.add_argument("--quiet", action="store_true", help="no progress lines")
-    slurm = train.add_argument_group("SLURM submission (with --submit)")
-    slurm.add_argument("--submit", action="store_true", help="submit the run with sbatch instead of training here")
-    slurm.add_argument("--nodes", type=number(int, 1, 10_000), default=1, help="nodes (1; at most 10000)")
-    slurm.add_argument("--gpus-per-node", type=number(int, 0, 64), default=1,
-                       help="GPUs per node, one task each (1; 0 for CPU nodes; at most 64)")
-    slurm.add_argument("--tasks-per-node", type=number(int, 1, 4096), default=1,
-                       help="tasks per node on CPU nodes (1; at most 4096)")
-    slurm.add_argument("--cpus-per-task", type=number(int, 1, 4096), default=8,
-                       help="CPU cores per task, for data loading (8; at most 4096)")
-    slurm.add_argument("--time", default="12:00:00", help="wall-time limit (12:00:00)")
-    slurm.add_argument("--partition", help="SLURM partition")
-    slurm.add_argument("--account", help="SLURM account")
-    slurm.add_argument("--worker-init", help="shell lines run before training on each node (module loads, venv "
-                       "activation); default: the WORKER_INIT environment variable")
-    slurm.add_argument("--sbatch-arg", action="append", default=[], metavar="ARG",
-                       help="extra sbatch option, e.g. --sbatch-arg=--qos=long (repeatable)")
-    slurm.add_argument("--dry-run", action="store_true", help="print the sbatch command instead of running it")
+    # --submit and the SLURM options are workflow's (workflow.jobs): model
+    # trains, workflow submits.
     train.set_defaults(handler=run_train)
 
 
@@ -132,96 +111,21 @@ def _add_predict(commands) -> None:
     predict.set_defaults(handler=run_predict)
 
 
-def run_train(args: argparse.Namespace) -> int:
-    from .config import load_train_config
+def run_directory(args: argparse.Namespace) -> Path:
+    """The run directory of ``ecgi train``: --output, or runs/CONFIG-NAME."""
+    return Path(args.output or Path("runs") / Path(args.config).stem)
 
-    config = load_train_config(args.config)
-    run_dir = Path(args.output or Path("runs") / Path(args.config).stem)
-    if args.submit:
-        tasks = args.nodes * (args.gpus_per_node or args.tasks_per_node)
-        if config.network.architecture == "ridge_act" and tasks > 1:
-            raise ConfigError(f"ridge_act is fitted in closed form on one process, not {tasks} tasks; "
-                              "submit it with --nodes 1 and one task (--gpus-per-node 1, or 0 with --tasks-per-node 1)")
-        return _submit(args, run_dir)
+
+def run_train(args: argparse.Namespace) -> int:
     from solver.common.files import check_writable
 
-    check_writable(run_dir, RUN_FREE_BYTES, directory=True, inputs=[args.data])
+    from .config import load_train_config
     from .train import train
 
+    config = load_train_config(args.config)
+    run_dir = run_directory(args)
+    check_writable(run_dir, RUN_FREE_BYTES, directory=True, inputs=[args.data])
     train(config, args.data, run_dir, resume=args.resume, epochs=args.epochs, progress=not args.quiet)
-    return 0
-
-
-def sbatch_command(args: argparse.Namespace, run_dir: Path, script: Path) -> list[str]:
-    """The sbatch argv for a run: resources as options, the training arguments after the script.
-
-    Built as a list and run without a shell, so no value is ever parsed by a shell.
-    """
-    if args.nodes < 1 or args.gpus_per_node < 0 or args.tasks_per_node < 1 or args.cpus_per_task < 1:
-        raise ConfigError("--nodes, --tasks-per-node and --cpus-per-task must be >= 1, --gpus-per-node >= 0")
-    _check_slurm_values(args, run_dir)
-    tasks = args.gpus_per_node or args.tasks_per_node
-    argv = ["sbatch", "--parsable", f"--job-name=ecgi-train-{run_dir.name}", f"--nodes={args.nodes}",
-            f"--ntasks-per-node={tasks}", f"--cpus-per-task={args.cpus_per_task}", f"--time={args.time}",
-            f"--output={run_dir.resolve() / 'slurm-%j.out'}"]
-    if args.gpus_per_node:
-        argv.append(f"--gpus-per-node={args.gpus_per_node}")
-    if args.partition:
-        argv.append(f"--partition={args.partition}")
-    if args.account:
-        argv.append(f"--account={args.account}")
-    argv += [*args.sbatch_arg, str(script), str(Path(args.config).resolve()),
-             "--data", str(Path(args.data).resolve()), "--output", str(run_dir.resolve()), "--resume"]
-    if args.epochs is not None:
-        argv += ["--epochs", str(args.epochs)]
-    return argv
-
-
-def _check_slurm_values(args: argparse.Namespace, run_dir: Path) -> None:
-    """sbatch reads its options without a shell, but they also end up in the
-    job's environment and logs: names follow SLURM's grammar, nothing holds
-    a line break."""
-    import re
-
-    from workflow.spec import SLURM_NAME, check_script_text
-
-    for option in ("partition", "account"):
-        value = getattr(args, option)
-        if value is not None and not SLURM_NAME.fullmatch(value):
-            raise ConfigError(f"--{option} must be a SLURM name (letters, digits, '_', '.', '-'), got {value!r}")
-    if not re.fullmatch(r"([0-9]{1,3}-)?[0-9]{1,4}(:[0-9]{2}){0,2}", args.time):
-        raise ConfigError(f"--time must be [D-]HH:MM:SS (or MM), got {args.time!r}")
-    for extra in args.sbatch_arg:
-        check_script_text("--sbatch-arg", extra)
-        if not extra.startswith("--"):
-            raise ConfigError(f"--sbatch-arg takes one sbatch option such as --qos=long, got {extra!r}")
-    for name, value in (("--output", str(run_dir)), ("--data", str(args.data)), ("config", str(args.config))):
-        check_script_text(name, value)
-
-
-def _submit(args: argparse.Namespace, run_dir: Path) -> int:
-    """Copy the batch script into the run directory and submit that copy."""
-    if not SBATCH_TEMPLATE.is_file():
-        raise ConfigError(f"{SBATCH_TEMPLATE}: batch script not found; --submit needs a source checkout of ecgi")
-    if not Path(args.data, "manifest.json").is_file():
-        raise ConfigError(f"{args.data}: no manifest.json; --data must be a data set directory")
-    script = run_dir.resolve() / "train.sbatch"
-    argv = sbatch_command(args, run_dir, script)
-    if args.dry_run:
-        print(shlex.join(argv))
-        return 0
-    if shutil.which("sbatch") is None:
-        raise ConfigError("sbatch not found; --submit needs a SLURM login node (or use --dry-run)")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(SBATCH_TEMPLATE, script)
-    env = dict(os.environ)
-    if args.worker_init is not None:
-        env["WORKER_INIT"] = args.worker_init
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise ConfigError(f"sbatch failed ({proc.returncode}): {proc.stderr.strip()}")
-    job = proc.stdout.strip().split(";")[0]
-    print(f"submitted job {job}; log {run_dir / f'slurm-{job}.out'}")
     return 0
 
 

@@ -74,7 +74,7 @@ def run_plan(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from .cost import estimate, measure
-    from .executors import render_slurm_script, workers
+    from .executors import block_script, workers
     from .spec import load_spec
 
     spec = load_spec(args.spec)
@@ -94,7 +94,7 @@ def run_plan(args: argparse.Namespace) -> int:
     }
     if spec.resources.executor == "slurm":
         with tempfile.TemporaryDirectory() as tmp:
-            report["slurm_script"] = render_slurm_script(spec, Path(tmp))
+            report["slurm_script"] = block_script(spec, Path(tmp))
     _check_petsc_options(spec)
     if not args.no_measure:
         report["estimate"] = asdict(estimate(spec, measure(Path(args.spec).resolve())))

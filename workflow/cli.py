@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     from model import cli as model_cli
     from solver import cli as solver_cli
 
-    from . import campaign_cli, dataset_cli, demo
+    from . import campaign_cli, dataset_cli, demo, jobs
 
     parser = argparse.ArgumentParser(
         prog="ecgi",
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     dataset_cli.add_commands(commands)
     demo.add_command(commands)
     model_cli.add_commands(commands)
+    # model trains; workflow submits its training to SLURM.
+    jobs.add_submit_options(commands.choices["train"])
     return parser
 
 

@@ -27,23 +27,24 @@ from pathlib import Path
 from solver.common.errors import EcgiError
 from solver.common.limits import number
 
-REPO = Path(__file__).resolve().parent.parent
-CAMPAIGN = REPO / "examples" / "campaigns" / "demo.yaml"
-#: (run directory name, training configuration): activation times, then voltages.
+#: The demo's campaign spec, shipped with ecgi (workflow.batch.shipped).
+CAMPAIGN = ("examples", "campaigns", "demo.yaml")
 #: Fewest patients of a demo: its data set is split by anatomy into train,
 #: validation and test, and each needs a patient (tests/test_demo.py runs 12).
 DEMO_MIN_SAMPLES = 12
-TRAININGS = (("run", REPO / "examples" / "train" / "demo.yaml"),
-             ("run-vm", REPO / "examples" / "train" / "demo-vm.yaml"))
+#: (run directory name, training configuration): activation times, then voltages.
+TRAININGS = (("run", ("examples", "train", "demo.yaml")),
+             ("run-vm", ("examples", "train", "demo-vm.yaml")))
 
 
 def run_demo(output: Path, samples: int | None = None, epochs: int | None = None) -> Path:
+    from .batch import shipped
     from .runner import run_campaign
     from .spec import load_spec
 
     output = output.resolve()
     start = time.time()
-    spec = load_spec(CAMPAIGN)
+    spec = load_spec(shipped(*CAMPAIGN))
     spec.output_dir = output / "campaign"
     if samples is not None:
         spec.samples = samples
@@ -51,7 +52,8 @@ def run_demo(output: Path, samples: int | None = None, epochs: int | None = None
     run_campaign(spec, force=True)
     dataset = spec.output_dir / "dataset"
     metrics = {}
-    for name, config in TRAININGS:
+    for name, parts in TRAININGS:
+        config = shipped(*parts)
         _step(f"2/5 training ({config.name})")
         train = [*_ecgi(), "train", str(config), "--data", str(dataset), "--output", str(output / name), "--resume"]
         if epochs is not None:

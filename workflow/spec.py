@@ -19,6 +19,8 @@ from solver.common.errors import ConfigError
 from solver.common.limits import DT_MS, DX_MM, check_range
 from solver.common.typedconfig import from_mapping, load_file, to_mapping
 
+from .batch import JobAttributes, ResourceSpec, check_script_text
+
 #: Upper bounds of the spec's counts (docs/data-formats.md): far above any
 #: real campaign, low enough that a typo cannot exhaust the driver's memory.
 LIMITS = {
@@ -35,9 +37,6 @@ LIMITS = {
     "resources.slurm.max_blocks": 10_000,
 }
 
-#: SLURM partition, account and QOS names (comma-separated lists for
-#: partitions): what sbatch accepts, and nothing a shell would interpret.
-SLURM_NAME = re.compile(r"[A-Za-z0-9_.\-]+(,[A-Za-z0-9_.\-]+)*")
 #: Characters allowed in paths that end up in generated batch scripts.
 SCRIPT_PATH = re.compile(r"[A-Za-z0-9_./+@%:,=~\-]+")
 HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?)*")
@@ -48,13 +47,6 @@ def check_limit(key: str, value: int | None) -> None:
     if value is not None and value > LIMITS[key]:
         raise ConfigError(f"{key.rsplit('.', 1)[-1]} is {value}, above the maximum of {LIMITS[key]} "
                           "(docs/data-formats.md); split the campaign into several")
-
-
-def check_script_text(name: str, text: str) -> None:
-    """No control characters (newline included) in a value written into a script line."""
-    bad = sorted({repr(c) for c in text if ord(c) < 32 or ord(c) == 127})
-    if bad:
-        raise ConfigError(f"{name} must not contain control characters ({', '.join(bad)}), got {text!r}")
 
 
 @dataclass
@@ -160,9 +152,12 @@ class SlurmResources:
     partition: Optional[str] = None
     account: Optional[str] = None
     qos: Optional[str] = None
+    #: Node features, e.g. "cpu" or "cpu&intel" (sbatch --constraint).
+    constraint: Optional[str] = None
     nodes_per_block: int = 1
     cores_per_node: Optional[int] = None
     max_blocks: int = 1
+    #: Wall time limit of a block, as sbatch --time takes it (HH:MM:SS, D-HH:MM:SS, MM, ...).
     walltime: str = "01:00:00"
     #: Shell lines run before the workers start (module loads, environment activation).
     worker_init: str = ""
@@ -175,19 +170,13 @@ class SlurmResources:
     def validate(self) -> None:
         # Every value here is written into the batch script of a block: names
         # must follow SLURM's grammar, free text must stay on its own lines.
-        if self.nodes_per_block < 1 or self.max_blocks < 1:
-            raise ConfigError("nodes_per_block and max_blocks must be >= 1")
-        if self.cores_per_node is not None and self.cores_per_node < 1:
-            raise ConfigError(f"cores_per_node must be >= 1, got {self.cores_per_node}")
+        if self.max_blocks < 1:
+            raise ConfigError("max_blocks must be >= 1")
         for key in ("nodes_per_block", "cores_per_node", "max_blocks"):
             check_limit(f"resources.slurm.{key}", getattr(self, key))
-        for key in ("partition", "account", "qos"):
-            value = getattr(self, key)
-            if value is not None and not SLURM_NAME.fullmatch(value):
-                raise ConfigError(f"{key} must be a SLURM name (letters, digits, '_', '.', '-'; "
-                                  f"partitions may be a comma-separated list), got {value!r}")
-        if not re.fullmatch(r"[0-9]{1,4}:[0-9]{2}:[0-9]{2}", self.walltime):
-            raise ConfigError(f"walltime must be HH:MM:SS, got {self.walltime!r}")
+        # The checks every batch job gets (workflow.batch), under this spec's names.
+        self.job_resources().validate({"nodes": "nodes_per_block", "cpus_per_task": "cores_per_node"})
+        self.job_attributes().validate()
         for line in self.scheduler_options.splitlines():
             if line.strip() and not line.strip().startswith("#SBATCH"):
                 raise ConfigError(f"scheduler_options lines must start with #SBATCH, got {line!r}")
@@ -197,6 +186,14 @@ class SlurmResources:
         check_script_text("worker_init", self.worker_init.replace("\n", " ").replace("\t", " "))
         if self.driver_address is not None and not _is_address(self.driver_address):
             raise ConfigError(f"driver_address must be an IP address or a host name, got {self.driver_address!r}")
+
+    def job_resources(self) -> ResourceSpec:
+        """One block: its nodes, one worker pool on each with all their cores."""
+        return ResourceSpec(nodes=self.nodes_per_block, cpus_per_task=self.cores_per_node)
+
+    def job_attributes(self) -> JobAttributes:
+        return JobAttributes(walltime=self.walltime, partition=self.partition, account=self.account, qos=self.qos,
+                             constraint=self.constraint)
 
 
 @dataclass
