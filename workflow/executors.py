@@ -11,8 +11,8 @@ several ranks per simulation it runs under an MPI launcher.  Executors:
   on SLURM, MPIExecutor (HTEX in MPI mode), which hands each task a node of
   the block, where the task runs Open MPI's ``mpiexec``.
 
-Failures are classified by ``retry_cost``: solver and configuration errors
-are final; lost workers or nodes, timeouts and I/O errors are retried.
+Parsl retries a failed task up to ``resources.retries`` times, as
+``workflow.failures.retry_cost`` decides.
 """
 from __future__ import annotations
 
@@ -25,34 +25,9 @@ from pathlib import Path
 
 from solver.common.files import write_text_atomic
 
-from .layout import FINAL_KINDS
+from .failures import retry_cost
 from .mpi_env import one_thread_exports
 from .spec import CampaignSpec
-from .task import EXIT_KINDS
-
-
-def classify_failure(exc: BaseException) -> str:
-    """The failure kind of a task exception (see workflow.layout.FINAL_KINDS)."""
-    from parsl.app.errors import AppTimeout, BashExitFailure
-    from parsl.executors.errors import ExecutorError  # BadStateException is one
-    from parsl.executors.high_throughput.errors import ManagerLost, WorkerLost
-
-    from .apps import TaskFailed
-
-    if isinstance(exc, (BashExitFailure, TaskFailed)):
-        return EXIT_KINDS.get(exc.exitcode, "unknown")
-    if isinstance(exc, AppTimeout):
-        return "timeout"
-    if isinstance(exc, (ManagerLost, WorkerLost, ExecutorError)):
-        return "node_lost"
-    if isinstance(exc, OSError):
-        return "io_error"
-    return "unknown"
-
-
-def retry_cost(exc: BaseException, task_record) -> float:
-    """Parsl retry handler: final failures exhaust the retry budget at once."""
-    return 1e9 if classify_failure(exc) in FINAL_KINDS else 1.0
 
 
 def task_command(spec: CampaignSpec, campaign_dir: Path, sample_id: str) -> str:

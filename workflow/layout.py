@@ -26,12 +26,9 @@ import h5py
 
 from solver.common.files import write_text_atomic
 
+from .failures import Failure
 from .processes import ProcessIdentity
 from .sampling import SamplePlan
-
-#: Failure kinds that rerunning cannot fix; every other kind (node_lost,
-#: timeout, io_error, killed, unknown) is retried.
-FINAL_KINDS = ("solver_error", "config_error")
 
 
 @dataclass
@@ -45,7 +42,7 @@ class SampleRecord:
     finished_at: float = 0.0
     wall_time_s: float = 0.0
     exit_status: Optional[int] = None
-    error_kind: str = ""  #: solver_error, config_error, timeout, node_lost, io_error, killed, unknown
+    error_kind: str = ""  #: a workflow.failures.Failure's kind
     error: str = ""
     log_path: str = ""
     code_version: str = ""
@@ -56,7 +53,11 @@ class SampleRecord:
 
     @property
     def retryable(self) -> bool:
-        return self.state == "failed" and self.error_kind not in FINAL_KINDS
+        return self.state == "failed" and Failure.named(self.error_kind).retryable
+
+    def fail(self, failure: Failure, error: str) -> None:
+        """Mark the sample failed, with what went wrong."""
+        self.state, self.error_kind, self.error = "failed", failure.kind, error
 
 
 class CampaignLayout:

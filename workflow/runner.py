@@ -30,7 +30,8 @@ from solver.common.errors import ConfigError, RunError
 from solver.common.files import check_writable, write_text_atomic
 from solver.common.typedconfig import load_file
 
-from .executors import classify_failure, parsl_config, task_command, workers
+from .executors import parsl_config, task_command, workers
+from .failures import Failure, classify
 from .layout import CampaignLayout, DriverRecord, SampleRecord, driver_alive, write_json_atomic
 from .processes import MARKER, ProcessIdentity, campaign_processes, recorded_helpers, stop_processes, this_process
 from .sampling import SamplePlan, plan_samples
@@ -295,7 +296,7 @@ def _verify_and_build(spec: CampaignSpec, layout: CampaignLayout, done_before: s
         for plan, refused in zip(corrupt, skipped):
             stream.write(f"[{spec.name}] {plan.sample_id}: {refused.reason}; recomputing it\n")
             record = layout.read_record(plan)
-            record.state, record.error_kind, record.error = "failed", "io_error", f"sample file damaged: {refused.reason}"
+            record.fail(Failure.IO_ERROR, f"sample file damaged: {refused.reason}")
             layout.write_record(plan, record)
             if plan.sample_id in done_before:
                 summary.already_done -= 1
@@ -315,7 +316,7 @@ def _verify_and_build(spec: CampaignSpec, layout: CampaignLayout, done_before: s
 
 
 def _reason(record: Optional[SampleRecord]) -> str:
-    return f"{record.error_kind}: {record.error}" if record else "unknown"
+    return f"{record.error_kind}: {record.error}" if record else Failure.UNKNOWN.kind
 
 
 def _execute(spec: CampaignSpec, layout: CampaignLayout, todo: list[SamplePlan], summary: RunSummary, stream) -> None:
@@ -479,12 +480,13 @@ def _settle(future, plan: SamplePlan, layout: CampaignLayout, summary: RunSummar
     if exc is None and layout.is_done(plan, record):
         summary.done += 1
         return
-    kind = classify_failure(exc) if exc is not None else "io_error"
     if record is None or record.state != "failed":
         record = record or SampleRecord(sample_id=plan.sample_id, state="failed", log_path=str(layout.log_path(plan)),
                                         seed=plan.seed, parameters=dict(plan.values))
-        record.state, record.error_kind = "failed", kind
-        record.error = str(exc) if exc is not None else "task ended without a valid sample file"
+        if exc is not None:
+            record.fail(classify(exc), str(exc))
+        else:
+            record.fail(Failure.IO_ERROR, "task ended without a valid sample file")
         record.finished_at = time.time()
         layout.write_record(plan, record)
     summary.failed[plan.sample_id] = _reason(record)
