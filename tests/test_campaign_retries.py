@@ -29,16 +29,16 @@ def in_threads(monkeypatch):
     from parsl.config import Config
     from parsl.executors import ThreadPoolExecutor
 
-    import workflow.runner as driver
+    import workflow.executors as executors
 
-    real = driver.parsl_config
+    real = executors.parsl_config
 
     def config(spec, run_dir):
         made = real(spec, run_dir)
         return Config(executors=[ThreadPoolExecutor(label="simulations", max_threads=1)], run_dir=made.run_dir,
                       retries=made.retries, retry_handler=made.retry_handler)
 
-    monkeypatch.setattr(driver, "parsl_config", config)
+    monkeypatch.setattr(executors, "parsl_config", config)
 
 
 def campaign(tmp_path: Path, retries: int) -> Path:
