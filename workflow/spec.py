@@ -159,6 +159,8 @@ class SplitRules:
         parts = (self.train, self.validation, self.test)
         if min(parts) < 0 or not math.isclose(sum(parts), 1.0, abs_tol=1e-6):
             raise ConfigError(f"train, validation and test must be >= 0 and sum to 1, got {parts}")
+        if not self.train > 0:  # the data set built at the end refuses it (workflow.dataset.validate_settings)
+            raise ConfigError(f"train must be > 0: the data set needs anatomies to train on, got {self.train}")
 
 
 @dataclass
