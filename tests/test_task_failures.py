@@ -65,3 +65,19 @@ def test_a_task_reports_what_it_caught_by_exit_status():
 def test_a_record_is_retried_by_its_kind(kind, retryable):
     record = SampleRecord(sample_id="s-1", state="failed", error_kind=kind)
     assert record.retryable is retryable
+
+
+def test_the_architecture_documents_every_failure_as_the_code_treats_it():
+    """docs/architecture.md, "Failures and retries": one row per kind, with
+    its exit statuses and whether it is retried, as workflow.failures says."""
+    from tests.conftest import REPO
+
+    text = (REPO / "docs" / "architecture.md").read_text().split("## Failures and retries")[1].split("\n## ")[0]
+    rows = {cells[0].strip("` "): cells for cells in
+            ([c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| `"))}
+    assert list(rows) == [f.kind for f in Failure]
+    for failure in Failure:
+        _, statuses, retried, meaning = rows[failure.kind]
+        assert retried == ("yes" if failure.retryable else "no")
+        for status in failure.exit_statuses:
+            assert str(status) in statuses

@@ -28,7 +28,7 @@ class Failure(Enum):
     #              exit statuses        retried  meaning
     SOLVER_ERROR = ((3,),               False,   "the solution blew up or a solver diverged; it would again")
     CONFIG_ERROR = ((4,),               False,   "the sample's configuration is invalid; it would be again")
-    IO_ERROR = ((5,),                   True,    "a file could not be read or written (full disk, lost mount, damaged sample file)")
+    IO_ERROR = ((5,),                   True,    "a file could not be read or written (full disk, damaged sample file)")
     KILLED = ((137, 143, -9, -15),      True,    "the task was killed by SIGKILL or SIGTERM (out of memory, scancel)")
     TIMEOUT = ((),                      True,    "the task ran longer than resources.task_timeout_s")
     NODE_LOST = ((),                    True,    "the task's worker, node or SLURM block was lost")
