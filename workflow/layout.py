@@ -16,7 +16,6 @@ process leaves either the old record or the new one.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sys
 import time
