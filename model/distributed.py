@@ -166,8 +166,3 @@ def all_gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
     gathered: list[Any] = [None] * ctx.world_size
     dist.all_gather_object(gathered, obj)
     return gathered
-
-
-def barrier(ctx: DistContext) -> None:
-    if ctx.distributed:
-        dist.barrier()

@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from solver.plots import bullseye, plain_text
+from solver.common.files import atomic_output, write_text_atomic
 from solver.common.sites import LEAD_NAMES, SITE_GROUPS, SITE_NAMES, site_group
 
 from .evaluate import Evaluation
@@ -115,7 +116,7 @@ def write_evaluation_report(result: Evaluation, directory: str | Path,
           *["| " + " | ".join(row) + " |" for row in rows], ""]
     for caption, figure in figures.items():
         md += [f"## {caption}", "", f"![{caption}]({figure.name})", ""]
-    (directory / "report.md").write_text("\n".join(md))
+    write_text_atomic(directory / "report.md", "\n".join(md))
     cells = [["metric", *columns], *rows]
     body = [f"<h1>{html.escape(title)}</h1>", *[f"<p>{html.escape(n[2:])}</p>" for n in _baseline_notes(metrics)],
             "<table>", *["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in cells],
@@ -123,7 +124,8 @@ def write_evaluation_report(result: Evaluation, directory: str | Path,
     for caption, figure in figures.items():
         body += [f"<h2>{html.escape(caption)}</h2>", f'<img src="{html.escape(figure.name)}" alt="{html.escape(caption)}">']
     style = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}td{padding:2px 12px}img{max-width:100%}"
-    (directory / "report.html").write_text(
+    write_text_atomic(
+        directory / "report.html",
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
     )
@@ -196,5 +198,6 @@ def prediction_figure(ecg: np.ndarray, act: np.ndarray, vm: np.ndarray | None, p
 
 def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_output(path) as tmp:  # the temporary name has no suffix: say the format
+        fig.savefig(tmp, dpi=110, format=path.suffix.lstrip(".") or "png")
     return path

@@ -48,6 +48,7 @@ def records(directory: Path) -> dict:
     ({"resources": {"executor": "local", "ranks_per_simulation": 64}}, "exceeds the"),
     ({"parameters": {"lv_wall_mm": {"kind": "uniform", "low": 1.0, "high": 5.0}}}, "outside the meaningful range"),
     ({"resources": {"executor": "slurm", "slurm": {"walltime": "1 hour"}}}, "walltime must be a SLURM time limit"),
+    ({"splits": {"train": 0, "validation": 0.5, "test": 0.5}}, "campaign.splits: train must be > 0"),
 ])
 def test_bad_spec_is_refused_before_anything_runs(tmp_path, change, message):
     proc = run_ecgi("campaign", "run", spec(tmp_path, **change), check=False)

@@ -135,7 +135,7 @@ def test_a_campaign_frozen_by_an_older_ecgi_resumes(tmp_path):
     """A setting added to the spec since the campaign was frozen takes its
     default: resuming is no change of the spec; a changed value still is."""
     from workflow.layout import CampaignLayout
-    from workflow.runner import freeze_spec
+    from workflow.spec import freeze_spec
     from workflow.spec import load_spec
 
     spec = load_spec(REPO / "examples" / "campaigns" / "tiny.yaml")

@@ -155,17 +155,16 @@ def test_a_campaign_of_older_samples_is_refused_not_mixed(tmp_path):
     from solver.common.errors import ConfigError
     from tests.test_campaign_local import spec
     from workflow.layout import CampaignLayout
-    from workflow.runner import refuse_other_sample_format
     from workflow.sampling import plan_samples
     from workflow.spec import load_spec
 
     campaign = load_spec(spec(tmp_path))
     layout = CampaignLayout(tmp_path / "campaign")
     plans = plan_samples(campaign)
-    refuse_other_sample_format(layout)  # an empty campaign is fine
+    layout.refuse_other_sample_format()  # an empty campaign is fine
     path = layout.sample_path(plans[1])
     path.parent.mkdir(parents=True)
     with h5py.File(path, "w") as f:
         f.attrs.update(format="ecgi-simulation", format_version=1, complete=True)
     with pytest.raises(ConfigError, match="format version 1.*cannot be mixed; start a new campaign directory"):
-        refuse_other_sample_format(layout)
+        layout.refuse_other_sample_format()

@@ -767,7 +767,7 @@ def test_campaign_stop_signals_nothing_it_did_not_start(tmp_path, case, message)
     assert not (campaign / "driver.json").exists(), "a stale driver record stays after stop"
 
 
-CLAIM = f"{ECGI[0]} -c 'from workflow.layout import CampaignLayout; from workflow.runner import claim_driver; " \
+CLAIM = f"{ECGI[0]} -c 'from workflow.layout import CampaignLayout, claim_driver; " \
         "import os; claim_driver(CampaignLayout(os.environ[\"CAMPAIGN\"])); print(\"claimed\")'"
 
 

@@ -1,5 +1,6 @@
 """How the driver reads a failed task: Parsl's own exception classes and the
-task's exit statuses become the failure kinds that decide about retries."""
+task's exit statuses become the failures of workflow.failures, which decide
+about retries."""
 from __future__ import annotations
 
 import pytest
@@ -7,16 +8,19 @@ from parsl.app.errors import AppTimeout, BashExitFailure
 from parsl.executors.errors import BadStateException
 from parsl.executors.high_throughput.errors import ManagerLost, WorkerLost
 
-from workflow.apps import TaskFailed
-from workflow.executors import classify_failure, retry_cost
-from workflow.task import EXIT_CONFIG_ERROR, EXIT_IO_ERROR, EXIT_SOLVER_ERROR
+from solver.common.errors import ConfigError, SolverError
+from workflow.failures import FINAL_COST, Failure, TaskFailed, classify, failure_in_task, retry_cost
+from workflow.layout import SampleRecord
+
+SOLVER, CONFIG, IO = (Failure.SOLVER_ERROR.exit_status, Failure.CONFIG_ERROR.exit_status, Failure.IO_ERROR.exit_status)
 
 
 @pytest.mark.parametrize("exc, kind", [
-    (TaskFailed("s-1", EXIT_SOLVER_ERROR), "solver_error"),
-    (BashExitFailure("simulate_with_mpi", EXIT_CONFIG_ERROR), "config_error"),
-    (TaskFailed("s-1", EXIT_IO_ERROR), "io_error"),
+    (TaskFailed("s-1", SOLVER), "solver_error"),
+    (BashExitFailure("simulate_with_mpi", CONFIG), "config_error"),
+    (TaskFailed("s-1", IO), "io_error"),
     (BashExitFailure("simulate_with_mpi", 137), "killed"),
+    (TaskFailed("s-1", -15), "killed"),
     (TaskFailed("s-1", 99), "unknown"),
     (AppTimeout("walltime exceeded"), "timeout"),
     (ManagerLost(b"manager-1", "node-7"), "node_lost"),
@@ -26,14 +30,54 @@ from workflow.task import EXIT_CONFIG_ERROR, EXIT_IO_ERROR, EXIT_SOLVER_ERROR
     (ValueError("something else"), "unknown"),
 ])
 def test_failure_kinds(exc, kind):
-    assert classify_failure(exc) == kind
+    assert classify(exc).kind == kind
 
 
 def test_only_solver_and_configuration_errors_are_final():
     """A solver or configuration error fails the same way again: the retry
     budget is spent at once; anything else (a lost node, a kill, a timeout)
     is retried."""
-    assert retry_cost(TaskFailed("s-1", EXIT_SOLVER_ERROR), None) >= 1e9
-    assert retry_cost(TaskFailed("s-1", EXIT_CONFIG_ERROR), None) >= 1e9
-    for exc in (ManagerLost(b"m", "h"), TaskFailed("s-1", 137), AppTimeout("t"), OSError("disk")):
+    assert [f.kind for f in Failure if not f.retryable] == ["solver_error", "config_error"]
+    assert retry_cost(TaskFailed("s-1", SOLVER), None) == FINAL_COST
+    assert retry_cost(TaskFailed("s-1", CONFIG), None) == FINAL_COST
+    for exc in (ManagerLost(b"m", "h"), TaskFailed("s-1", 137), AppTimeout("t"), OSError("disk"), ValueError()):
         assert retry_cost(exc, None) == 1.0
+
+
+def test_a_task_reports_what_it_caught_by_exit_status():
+    """The statuses a task returns come back as the same failure, and each
+    kind has one status (none is shared)."""
+    for exc, failure in ((SolverError("blow-up"), Failure.SOLVER_ERROR), (ConfigError("bad"), Failure.CONFIG_ERROR),
+                         (OSError(28, "No space left on device"), Failure.IO_ERROR)):
+        assert failure_in_task(exc) is failure
+        assert Failure.of_exit_status(failure.exit_status) is failure
+    assert failure_in_task(KeyError("x")) is None
+    statuses = [status for f in Failure for status in f.exit_statuses]
+    assert len(statuses) == len(set(statuses)) and 0 not in statuses
+    with pytest.raises(ValueError, match="timeout is not reported by a task's exit status"):
+        Failure.TIMEOUT.exit_status
+
+
+@pytest.mark.parametrize("kind, retryable", [
+    ("solver_error", False), ("config_error", False), ("io_error", True), ("node_lost", True),
+    ("killed", True), ("timeout", True), ("unknown", True), ("a kind from a newer ecgi", True),
+])
+def test_a_record_is_retried_by_its_kind(kind, retryable):
+    record = SampleRecord(sample_id="s-1", state="failed", error_kind=kind)
+    assert record.retryable is retryable
+
+
+def test_the_architecture_documents_every_failure_as_the_code_treats_it():
+    """docs/architecture.md, "Failures and retries": one row per kind, with
+    its exit statuses and whether it is retried, as workflow.failures says."""
+    from tests.conftest import REPO
+
+    text = (REPO / "docs" / "architecture.md").read_text().split("## Failures and retries")[1].split("\n## ")[0]
+    rows = {cells[0].strip("` "): cells for cells in
+            ([c.strip() for c in line.strip("|").split("|")] for line in text.splitlines() if line.startswith("| `"))}
+    assert list(rows) == [f.kind for f in Failure]
+    for failure in Failure:
+        _, statuses, retried, meaning = rows[failure.kind]
+        assert retried == ("yes" if failure.retryable else "no")
+        for status in failure.exit_statuses:
+            assert str(status) in statuses

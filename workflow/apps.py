@@ -10,24 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
-class TaskFailed(Exception):
-    """A sample task ended with a non-zero exit status (see workflow.task)."""
-
-    def __init__(self, sample_id: str, exitcode: int):
-        super().__init__(f"sample {sample_id} ended with exit status {exitcode}")
-        self.sample_id = sample_id
-        self.exitcode = exitcode
-
-    def __reduce__(self):
-        return TaskFailed, (self.sample_id, self.exitcode)
+from .failures import EXIT_OK, TaskFailed
 
 
 def simulate_in_worker(campaign_dir: str, sample_id: str, log_path: str) -> str:
     from .mpi_env import prepare_singleton_mpi
 
     prepare_singleton_mpi()
-    from .task import EXIT_OK, run_task_logged
+    from .task import run_task_logged
 
     status = run_task_logged(Path(campaign_dir), sample_id, Path(log_path))
     if status != EXIT_OK:

@@ -137,7 +137,8 @@ def run_run(args: argparse.Namespace) -> int:
 
 
 def run_resume(args: argparse.Namespace) -> int:
-    from .runner import load_frozen_spec, run_campaign
+    from .runner import run_campaign
+    from .spec import load_frozen_spec
 
     spec = load_frozen_spec(Path(args.directory).resolve())
     _check_petsc_options(spec)

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from solver.common.errors import EcgiError
+from solver.common.files import write_text_atomic
 from solver.common.limits import number
 
 #: The demo's campaign spec, shipped with ecgi (workflow.batch.shipped).
@@ -189,9 +190,9 @@ def write_report(output: Path, spec, act: dict, vm: dict, elapsed_s: float) -> P
     ]
     style = "body{font-family:sans-serif;max-width:1100px;margin:2em auto}td{padding:2px 12px}img{max-width:100%}"
     path = output / "report.html"
-    path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>ecgi demo</title><style>{style}</style>"
-                    f"</head><body>{''.join(body)}</body></html>\n")
-    (output / "summary.json").write_text(json.dumps(
+    write_text_atomic(path, f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>ecgi demo</title>"
+                            f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n")
+    write_text_atomic(output / "summary.json", json.dumps(
         {"campaign": stats, "activation": act, "voltage": vm, "elapsed_s": elapsed_s}, indent=1))
     return path
 

@@ -11,45 +11,34 @@ several ranks per simulation it runs under an MPI launcher.  Executors:
   on SLURM, MPIExecutor (HTEX in MPI mode), which hands each task a node of
   the block, where the task runs Open MPI's ``mpiexec``.
 
-Failures are classified by ``retry_cost``: solver and configuration errors
-are final; lost workers or nodes, timeouts and I/O errors are retried.
+Parsl retries a failed task up to ``resources.retries`` times, as
+``workflow.failures.retry_cost`` decides.
+
+Parsl's life cycle in a driver (``parsl_running``): loaded with every
+process it starts marked as the campaign's, watched (``executor_failure``,
+``helper_processes``, ``slurm_jobs``), shut down within a bounded time,
+and whatever it left running stopped.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
 import sys
+import threading
 from pathlib import Path
+from typing import Callable, Iterator
 
-from .layout import FINAL_KINDS
+from solver.common.errors import RunError
+from solver.common.files import write_text_atomic
+
+from .failures import retry_cost
+from .layout import CampaignLayout
 from .mpi_env import one_thread_exports
+from .processes import MARKER, ProcessIdentity, campaign_processes, stop_processes
+from .sampling import SamplePlan
 from .spec import CampaignSpec
-from .task import EXIT_KINDS
-
-
-def classify_failure(exc: BaseException) -> str:
-    """The failure kind of a task exception (see workflow.layout.FINAL_KINDS)."""
-    from parsl.app.errors import AppTimeout, BashExitFailure
-    from parsl.executors.errors import ExecutorError  # BadStateException is one
-    from parsl.executors.high_throughput.errors import ManagerLost, WorkerLost
-
-    from .apps import TaskFailed
-
-    if isinstance(exc, (BashExitFailure, TaskFailed)):
-        return EXIT_KINDS.get(exc.exitcode, "unknown")
-    if isinstance(exc, AppTimeout):
-        return "timeout"
-    if isinstance(exc, (ManagerLost, WorkerLost, ExecutorError)):
-        return "node_lost"
-    if isinstance(exc, OSError):
-        return "io_error"
-    return "unknown"
-
-
-def retry_cost(exc: BaseException, task_record) -> float:
-    """Parsl retry handler: final failures exhaust the retry budget at once."""
-    return 1e9 if classify_failure(exc) in FINAL_KINDS else 1.0
 
 
 def task_command(spec: CampaignSpec, campaign_dir: Path, sample_id: str) -> str:
@@ -65,6 +54,130 @@ def task_command(spec: CampaignSpec, campaign_dir: Path, sample_id: str) -> str:
     # MPIExecutor assigned to this task ($PARSL_MPI_NODELIST).  (Parsl's own
     # mpiexec prefix uses MPICH flags; srun needs Slurm built with PMIx.)
     return f'mpiexec -n {ranks} --host "${{PARSL_MPI_NODELIST}}:{ranks}" --bind-to none {command}'
+
+
+def submitter(spec: CampaignSpec, layout: CampaignLayout) -> Callable[[SamplePlan], object]:
+    """A function submitting one planned sample to Parsl, returning its future."""
+    from parsl import bash_app, python_app
+
+    from .apps import simulate_in_worker, simulate_with_mpi
+
+    timeout = spec.resources.task_timeout_s
+    ranks = spec.resources.ranks_per_simulation
+    if ranks == 1:
+        app = python_app(simulate_in_worker)
+
+        def submit(plan: SamplePlan):
+            kwargs = {"walltime": timeout} if timeout else {}
+            return app(str(layout.root), plan.sample_id, str(layout.log_path(plan)), **kwargs)
+        return submit
+
+    app = bash_app(simulate_with_mpi)
+    # Parsl's MPI mode (SLURM) places each task on a node of the block.
+    mpi_mode = {"parsl_resource_specification": {"num_nodes": 1, "ranks_per_node": ranks, "num_ranks": ranks}} \
+        if spec.resources.executor == "slurm" else {}
+
+    def submit(plan: SamplePlan):
+        log = layout.log_path(plan)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        kwargs = {"stdout": (str(log), "a"), "stderr": (str(log), "a"), **mpi_mode}
+        if timeout:
+            kwargs["walltime"] = timeout
+        return app(task_command(spec, layout.root, plan.sample_id), **kwargs)
+    return submit
+
+
+@contextlib.contextmanager
+def parsl_running(spec: CampaignSpec, layout: CampaignLayout) -> Iterator[object]:
+    """Parsl loaded for a campaign (its DataFlowKernel); on leaving, shut
+    down, and every process that carries the campaign's mark stopped."""
+    import parsl
+
+    # Parsl starts its interchange and workers by name from PATH: make them
+    # the ones installed beside this Python, even when the venv is not active.
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    # Every process started from here on carries the campaign's mark (workflow.processes).
+    os.environ[MARKER] = str(layout.root.absolute())
+    try:
+        dfk = parsl.load(parsl_config(spec, layout.parsl_dir))
+    except Exception as exc:
+        os.environ.pop(MARKER, None)
+        stop_processes(campaign_processes(layout.root))
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise
+        raise RunError(f"the Parsl executor did not start: {' '.join(str(exc).split())[:300]}") from exc
+    try:
+        yield dfk
+    finally:
+        try:
+            # On a dead interchange Parsl's clean-up only waits: cut it short.
+            shut_down(dfk, 10.0 if executor_failure(dfk) else PARSL_SHUTDOWN_TIMEOUT_S)
+            parsl.clear()
+        finally:
+            os.environ.pop(MARKER, None)
+            # Whatever Parsl's clean-up left (idle pool workers, a pool whose
+            # interchange is gone) goes too.
+            stop_processes(campaign_processes(layout.root))
+
+
+#: How long Parsl's clean-up may take; it waits forever on a dead interchange.
+PARSL_SHUTDOWN_TIMEOUT_S = 60.0
+
+
+def shut_down(dfk, timeout_s: float) -> None:
+    """``dfk.cleanup()`` in a thread, abandoned after ``timeout_s``: the
+    processes it would have stopped are stopped by the caller anyway."""
+    errors: list[BaseException] = []
+
+    def cleanup() -> None:
+        try:
+            dfk.cleanup()
+        except BaseException as exc:  # reported below, not as a thread traceback
+            errors.append(exc)
+
+    thread = threading.Thread(target=cleanup, name="parsl-cleanup", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if thread.is_alive():
+        print(f"Parsl's clean-up did not finish in {timeout_s:.0f} s; stopping its processes",
+              file=sys.stderr)
+    elif errors:
+        print(f"Parsl's clean-up failed: {' '.join(str(errors[0]).split())[:300]}", file=sys.stderr)
+
+
+def executor_failure(dfk) -> str | None:
+    """Why the executor can run nothing more, or None: its interchange
+    process ended, or Parsl marked it broken (blocks that cannot start)."""
+    for executor in dfk.executors.values():
+        interchange = getattr(executor, "interchange_proc", None)
+        if interchange is not None and interchange.poll() is not None:
+            return (f"Parsl's interchange ended unexpectedly (exit status {interchange.returncode}; "
+                    f"log in {executor.logdir}/interchange.log)")
+        if getattr(executor, "bad_state_is_set", False):
+            reason = " ".join(str(executor.executor_exception).split())[:300]
+            return f"the Parsl executor failed: {reason} (logs in {executor.logdir})"
+    return None
+
+
+def helper_processes(dfk) -> list[ProcessIdentity]:
+    """Processes Parsl started directly from the driver (its interchange)."""
+    procs = (getattr(executor, "interchange_proc", None) for executor in dfk.executors.values())
+    identities = (ProcessIdentity.of(proc.pid) for proc in procs if proc is not None and proc.poll() is None)
+    return [identity for identity in identities if identity is not None]
+
+
+def slurm_jobs(dfk) -> list[str]:
+    """SLURM job ids of the blocks the driver submitted (for `ecgi campaign stop`)."""
+    from parsl.providers import SlurmProvider
+
+    jobs: list[str] = []
+    for executor in dfk.executors.values():
+        provider = getattr(executor, "provider", None)
+        if isinstance(provider, SlurmProvider):
+            jobs += [str(job) for job in provider.resources]
+    return jobs
 
 
 

@@ -5,7 +5,8 @@
     DIR/records/shard-00012/<id>.json      what happened to it
     DIR/logs/shard-00012/<id>.log          its output
     DIR/dataset/                           the training set built from it
-    DIR/driver.json                        the live driver (host, process identity, heartbeat)
+    DIR/driver.json                        the live driver (host, process identity, heartbeat):
+                                           its lock on the campaign (claim_driver, beat)
 
 Shard directories keep any directory to samples_per_shard entries.  A
 sample is *done* only if its file opens, carries the completion mark and the
@@ -15,8 +16,8 @@ process leaves either the old record or the new one.
 from __future__ import annotations
 
 import json
-import os
 import socket
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,14 +25,12 @@ from typing import Any, Optional
 
 import h5py
 
+from solver.common.errors import ConfigError
 from solver.common.files import write_text_atomic
 
-from .processes import ProcessIdentity
+from .failures import Failure
+from .processes import ProcessIdentity, campaign_processes, recorded_helpers, stop_processes, this_process
 from .sampling import SamplePlan
-
-#: Failure kinds that rerunning cannot fix; every other kind (node_lost,
-#: timeout, io_error, killed, unknown) is retried.
-FINAL_KINDS = ("solver_error", "config_error")
 
 
 @dataclass
@@ -45,7 +44,7 @@ class SampleRecord:
     finished_at: float = 0.0
     wall_time_s: float = 0.0
     exit_status: Optional[int] = None
-    error_kind: str = ""  #: solver_error, config_error, timeout, node_lost, io_error, killed, unknown
+    error_kind: str = ""  #: a workflow.failures.Failure's kind
     error: str = ""
     log_path: str = ""
     code_version: str = ""
@@ -56,7 +55,11 @@ class SampleRecord:
 
     @property
     def retryable(self) -> bool:
-        return self.state == "failed" and self.error_kind not in FINAL_KINDS
+        return self.state == "failed" and Failure.named(self.error_kind).retryable
+
+    def fail(self, failure: Failure, error: str) -> None:
+        """Mark the sample failed, with what went wrong."""
+        self.state, self.error_kind, self.error = "failed", failure.kind, error
 
 
 class CampaignLayout:
@@ -128,6 +131,21 @@ class CampaignLayout:
                 return False
         return True
 
+    def refuse_other_sample_format(self) -> None:
+        """A campaign holds samples of one format version: refuse to add new
+        samples to a directory an older ecgi filled (any one sample tells)."""
+        from solver.numerics.output import FORMAT_VERSION, format_mismatch
+
+        for path in self.samples_dir.glob("shard-*/*.h5"):
+            try:
+                with h5py.File(path, "r") as f:
+                    version = f.attrs.get("format_version")
+            except OSError:
+                continue  # an unreadable file is recomputed anyway
+            if version != FORMAT_VERSION:
+                raise ConfigError(format_mismatch(path, version))
+            return
+
 
 def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=1, sort_keys=True, default=str))
@@ -141,7 +159,7 @@ HEARTBEAT_TIMEOUT_S = 120.0
 @dataclass(frozen=True)
 class DriverRecord:
     """DIR/driver.json: the campaign's driver, and what it started that
-    ``ecgi campaign stop`` must end with it (see workflow.runner.beat)."""
+    ``ecgi campaign stop`` must end with it (see beat)."""
 
     host: str
     heartbeat: float
@@ -195,3 +213,39 @@ def driver_alive(layout: CampaignLayout) -> Optional[DriverRecord]:
     """The live driver's record, or None if none is running."""
     record = DriverRecord.read(layout.driver_path)
     return record if record is not None and record.is_alive else None
+
+
+def claim_driver(layout: CampaignLayout) -> None:
+    """Become the campaign's driver, unless a live one holds it; a stale
+    driver.json (its process gone, or its pid now another process's) is
+    taken over, and what that driver left running is stopped."""
+    other = driver_alive(layout)
+    if other is not None and other.process != this_process():
+        age = f"{other.heartbeat_age_s:.0f} s ago" if other.heartbeat else "never"
+        raise ConfigError(
+            f"another driver ({other.describe()}, last heartbeat {age}) is running this campaign; "
+            f"wait for it or stop it with `ecgi campaign stop {layout.root}`"
+        )
+    _stop_orphans(layout)  # before beat() replaces the dead driver's record of them
+    beat(layout)
+
+
+def beat(layout: CampaignLayout, slurm_jobs: list[str] | None = None, helpers: list[ProcessIdentity] | None = None) -> None:
+    """Mark this process as the campaign's live driver (see DriverRecord),
+    with what `ecgi campaign stop` must end if it dies: SLURM blocks and
+    helper processes (Parsl's interchange renames itself, hiding its mark).
+    Processes are recorded by identity, never by pid alone."""
+    write_json_atomic(layout.driver_path, {
+        "host": socket.gethostname(), "heartbeat": time.time(), "process": this_process().record(),
+        "slurm_jobs": slurm_jobs or [], "helpers": [helper.record() for helper in helpers or []],
+    })
+
+
+def _stop_orphans(layout: CampaignLayout) -> None:
+    """Workers of an earlier driver that was killed hard would go on writing
+    into the campaign beside this driver's: they are stopped first."""
+    earlier = DriverRecord.read(layout.driver_path)
+    helpers = recorded_helpers(earlier.helpers) if earlier is not None else []
+    orphans = stop_processes(campaign_processes(layout.root) + helpers)
+    if orphans:
+        print(f"stopped {len(orphans)} process(es) left by an earlier driver of {layout.root}", file=sys.stderr)

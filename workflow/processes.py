@@ -139,7 +139,7 @@ def campaign_processes(root: Path) -> list[ProcessIdentity]:
 
 
 def recorded_helpers(records: Iterable[Any]) -> list[ProcessIdentity]:
-    """The helper processes a driver recorded (see workflow.runner.beat)
+    """The helper processes a driver recorded (see workflow.layout.beat)
     that still run as the very processes it recorded."""
     identities = (ProcessIdentity.from_record(record) for record in records)
     return [identity for identity in identities if identity is not None and identity.is_running()]

@@ -8,33 +8,35 @@ Resuming needs no checkpoint of the driver itself: the plan is a function of
 the frozen spec and a sample is done exactly when its file and record say
 so, so any driver, started any number of times, after any crash, runs only
 what is missing, failed (retryable) or corrupt.
+
+Its helpers each have a home: the frozen spec in ``spec`` (freeze_spec),
+the lock on the campaign in ``layout`` (claim_driver, beat), Parsl's life
+cycle in ``executors`` (parsl_running), the failures in ``failures`` and
+the status line in ``progress``.
 """
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
 import itertools
-import os
 import signal
-import socket
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional, TextIO
 
 import yaml
 
-from solver.common.errors import ConfigError, RunError
-from solver.common.files import check_writable, write_text_atomic
-from solver.common.typedconfig import load_file
+from solver.common.errors import RunError
+from solver.common.files import check_writable
 
-from .executors import classify_failure, parsl_config, task_command, workers
-from .layout import CampaignLayout, DriverRecord, SampleRecord, driver_alive, write_json_atomic
-from .processes import MARKER, ProcessIdentity, campaign_processes, recorded_helpers, stop_processes, this_process
+from .executors import executor_failure, helper_processes, parsl_running, slurm_jobs, submitter, workers
+from .failures import Failure, classify
+from .layout import CampaignLayout, SampleRecord, beat, claim_driver
+from .progress import Progress
 from .sampling import SamplePlan, plan_samples
-from .spec import CampaignSpec, spec_from_dict
+from .spec import CampaignSpec, freeze_spec
 
 
 @dataclass
@@ -47,83 +49,11 @@ class RunSummary:
     wall_time_s: float = 0.0
 
 
-def spec_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two spec dicts."""
-    keys = sorted(set(old) | set(new))
-    out = []
-    for k in keys:
-        a, b = old.get(k), new.get(k)
-        path = f"{prefix}{k}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += spec_differences(a, b, path + ".")
-        elif a != b:
-            out.append(f"{path}: {a!r} -> {b!r}")
-    return out
-
-
-def freeze_spec(spec: CampaignSpec, layout: CampaignLayout, force: bool, resuming: bool = False) -> None:
-    """Copy the spec into the campaign directory, or check it against the copy.
-
-    A campaign directory that was moved or copied keeps working: only its
-    ``output_dir`` differs from the frozen one, and the new place is adopted."""
-    new = spec.to_dict()
-    if layout.spec_path.exists():
-        try:
-            old = load_file(layout.spec_path, lambda data: data)
-        except ConfigError as exc:
-            if not force:
-                raise ConfigError(f"{exc}; the campaign's frozen spec is damaged: run `ecgi campaign run SPEC "
-                                  "--force` with the campaign's spec file to replace it") from None
-            old = None
-        changes = spec_differences(_with_defaults(old), new) if isinstance(old, dict) else ["spec.yaml unreadable"]
-        moved = [c for c in changes if c.startswith("output_dir:")]
-        changes = [c for c in changes if not c.startswith("output_dir:")]
-        if changes and not force:
-            fix = ("resume never changes a campaign's spec: run `ecgi campaign run SPEC --force` with the new spec"
-                   if resuming else "rerun with --force to adopt it (samples whose parameters changed are recomputed)")
-            raise ConfigError(
-                f"the spec differs from the one frozen in {layout.spec_path}:\n  " + "\n  ".join(changes) + "\n" + fix
-            )
-        if not changes and not moved:
-            return
-    write_text_atomic(layout.spec_path, yaml.safe_dump(new, sort_keys=False))
-
-
-def _with_defaults(frozen: dict) -> dict:
-    """A frozen spec as this version of ecgi reads it: settings added since
-    it was frozen take their defaults, so they are no change of the spec."""
-    try:
-        return {**spec_from_dict(frozen).to_dict(), "output_dir": frozen.get("output_dir")}
-    except ConfigError:
-        return frozen
-
-
-def load_frozen_spec(campaign_dir: Path) -> CampaignSpec:
-    """The spec frozen in a campaign directory, placed in that directory
-    (wherever the campaign was first run: it may have been moved)."""
-    layout = CampaignLayout(campaign_dir)
-    if not layout.spec_path.is_file():
-        if campaign_dir.exists() and not campaign_dir.is_dir():
-            raise ConfigError(f"{campaign_dir} is a file, not a campaign directory")
-        raise ConfigError(f"{campaign_dir} is not a campaign directory (no spec.yaml); start it with `ecgi campaign run SPEC`")
-
-    def relocated(data):
-        if isinstance(data, dict):
-            data = {**data, "output_dir": str(Path(campaign_dir).absolute())}
-        return spec_from_dict(data)
-
-    try:
-        return load_file(layout.spec_path, relocated)
-    except ConfigError as exc:
-        raise ConfigError(f"{exc}; the campaign's frozen spec is damaged: run `ecgi campaign run SPEC --force` "
-                          "with the campaign's spec file to replace it") from None
-
-
 def samples_to_run(spec: CampaignSpec, layout: CampaignLayout, retry_failed: bool = False, full_check: bool = False):
     """(plan, done plans, to-do plans, permanently failed plans); the three
     lists are views of the plan, small however many samples it has."""
     plans = plan_samples(spec)
-    refuse_other_sample_format(layout)
+    layout.refuse_other_sample_format()
     done, todo, final = [], [], []
     for plan in plans:
         record = layout.read_record(plan)
@@ -139,86 +69,8 @@ def samples_to_run(spec: CampaignSpec, layout: CampaignLayout, retry_failed: boo
     return plans, plans.subset(done), plans.subset(todo), plans.subset(final)
 
 
-def refuse_other_sample_format(layout: CampaignLayout) -> None:
-    """A campaign holds samples of one format version: refuse to add new
-    samples to a directory an older ecgi filled (any one sample tells)."""
-    import h5py
-
-    from solver.numerics.output import FORMAT_VERSION, format_mismatch
-
-    for path in layout.samples_dir.glob("shard-*/*.h5"):
-        try:
-            with h5py.File(path, "r") as f:
-                version = f.attrs.get("format_version")
-        except OSError:
-            continue  # an unreadable file is recomputed anyway
-        if version != FORMAT_VERSION:
-            raise ConfigError(format_mismatch(path, version))
-        return
-
-
 def _same_parameters(record: Optional[SampleRecord], plan: SamplePlan) -> bool:
     return record is not None and yaml.safe_dump(record.parameters) == yaml.safe_dump(dict(plan.values))
-
-
-class Progress:
-    """One status line: done / running / failed, rate, ETA."""
-
-    def __init__(self, total: int, stream: TextIO, name: str):
-        self.total, self.stream, self.name = total, stream, name
-        self.start = time.time()
-        self.last = 0.0
-        self.tty = stream.isatty()
-
-    def due(self) -> bool:
-        return time.time() - self.last >= (1.0 if self.tty else 15.0)
-
-    def update(self, done: int, running: int, failed: int, force: bool = False) -> None:
-        now = time.time()
-        if not force and not self.due():
-            return
-        self.last = now
-        elapsed = now - self.start
-        rate = done / elapsed if elapsed > 0 else 0.0
-        remaining = self.total - done - failed
-        eta = f"{remaining / rate / 60:.1f} min" if rate > 0 else "?"
-        width = 30
-        filled = int(width * (done + failed) / max(self.total, 1))
-        bar = "#" * filled + "." * (width - filled)
-        line = (f"[{self.name}] [{bar}] {done}/{self.total} done, {running} running, {failed} failed | "
-                f"{rate * 60:.1f} samples/min | ETA {eta}")
-        self.stream.write(("\r" + line) if self.tty else line + "\n")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-
-
-def claim_driver(layout: CampaignLayout) -> None:
-    """Become the campaign's driver, unless a live one holds it; a stale
-    driver.json (its process gone, or its pid now another process's) is
-    taken over, and what that driver left running is stopped."""
-    other = driver_alive(layout)
-    if other is not None and other.process != this_process():
-        age = f"{other.heartbeat_age_s:.0f} s ago" if other.heartbeat else "never"
-        raise ConfigError(
-            f"another driver ({other.describe()}, last heartbeat {age}) is running this campaign; "
-            f"wait for it or stop it with `ecgi campaign stop {layout.root}`"
-        )
-    _stop_orphans(layout)  # before beat() replaces the dead driver's record of them
-    beat(layout)
-
-
-def beat(layout: CampaignLayout, slurm_jobs: list[str] | None = None, helpers: list[ProcessIdentity] | None = None) -> None:
-    """Mark this process as the campaign's live driver (see layout.DriverRecord),
-    with what `ecgi campaign stop` must end if it dies: SLURM blocks and
-    helper processes (Parsl's interchange renames itself, hiding its mark).
-    Processes are recorded by identity, never by pid alone."""
-    write_json_atomic(layout.driver_path, {
-        "host": socket.gethostname(), "heartbeat": time.time(), "process": this_process().record(),
-        "slurm_jobs": slurm_jobs or [], "helpers": [helper.record() for helper in helpers or []],
-    })
 
 
 #: Free space a campaign directory needs before a driver starts (records,
@@ -255,16 +107,6 @@ def run_campaign(
         layout.driver_path.unlink(missing_ok=True)
 
 
-def _stop_orphans(layout: CampaignLayout) -> None:
-    """Workers of an earlier driver that was killed hard would go on writing
-    into the campaign beside this driver's: they are stopped first."""
-    earlier = DriverRecord.read(layout.driver_path)
-    helpers = recorded_helpers(earlier.helpers) if earlier is not None else []
-    orphans = stop_processes(campaign_processes(layout.root) + helpers)
-    if orphans:
-        print(f"stopped {len(orphans)} process(es) left by an earlier driver of {layout.root}", file=sys.stderr)
-
-
 @contextlib.contextmanager
 def _signals_as_interrupts():
     """SIGTERM and SIGHUP (scancel, a closed terminal) end the driver like
@@ -295,7 +137,7 @@ def _verify_and_build(spec: CampaignSpec, layout: CampaignLayout, done_before: s
         for plan, refused in zip(corrupt, skipped):
             stream.write(f"[{spec.name}] {plan.sample_id}: {refused.reason}; recomputing it\n")
             record = layout.read_record(plan)
-            record.state, record.error_kind, record.error = "failed", "io_error", f"sample file damaged: {refused.reason}"
+            record.fail(Failure.IO_ERROR, f"sample file damaged: {refused.reason}")
             layout.write_record(plan, record)
             if plan.sample_id in done_before:
                 summary.already_done -= 1
@@ -315,161 +157,51 @@ def _verify_and_build(spec: CampaignSpec, layout: CampaignLayout, done_before: s
 
 
 def _reason(record: Optional[SampleRecord]) -> str:
-    return f"{record.error_kind}: {record.error}" if record else "unknown"
+    return f"{record.error_kind}: {record.error}" if record else Failure.UNKNOWN.kind
 
 
 def _execute(spec: CampaignSpec, layout: CampaignLayout, todo: list[SamplePlan], summary: RunSummary, stream) -> None:
-    import parsl
+    """Run ``todo`` through Parsl, recording each task as it ends."""
+    with parsl_running(spec, layout) as dfk:
+        beat(layout, slurm_jobs(dfk), helper_processes(dfk))
+        progress = Progress(summary.planned, stream, spec.name)
+        done_before = summary.already_done
+        try:
+            submit = submitter(spec, layout)
+            # Submit in a window: a million futures (and their task records in
+            # Parsl) at once would exhaust the driver's memory.
+            queue = iter(todo)
+            blocks = spec.resources.slurm.max_blocks if spec.resources.executor == "slurm" else 1
+            window = max(256, 4 * workers(spec) * blocks)
+            pending: dict = {}
 
-    # Parsl starts its interchange and workers by name from PATH: make them
-    # the ones installed beside this Python, even when the venv is not active.
-    bin_dir = str(Path(sys.executable).parent)
-    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
-        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-    # Every process started from here on carries the campaign's mark (workflow.processes).
-    os.environ[MARKER] = str(layout.root.absolute())
-    try:
-        dfk = parsl.load(parsl_config(spec, layout.parsl_dir))
-    except Exception as exc:
-        os.environ.pop(MARKER, None)
-        stop_processes(campaign_processes(layout.root))
-        if isinstance(exc, OSError) and exc.errno is not None:
-            raise
-        raise RunError(f"the Parsl executor did not start: {' '.join(str(exc).split())[:300]}") from exc
-    beat(layout, _slurm_jobs(dfk), _helpers(dfk))
-    progress = Progress(summary.planned, stream, spec.name)
-    done_before = summary.already_done
-    try:
-        submit = _submitter(spec, layout)
-        # Submit in a window: a million futures (and their task records in
-        # Parsl) at once would exhaust the driver's memory.
-        queue = iter(todo)
-        window = max(256, 4 * workers(spec) * (spec.resources.slurm.max_blocks if spec.resources.executor == "slurm" else 1))
-        pending: dict = {}
+            def refill() -> None:
+                for plan in itertools.islice(queue, max(0, window - len(pending))):
+                    pending[submit(plan)] = plan
 
-        def refill() -> None:
-            for plan in itertools.islice(queue, max(0, window - len(pending))):
-                pending[submit(plan)] = plan
-
-        refill()
-        last_beat = 0.0
-        while pending:
-            # Block until a task ends (no busy polling: the driver shares the
-            # machine with the simulations when running locally).
-            finished, _ = concurrent.futures.wait(list(pending), timeout=2.0, return_when=concurrent.futures.FIRST_COMPLETED)
-            for future in finished:
-                _settle(future, pending.pop(future), layout, summary)
             refill()
-            now = time.time()
-            if now - last_beat > 10:
-                last_beat = now
-                beat(layout, _slurm_jobs(dfk), _helpers(dfk))
-                failure = _executor_failure(dfk)
-                if failure is not None:
-                    raise RunError(f"{failure}; `ecgi campaign resume {layout.root}` continues the campaign")
-            if progress.due():
-                progress.update(done_before + summary.done, _count_running(layout, pending.values()), len(summary.failed))
-        progress.update(done_before + summary.done, 0, len(summary.failed), force=True)
-    finally:
-        progress.close()
-        try:
-            # On a dead interchange Parsl's clean-up only waits: cut it short.
-            _shut_down(dfk, 10.0 if _executor_failure(dfk) else PARSL_SHUTDOWN_TIMEOUT_S)
-            parsl.clear()
+            last_beat = 0.0
+            while pending:
+                # Block until a task ends (no busy polling: the driver shares the
+                # machine with the simulations when running locally).
+                finished, _ = concurrent.futures.wait(list(pending), timeout=2.0,
+                                                      return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in finished:
+                    _settle(future, pending.pop(future), layout, summary)
+                refill()
+                now = time.time()
+                if now - last_beat > 10:
+                    last_beat = now
+                    beat(layout, slurm_jobs(dfk), helper_processes(dfk))
+                    failure = executor_failure(dfk)
+                    if failure is not None:
+                        raise RunError(f"{failure}; `ecgi campaign resume {layout.root}` continues the campaign")
+                if progress.due():
+                    progress.update(done_before + summary.done, _count_running(layout, pending.values()),
+                                    len(summary.failed))
+            progress.update(done_before + summary.done, 0, len(summary.failed), force=True)
         finally:
-            os.environ.pop(MARKER, None)
-            # Whatever Parsl's clean-up left (idle pool workers, a pool whose
-            # interchange is gone) goes too.
-            stop_processes(campaign_processes(layout.root))
-
-
-#: How long Parsl's clean-up may take; it waits forever on a dead interchange.
-PARSL_SHUTDOWN_TIMEOUT_S = 60.0
-
-
-def _shut_down(dfk, timeout_s: float) -> None:
-    """``dfk.cleanup()`` in a thread, abandoned after ``timeout_s``: the
-    processes it would have stopped are stopped by the caller anyway."""
-    errors: list[BaseException] = []
-
-    def cleanup() -> None:
-        try:
-            dfk.cleanup()
-        except BaseException as exc:  # reported below, not as a thread traceback
-            errors.append(exc)
-
-    thread = threading.Thread(target=cleanup, name="parsl-cleanup", daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if thread.is_alive():
-        print(f"Parsl's clean-up did not finish in {timeout_s:.0f} s; stopping its processes",
-              file=sys.stderr)
-    elif errors:
-        print(f"Parsl's clean-up failed: {' '.join(str(errors[0]).split())[:300]}", file=sys.stderr)
-
-
-def _executor_failure(dfk) -> str | None:
-    """Why the executor can run nothing more, or None: its interchange
-    process ended, or Parsl marked it broken (blocks that cannot start)."""
-    for executor in dfk.executors.values():
-        interchange = getattr(executor, "interchange_proc", None)
-        if interchange is not None and interchange.poll() is not None:
-            return (f"Parsl's interchange ended unexpectedly (exit status {interchange.returncode}; "
-                    f"log in {executor.logdir}/interchange.log)")
-        if getattr(executor, "bad_state_is_set", False):
-            reason = " ".join(str(executor.executor_exception).split())[:300]
-            return f"the Parsl executor failed: {reason} (logs in {executor.logdir})"
-    return None
-
-
-def _helpers(dfk) -> list[ProcessIdentity]:
-    """Processes Parsl started directly from the driver (its interchange)."""
-    procs = (getattr(executor, "interchange_proc", None) for executor in dfk.executors.values())
-    identities = (ProcessIdentity.of(proc.pid) for proc in procs if proc is not None and proc.poll() is None)
-    return [identity for identity in identities if identity is not None]
-
-
-def _slurm_jobs(dfk) -> list[str]:
-    """SLURM job ids of the blocks the driver submitted (for `ecgi campaign stop`)."""
-    from parsl.providers import SlurmProvider
-
-    jobs: list[str] = []
-    for executor in dfk.executors.values():
-        provider = getattr(executor, "provider", None)
-        if isinstance(provider, SlurmProvider):
-            jobs += [str(job) for job in provider.resources]
-    return jobs
-
-
-def _submitter(spec: CampaignSpec, layout: CampaignLayout):
-    """A function submitting one planned sample to Parsl, returning its future."""
-    from parsl import bash_app, python_app
-
-    from .apps import simulate_in_worker, simulate_with_mpi
-
-    timeout = spec.resources.task_timeout_s
-    ranks = spec.resources.ranks_per_simulation
-    if ranks == 1:
-        app = python_app(simulate_in_worker)
-
-        def submit(plan: SamplePlan):
-            kwargs = {"walltime": timeout} if timeout else {}
-            return app(str(layout.root), plan.sample_id, str(layout.log_path(plan)), **kwargs)
-        return submit
-
-    app = bash_app(simulate_with_mpi)
-    # Parsl's MPI mode (SLURM) places each task on a node of the block.
-    mpi_mode = {"parsl_resource_specification": {"num_nodes": 1, "ranks_per_node": ranks, "num_ranks": ranks}} \
-        if spec.resources.executor == "slurm" else {}
-
-    def submit(plan: SamplePlan):
-        log = layout.log_path(plan)
-        log.parent.mkdir(parents=True, exist_ok=True)
-        kwargs = {"stdout": (str(log), "a"), "stderr": (str(log), "a"), **mpi_mode}
-        if timeout:
-            kwargs["walltime"] = timeout
-        return app(task_command(spec, layout.root, plan.sample_id), **kwargs)
-    return submit
+            progress.close()
 
 
 def _settle(future, plan: SamplePlan, layout: CampaignLayout, summary: RunSummary) -> None:
@@ -479,12 +211,13 @@ def _settle(future, plan: SamplePlan, layout: CampaignLayout, summary: RunSummar
     if exc is None and layout.is_done(plan, record):
         summary.done += 1
         return
-    kind = classify_failure(exc) if exc is not None else "io_error"
     if record is None or record.state != "failed":
         record = record or SampleRecord(sample_id=plan.sample_id, state="failed", log_path=str(layout.log_path(plan)),
                                         seed=plan.seed, parameters=dict(plan.values))
-        record.state, record.error_kind = "failed", kind
-        record.error = str(exc) if exc is not None else "task ended without a valid sample file"
+        if exc is not None:
+            record.fail(classify(exc), str(exc))
+        else:
+            record.fail(Failure.IO_ERROR, "task ended without a valid sample file")
         record.finished_at = time.time()
         layout.write_record(plan, record)
     summary.failed[plan.sample_id] = _reason(record)

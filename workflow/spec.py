@@ -3,7 +3,7 @@
 Everything is checked before anything runs: parameter names against the
 registry of what can be varied (``workflow.parameters``), distributions,
 counts, resources.  The spec is frozen into the campaign directory at the
-first run; ``resume`` compares against that frozen copy.
+first run (``freeze_spec``); ``resume`` compares against that frozen copy.
 """
 from __future__ import annotations
 
@@ -13,13 +13,19 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
+
+import yaml
 
 from solver.common.errors import ConfigError
+from solver.common.files import write_text_atomic
 from solver.common.limits import DT_MS, DX_MM, check_range
 from solver.common.typedconfig import from_mapping, load_file, to_mapping
 
 from .batch import JobAttributes, ResourceSpec, check_script_text
+
+if TYPE_CHECKING:  # workflow.layout imports this module (through sampling)
+    from .layout import CampaignLayout
 
 #: Upper bounds of the spec's counts (docs/data-formats.md): far above any
 #: real campaign, low enough that a typo cannot exhaust the driver's memory.
@@ -145,6 +151,8 @@ class SplitRules:
         parts = (self.train, self.validation, self.test)
         if min(parts) < 0 or not math.isclose(sum(parts), 1.0, abs_tol=1e-6):
             raise ConfigError(f"train, validation and test must be >= 0 and sum to 1, got {parts}")
+        if not self.train > 0:  # the data set built at the end refuses it (workflow.dataset.validate_settings)
+            raise ConfigError(f"train must be > 0: the data set needs anatomies to train on, got {self.train}")
 
 
 @dataclass
@@ -321,3 +329,77 @@ def load_spec(path: str | Path) -> CampaignSpec:
     """Read and validate a campaign spec; relative output_dir is taken from
     the current directory (where the user launched the command)."""
     return load_file(path, lambda data: spec_from_dict(data, Path.cwd()))
+
+
+def spec_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two spec dicts."""
+    keys = sorted(set(old) | set(new))
+    out = []
+    for k in keys:
+        a, b = old.get(k), new.get(k)
+        path = f"{prefix}{k}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += spec_differences(a, b, path + ".")
+        elif a != b:
+            out.append(f"{path}: {a!r} -> {b!r}")
+    return out
+
+
+def freeze_spec(spec: CampaignSpec, layout: "CampaignLayout", force: bool, resuming: bool = False) -> None:
+    """Copy the spec into the campaign directory, or check it against the copy.
+
+    A campaign directory that was moved or copied keeps working: only its
+    ``output_dir`` differs from the frozen one, and the new place is adopted."""
+    new = spec.to_dict()
+    if layout.spec_path.exists():
+        try:
+            old = load_file(layout.spec_path, lambda data: data)
+        except ConfigError as exc:
+            if not force:
+                raise ConfigError(f"{exc}; the campaign's frozen spec is damaged: run `ecgi campaign run SPEC "
+                                  "--force` with the campaign's spec file to replace it") from None
+            old = None
+        changes = spec_differences(_with_defaults(old), new) if isinstance(old, dict) else ["spec.yaml unreadable"]
+        moved = [c for c in changes if c.startswith("output_dir:")]
+        changes = [c for c in changes if not c.startswith("output_dir:")]
+        if changes and not force:
+            fix = ("resume never changes a campaign's spec: run `ecgi campaign run SPEC --force` with the new spec"
+                   if resuming else "rerun with --force to adopt it (samples whose parameters changed are recomputed)")
+            raise ConfigError(
+                f"the spec differs from the one frozen in {layout.spec_path}:\n  " + "\n  ".join(changes) + "\n" + fix
+            )
+        if not changes and not moved:
+            return
+    write_text_atomic(layout.spec_path, yaml.safe_dump(new, sort_keys=False))
+
+
+def _with_defaults(frozen: dict) -> dict:
+    """A frozen spec as this version of ecgi reads it: settings added since
+    it was frozen take their defaults, so they are no change of the spec."""
+    try:
+        return {**spec_from_dict(frozen).to_dict(), "output_dir": frozen.get("output_dir")}
+    except ConfigError:
+        return frozen
+
+
+def load_frozen_spec(campaign_dir: Path) -> CampaignSpec:
+    """The spec frozen in a campaign directory, placed in that directory
+    (wherever the campaign was first run: it may have been moved)."""
+    from .layout import CampaignLayout
+
+    layout = CampaignLayout(campaign_dir)
+    if not layout.spec_path.is_file():
+        if campaign_dir.exists() and not campaign_dir.is_dir():
+            raise ConfigError(f"{campaign_dir} is a file, not a campaign directory")
+        raise ConfigError(f"{campaign_dir} is not a campaign directory (no spec.yaml); start it with `ecgi campaign run SPEC`")
+
+    def relocated(data):
+        if isinstance(data, dict):
+            data = {**data, "output_dir": str(Path(campaign_dir).absolute())}
+        return spec_from_dict(data)
+
+    try:
+        return load_file(layout.spec_path, relocated)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; the campaign's frozen spec is damaged: run `ecgi campaign run SPEC --force` "
+                          "with the campaign's spec file to replace it") from None

@@ -5,7 +5,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .layout import CampaignLayout, driver_alive
-from .runner import load_frozen_spec
+from .spec import load_frozen_spec
 from .sampling import plan_samples
 
 STATES = ("done", "failed", "pending", "running")

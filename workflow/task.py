@@ -2,10 +2,9 @@
 
 The task rebuilds its configuration from the frozen spec (the plan is a
 pure function of it), runs the patient simulation on the MPI ranks it was
-started with, writes the sample file atomically and then its record.  Exit
-status tells the driver what kind of failure it was: solver and
-configuration errors are final, anything else (a killed process, a lost
-node, an I/O error) may be retried.
+started with, writes the sample file atomically and then its record.  Its
+exit status tells the driver what kind of failure it was
+(``workflow.failures``: which kinds are retried).
 """
 from __future__ import annotations
 
@@ -15,22 +14,17 @@ import time
 from pathlib import Path
 
 from solver import __version__
-from solver.common.errors import ConfigError, SolverError
+from solver.common.errors import ConfigError
 
+from .failures import EXIT_OK, Failure, failure_in_task
 from .layout import CampaignLayout, SampleRecord
 from .sampling import plan_samples
 from .spec import load_spec
 
-EXIT_OK, EXIT_SOLVER_ERROR, EXIT_CONFIG_ERROR, EXIT_IO_ERROR = 0, 3, 4, 5
-#: Failure kind of each non-zero exit status; a process killed by a signal
-#: shows as 128 + signal from a shell, or as minus the signal.
-EXIT_KINDS = {EXIT_SOLVER_ERROR: "solver_error", EXIT_CONFIG_ERROR: "config_error", EXIT_IO_ERROR: "io_error",
-              137: "killed", 143: "killed", -9: "killed", -15: "killed"}
-
 
 def run_task(campaign_dir: Path, sample_id: str) -> int:
-    # MPI is imported here, not at module level: the driver imports this
-    # module for its exit statuses and must not initialise MPI.
+    # MPI is imported here, not at module level: the driver must not
+    # initialise MPI (workflow.mpi_env says why).
     from mpi4py import MPI
 
     from solver.numerics.petsc_options import insert_petsc_options
@@ -68,12 +62,11 @@ def run_task(campaign_dir: Path, sample_id: str) -> int:
             record.file_size = path.stat().st_size
             _finish(layout, plan, record, "done", EXIT_OK)
         return EXIT_OK
-    except SolverError as exc:
-        return _fail(layout, plan, record, root, "solver_error", exc, EXIT_SOLVER_ERROR)
-    except ConfigError as exc:
-        return _fail(layout, plan, record, root, "config_error", exc, EXIT_CONFIG_ERROR)
-    except OSError as exc:
-        return _fail(layout, plan, record, root, "io_error", exc, EXIT_IO_ERROR)
+    except Exception as exc:
+        failure = failure_in_task(exc)
+        if failure is None:
+            raise
+        return _fail(layout, plan, record, root, failure, exc)
 
 
 def run_task_logged(campaign_dir: Path, sample_id: str, log_path: Path) -> int:
@@ -99,9 +92,9 @@ def _finish(layout, plan, record: SampleRecord, state: str, status: int) -> None
     layout.write_record(plan, record)
 
 
-def _fail(layout, plan, record, root: bool, kind: str, exc: Exception, status: int) -> int:
-    print(f"ecgi campaign task {plan.sample_id}: {kind}: {exc}", file=sys.stderr)
+def _fail(layout, plan, record, root: bool, failure: Failure, exc: Exception) -> int:
+    print(f"ecgi campaign task {plan.sample_id}: {failure.kind}: {exc}", file=sys.stderr)
     if root:
-        record.error_kind, record.error = kind, str(exc)
-        _finish(layout, plan, record, "failed", status)
-    return status
+        record.error_kind, record.error = failure.kind, str(exc)
+        _finish(layout, plan, record, "failed", failure.exit_status)
+    return failure.exit_status

@@ -17,6 +17,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from solver.plots import bullseye, plain_text
+from solver.common.files import atomic_output, write_text_atomic
 from solver.common.sites import LEAD_NAMES, SITE_GROUPS, SITE_NAMES, site_group
 
 _AHA = [SITE_NAMES.index(f"AHA{i:02d}") for i in range(1, 18)]
@@ -25,7 +26,8 @@ _RV = [SITE_NAMES.index(s) for s in SITE_GROUPS["RV"]]
 
 def _save(fig: Figure, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_output(path) as tmp:  # the temporary name has no suffix: say the format
+        fig.savefig(tmp, dpi=100, format=path.suffix.lstrip(".") or "png")
     return path
 
 
@@ -115,7 +117,7 @@ def write_clinical_report(prediction, directory: str | Path, title: str, warning
         figures.append(median_figure(prediction, directory / "median-beat.png", len(prediction.ecg)))
     figures.append(maps_figure(prediction, directory / "activation.png"))
     page = directory / "report.html"
-    page.write_text(_html(prediction, title, [f.name for f in figures], warnings))
+    write_text_atomic(page, _html(prediction, title, [f.name for f in figures], warnings))
     return page
 
 

@@ -53,10 +53,6 @@ class VoxelAnatomy:
     def shape(self) -> tuple[int, int, int]:
         return self.tissue.shape  # type: ignore[return-value]
 
-    @property
-    def n_tissue(self) -> int:
-        return int(self.tissue.sum())
-
     def position(self, ijk: np.ndarray) -> np.ndarray:
         """Centres (mm) of the voxels with grid indices ``ijk`` (..., 3)."""
         return self.origin + self.dx * np.asarray(ijk, dtype=np.float64)

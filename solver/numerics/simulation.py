@@ -33,7 +33,7 @@ from .timestepping import make_diffusion_stepper
 class StepObserver(Protocol):
     """Extra measurements taken at every output sample (e.g. the ECG)."""
 
-    def record(self, sample: int, vm: np.ndarray, diffusion_rate: np.ndarray) -> None: ...
+    def record(self, sample: int, vm: np.ndarray) -> None: ...
 
 
 @dataclass
@@ -199,11 +199,10 @@ class Simulation:
         tissue_flat = np.ravel_multi_index(self.numbering.ijk.T, self.anatomy.shape)
         loop = _TimeLoop(ActivationTimes(self.n_local, cfg.output.activation_threshold_mV),
                          ProbeTraces(np.searchsorted(tissue_flat, probe_natural), self.owned, self.n_samples))
-        rate = self.diffusion.rate
 
         start = time.perf_counter()
         last_report = start
-        self._record(0, vm, rate, loop.probes)
+        self._record(0, vm, loop.probes)
         loop.samples_done = 1
         if self.snapshot_every:
             self._snapshot(0.0, vm, loop.snapshots, loop.snapshot_times)
@@ -226,7 +225,7 @@ class Simulation:
             if done % self.output_every == 0:
                 self._check_finite(vm, done * dt)
                 if loop.samples_done < self.n_samples:
-                    self._record(loop.samples_done, vm, rate, loop.probes)
+                    self._record(loop.samples_done, vm, loop.probes)
                     loop.samples_done += 1
                 if self.snapshot_every and done % self.snapshot_every == 0:
                     self._snapshot(done * dt, vm, loop.snapshots, loop.snapshot_times)
@@ -242,11 +241,11 @@ class Simulation:
             self._report(loop.steps_done * dt, loop.wall_s, loop.steps_done)
         return loop
 
-    def _record(self, sample: int, vm, rate, probes: ProbeTraces) -> None:
+    def _record(self, sample: int, vm, probes: ProbeTraces) -> None:
         probes.record(sample, vm)
         start = time.perf_counter()
         for observer in self.observers:
-            observer.record(sample, vm, rate.array_r)
+            observer.record(sample, vm)
         self._observer_s += time.perf_counter() - start
 
     def _snapshot(self, t: float, vm, snapshots: list, times: list) -> None:

@@ -149,7 +149,7 @@ class ECGRecorder:
         self.reference = reference
         self.potentials = np.zeros((n_samples, weights_local.shape[0]))
 
-    def record(self, sample: int, vm: np.ndarray, diffusion_rate: np.ndarray) -> None:
+    def record(self, sample: int, vm: np.ndarray) -> None:
         self.potentials[sample] = self.weights @ vm
 
     def gather(self, comm, n_recorded: int) -> dict:

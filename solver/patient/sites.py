@@ -146,7 +146,7 @@ class FootprintRecorder:
         self._traces = ProbeTraces(self.voxels, owned_natural, n_samples)
         self.vm: np.ndarray | None = None
 
-    def record(self, sample: int, vm: np.ndarray, diffusion_rate: np.ndarray) -> None:
+    def record(self, sample: int, vm: np.ndarray) -> None:
         self._traces.record(sample, vm)
 
     def gather(self, comm, n_recorded: int) -> dict:
