@@ -54,12 +54,12 @@ demo: install
 bench: install
 	$(VENV)/bin/ecgi bench niederer --dx 0.5 --dt 0.05
 	$(VENV)/bin/ecgi bench niederer --dx 0.5 --dt 0.05 --calibrated
-	$(PY) bench/solver_throughput.py
-	$(PY) bench/patient_sample.py
-	$(PY) bench/campaign_throughput.py --slurm
-	$(PY) bench/aggregation_throughput.py
-	$(PY) bench/train_throughput.py
-	$(PY) bench/clinical_throughput.py
+	$(PY) -m bench.solver_throughput
+	$(PY) -m bench.patient_sample
+	$(PY) -m bench.campaign_throughput --slurm
+	$(PY) -m bench.aggregation_throughput
+	$(PY) -m bench.train_throughput
+	$(PY) -m bench.clinical_throughput
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache
