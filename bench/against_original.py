@@ -145,7 +145,7 @@ def figures(results: dict[str, dict[str, float]], threads: int) -> tuple[list[Fi
     for code, rates in results.items():
         if code == "original":
             continue
-        name = f"{code}: training samples/s, {threads} thread(s)"
+        name = f"{code}, {threads} thread{'s' if threads > 1 else ''}"
         found.append(Figure(name, rates["train_per_s"], "samples/s"))
         compared.append(Comparison(name, "original training code", "peer", original, "samples/s"))
     return found, compared

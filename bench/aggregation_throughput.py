@@ -77,10 +77,10 @@ def main() -> None:
     parser.add_argument("--samples-per-shard", type=int, default=64, help="samples per shard (64)")
     add_json_option(parser, "aggregation_throughput")
     args = parser.parse_args()
-    bench = Run("aggregation_throughput", "Aggregation into a data set", "throughput")
+    bench = Run("aggregation_throughput", "Aggregation of sample files into shards", "throughput")
     report = measure(args.samples, args.length, args.samples_per_shard)
-    bench.write(args.json, [Figure("first build", report["build_samples_per_s"], "samples/s"),
-                            Figure("rebuild, nothing changed", report["rebuild_samples_per_s"], "samples/s")],
+    bench.write(args.json, [Figure("first build (checksums verified)", report["build_samples_per_s"], "samples/s"),
+                            Figure("rebuild, every shard unchanged", report["rebuild_samples_per_s"], "samples/s")],
                 details=report)
     if args.json == "-":
         return

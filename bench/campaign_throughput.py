@@ -82,10 +82,11 @@ def figures(results: list[dict]) -> tuple[list[Figure], list[Comparison]]:
     """Samples per minute and core utilisation while samples flow, per executor."""
     found, compared = [], []
     for r in results:
-        utilisation = f"{r['executor']}: core utilisation, first to last sample"
-        found += [Figure(f"{r['executor']}: samples/min", r["samples_per_min"], "samples/min"),
+        executor = {"slurm": "SLURM"}.get(r["executor"], r["executor"])
+        utilisation = f"{executor}: core utilisation, first to last sample"
+        found += [Figure(f"{executor}: samples/min", r["samples_per_min"], "samples/min"),
                   Figure(utilisation, r["window_core_utilisation"], "fraction"),
-                  Figure(f"{r['executor']}: overhead per task", r["window_overhead_per_task_s"], "s")]
+                  Figure(f"{executor}: overhead per task", r["window_overhead_per_task_s"], "s")]
         compared.append(Comparison(utilisation, "goal", "goal", GOAL_UTILISATION, "fraction"))
     return found, compared
 
@@ -96,7 +97,7 @@ def main() -> None:
     parser.add_argument("--slurm", action="store_true", help="also run through a private local SLURM")
     add_json_option(parser, "campaign_throughput")
     args = parser.parse_args()
-    bench = Run("campaign_throughput", "Campaign throughput", "throughput")
+    bench = Run("campaign_throughput", f"Campaign, {args.samples} small samples through Parsl", "throughput")
     results = [run(args.samples)]
     if args.slurm:
         from workflow.local_slurm import SlurmCluster

@@ -66,17 +66,24 @@ def time_record(path: Path, repeats: int) -> dict:
             "records_per_s": 1.0 / total}
 
 
+def label(result: dict) -> str:
+    """A record as its format, length and rate: "DICOM, 10 s at 1 kHz"."""
+    kind = {".dcm": "DICOM", ".hea": "WFDB", ".csv": "CSV"}.get(Path(result["record"]).suffix, result["record"])
+    rate = result["rate_hz"]
+    return f"{kind}, {result['seconds']:g} s at " + (f"{rate / 1000:g} kHz" if rate >= 1000 else f"{rate:g} Hz")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
     add_json_option(parser, "clinical_throughput")
     args = parser.parse_args()
-    bench = Run("clinical_throughput", "Clinical input: reading, conditioning, beats", "throughput")
+    bench = Run("clinical_throughput", "Clinical records before the network (read, condition, beats)", "throughput")
     with tempfile.TemporaryDirectory() as tmp:
         paths = [Path(get_testdata_file("waveform_ecg.dcm")), REPO / "tests/data/clinical/ptbdb-s0010_re-10s.hea",
                  synthetic_csv(Path(tmp))]
         results = [time_record(p, args.repeats) for p in paths]
-    bench.write(args.json, [Figure(f"{r['record']}: records/s", r["records_per_s"], "records/s") for r in results],
+    bench.write(args.json, [Figure(label(r), r["records_per_s"], "records/s") for r in results],
                 details=results)
     if args.json == "-":
         return

@@ -74,7 +74,7 @@ def main() -> None:
     parser.add_argument("--shifts", type=int, default=3)
     add_json_option(parser, "grid_shift")
     args = parser.parse_args()
-    bench = Run("grid_shift", "What the grid adds", "accuracy")
+    bench = Run("grid_shift", "What the grid adds", "checks")
     spec = load_spec(args.spec)
     plans = plan_samples(spec)
     chosen = plans[::max(1, len(plans) // args.patients)][:args.patients]

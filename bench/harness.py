@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import shlex
@@ -135,8 +136,8 @@ class Run:
     def write(self, path: str | Path, figures: Sequence[Figure], compared_with: Sequence[Comparison] = (),
               details: Any = None) -> dict[str, Any]:
         """Write the result to ``path`` (``-``: stdout) and return it."""
-        result = self.record(figures, compared_with, details)
-        text = json.dumps(result, indent=1, ensure_ascii=False) + "\n"
+        result = _finite(self.record(figures, compared_with, details))
+        text = json.dumps(result, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
         if str(path) == "-":
             sys.stdout.write(text)
         else:
@@ -149,6 +150,18 @@ class Run:
 def load_results(directory: Path = RESULTS) -> list[dict[str, Any]]:
     """Every result in ``directory``, by file name."""
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(directory.glob("*.json"))]
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None: JSON has no such numbers, and a rate
+    that could not be measured is no number."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _command_line() -> str:

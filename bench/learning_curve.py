@@ -191,14 +191,15 @@ def figure(points: list[Point], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def figures(points: list[Point], kinds: list[str], size: int) -> tuple[list[harness.Figure], list[Comparison]]:
-    """The network's test MAE at the largest size of each split, against the ridge's and the site mean's."""
+def figures(points: list[Point], kinds: list[str], sizes: list[int]) -> tuple[list[harness.Figure], list[Comparison]]:
+    """The network's test MAE at each size, beside the ridge's and the site mean's on the same subset."""
     found, compared = [], []
     for kind in kinds:
-        name = f"network, {size:,} training samples, {kind} split: test activation MAE"
-        found.append(harness.Figure(name, mean_mae(points, kind, size, "network_mae_ms"), "ms"))
-        compared += [Comparison(name, "ridge", "baseline", mean_mae(points, kind, size, "ridge_mae_ms"), "ms"),
-                     Comparison(name, "site mean", "baseline", mean_mae(points, kind, size, "site_mean_mae_ms"), "ms")]
+        for size in sizes:
+            name = f"network, {size:,} training patients" + (", random split" if kind == "random" else "")
+            found.append(harness.Figure(name, mean_mae(points, kind, size, "network_mae_ms"), "ms"))
+            compared += [Comparison(name, "ridge", "baseline", mean_mae(points, kind, size, "ridge_mae_ms"), "ms"),
+                         Comparison(name, "site mean", "baseline", mean_mae(points, kind, size, "site_mean_mae_ms"), "ms")]
     return found, compared
 
 
@@ -216,7 +217,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=Path("learning-curve"), help="the figure, OUTPUT.png")
     add_json_option(parser, "learning_curve")
     args = parser.parse_args()
-    bench = Run("learning_curve", "Learning curve", "accuracy")
+    bench = Run("learning_curve", f"Learning curve on {args.dataset.name}: test activation MAE", "accuracy")
     torch.set_num_threads(args.threads)
     manifest = load_manifest(args.dataset)
     args.dt_ms = manifest.dt_ms
@@ -235,7 +236,7 @@ def main() -> int:
               "validation": manifest.split_size("validation"), "test": manifest.split_size("test"),
               "points": [p.__dict__ for p in points],
               "extrapolation": {kind: extrapolate(points, kind) for kind in kinds}}
-    bench.write(args.json, *figures(points, kinds, sizes[-1]), details=report)
+    bench.write(args.json, *figures(points, kinds, sizes), details=report)
     figure(points, args.output.with_suffix(".png"))
     print(f"\n{'split':<8} {'size':>6} {'network':>8} {'ridge':>8} {'site mean':>9}  (test activation MAE, ms)")
     for kind in kinds:

@@ -85,6 +85,8 @@ def render_side_by_side(results: list[dict[str, Any]]) -> str:
 
 
 def ratio(figure: dict[str, Any], comparison: dict[str, Any]) -> str:
+    if figure["value"] is None or not comparison["value"]:
+        return "not measured"
     return f"{figure['value'] / comparison['value']:.2f}x"
 
 
@@ -105,8 +107,10 @@ def where(result: dict[str, Any]) -> str:
     return result["source"]
 
 
-def quantity(value: float, unit: str) -> str:
+def quantity(value: float | None, unit: str) -> str:
     """A number as a reader takes it in: millions and billions as M and G, two decimals below 100."""
+    if value is None:
+        return "not measured"
     if unit == "fraction":
         return f"{100 * value:.0f} %"
     if unit == "x":

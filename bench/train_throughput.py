@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
-from bench.harness import Figure, Run, add_json_option
+from bench.harness import Comparison, Figure, Run, add_json_option
 from model.config import config_from_dict
 from model.network import ARCHITECTURES
 from model.synthetic import write_synthetic_dataset
@@ -159,7 +159,7 @@ def main() -> int:
     loadings = {"stream": ["never"], "memory": ["always"], "both": ["never", "always"]}[args.loading]
     names = args.cases.split(",") if args.cases else None
     with_vm = args.architecture != "reference_act"
-    bench = Run("train_throughput", "Training throughput", "throughput")
+    bench = Run("train_throughput", "Training, samples per CPU second", "throughput")
     quiet = args.json == "-"
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
@@ -181,9 +181,7 @@ def main() -> int:
               "cores": cores, "torch": torch.__version__, "samples": args.samples,
               "loader_samples_per_s": {_LOADING[k]: v for k, v in loader_rates.items()},
               "cases": [asdict(c) for c in results]}
-    bench.write(args.json, [Figure(f"{c.name} {c.precision}{' compiled' if c.compile else ''}, {_LOADING[c.loading]}: "
-                                   "training samples/s", c.samples_per_s, "samples/s") for c in results],
-                details=report)
+    bench.write(args.json, *figures(results, loader_rates), details=report)
     if quiet:
         return 0
     print(f"\n{args.architecture}, T = {args.length}, global batch {args.batch_size}, {cores} CPU cores, torch {torch.__version__}")
@@ -209,6 +207,34 @@ def main() -> int:
 
 
 _LOADING = {"never": "streamed", "always": "in memory"}
+
+
+def case_label(case: Case) -> str:
+    """ "1 process x 1 thread", "2 DDP processes x 1 thread", "GPU, bf16 compiled"."""
+    if case.device != "cpu":
+        return f"GPU, {case.precision}{' compiled' if case.compile else ''}"
+    if case.processes == 1:
+        return f"1 process x {case.threads} thread{'s' if case.threads > 1 else ''}"
+    return f"{case.processes} DDP processes x {case.threads} thread{'s' if case.threads > 1 else ''}"
+
+
+def figures(results: list[Case], loader_rates: dict[str, float]) -> tuple[list[Figure], list[Comparison]]:
+    """Training samples per CPU second of each case and of the loader alone, in memory against streamed
+    (the way before) where both were timed; per CPU second, other jobs on the machine do not change them."""
+    found, compared = [], []
+    streamed = {case_label(c): c.samples_per_cpu_s for c in results if c.loading == "never"}
+    for c in results:
+        name = f"{case_label(c)}, {_LOADING[c.loading]}: training"
+        found.append(Figure(name, c.samples_per_cpu_s, "samples/CPU s"))
+        if c.loading == "always" and case_label(c) in streamed:
+            compared.append(Comparison(name, "streamed from the shards (before)", "previous", streamed[case_label(c)],
+                                       "samples/CPU s"))
+    for loading, rate in loader_rates.items():
+        found.append(Figure(f"loader alone, {_LOADING[loading]}", rate, "samples/CPU s"))
+    if len(loader_rates) == 2:
+        compared.append(Comparison("loader alone, in memory", "streamed from the shards (before)", "previous",
+                                   loader_rates["never"], "samples/CPU s"))
+    return found, compared
 
 
 if __name__ == "__main__":

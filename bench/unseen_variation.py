@@ -90,7 +90,7 @@ def main() -> None:
                         help="twins differ by NAME + k * DELTA (same seed) instead of by their seeds")
     add_json_option(parser, "unseen_variation")
     args = parser.parse_args()
-    bench = Run("unseen_variation", "What the ECG leaves open", "accuracy")
+    bench = Run("unseen_variation", "What the ECG leaves open", "checks")
     spec = load_spec(args.spec)
     nudge = parse_nudge(args.nudge, parser) if args.nudge else None
     plans = plan_samples(spec)

@@ -47,7 +47,9 @@ def test_a_tiny_curve_runs(dataset, tmp_path, monkeypatch):
     assert learning_curve.main() == 0
     result = json.loads(out.with_suffix(".json").read_text())
     points = result["details"]["points"]
-    assert [c["kind"] for c in result["compared_with"]] == ["baseline", "baseline"]  # never without its baselines
+    # every size's network beside its two baselines on the same subset
+    assert [(c["figure"], c["name"]) for c in result["compared_with"]] == [
+        (f["name"], baseline) for f in result["figures"] for baseline in ("ridge", "site mean")]
     assert [p["size"] for p in points] == [4, 16] and all(p["ridge_mae_ms"] > 0 for p in points)
     assert out.with_suffix(".png").stat().st_size > 0
 
