@@ -16,7 +16,7 @@ export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OMPI_MCA_rmaps_base_oversubscribe := 1
 
-.PHONY: install system-packages test demo bench clean
+.PHONY: install system-packages test demo verify bench clean
 
 install: $(STAMP)
 
@@ -51,15 +51,20 @@ test: install
 demo: install
 	$(VENV)/bin/ecgi demo --output demo
 
+# The solver against the Niederer benchmark (docs/verification.md).
+verify: install
+	$(VENV)/bin/ecgi verify niederer --dx 0.5 --dt 0.05
+	$(VENV)/bin/ecgi verify niederer --dx 0.5 --dt 0.05 --calibrated
+
+# Timing benchmarks: each writes bench/results/NAME.json; then docs/performance.md from them.
 bench: install
-	$(VENV)/bin/ecgi bench niederer --dx 0.5 --dt 0.05
-	$(VENV)/bin/ecgi bench niederer --dx 0.5 --dt 0.05 --calibrated
-	$(PY) bench/solver_throughput.py
-	$(PY) bench/patient_sample.py
-	$(PY) bench/campaign_throughput.py --slurm
-	$(PY) bench/aggregation_throughput.py
-	$(PY) bench/train_throughput.py
-	$(PY) bench/clinical_throughput.py
+	$(PY) -m bench.solver_throughput
+	$(PY) -m bench.patient_sample
+	$(PY) -m bench.campaign_throughput --slurm
+	$(PY) -m bench.aggregation_throughput
+	$(PY) -m bench.train_throughput
+	$(PY) -m bench.clinical_throughput
+	$(PY) -m bench.report
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

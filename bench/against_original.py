@@ -1,9 +1,8 @@
-#!/usr/bin/env python
 """Training speed side by side with the seed method's published training code.
 
     git clone https://github.com/landajuela/cardiac_ml /tmp/cardiac_ml
     pip install tqdm  # the original's one requirement that ecgi does not install
-    python bench/against_original.py --original /tmp/cardiac_ml [--samples 512] [--epochs 4] [--threads 1] [--json]
+    python -m bench.against_original --original /tmp/cardiac_ml [--samples 512] [--epochs 4] [--threads 1] [--json PATH]
 
 One synthetic data set (model/synthetic.py) is written twice: as ecgi's
 shards and, sample for sample, as the original code's ``pECGData_*.npy`` /
@@ -34,7 +33,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
-import json
 import os
 import sys
 import tempfile
@@ -45,12 +43,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from model.data import load_manifest, read_split  # noqa: E402
-from model.synthetic import write_synthetic_dataset  # noqa: E402
-from train_throughput import Case, loader_rate, measure  # noqa: E402
+from bench.harness import Comparison, Figure, Run, add_json_option
+from bench.train_throughput import Case, loader_rate, measure
+from model.data import load_manifest, read_split
+from model.synthetic import write_synthetic_dataset
 
 BATCH = 32
 
@@ -78,7 +74,11 @@ def write_original_pairs(dataset: Path, folder: Path) -> int:
 
 def _original_modules(root: Path) -> tuple[types.ModuleType, types.ModuleType, types.ModuleType]:
     """The original's data interface, training loop and training script, imported from its clone."""
-    sys.path.insert(0, str(root))
+    # cardiac_ml/ has no __init__.py: a package module whose path is the clone's folder lets
+    # the original's own `from cardiac_ml.x import ...` lines find their modules there.
+    package = types.ModuleType("cardiac_ml")
+    package.__path__ = [str(root / "cardiac_ml")]
+    sys.modules["cardiac_ml"] = package
     if importlib.util.find_spec("torchsummary") is None:
         # learn_ecg2time.py imports it at the top for a printed summary this benchmark never asks for
         sys.modules["torchsummary"] = types.ModuleType("torchsummary")
@@ -138,6 +138,19 @@ def ecgi_rates(dataset: Path, loading: str, epochs: int, processes: int, threads
             "train_per_s": per_s, "train_per_cpu_s": case.samples_per_cpu_s}
 
 
+def figures(results: dict[str, dict[str, float]], threads: int) -> tuple[list[Figure], list[Comparison]]:
+    """ecgi's training rates, each against the original's on the same samples and threads."""
+    original = results["original"]["train_per_s"]
+    found, compared = [], []
+    for code, rates in results.items():
+        if code == "original":
+            continue
+        name = f"{code}, {threads} thread{'s' if threads > 1 else ''}"
+        found.append(Figure(name, rates["train_per_s"], "samples/s"))
+        compared.append(Comparison(name, "original training code", "peer", original, "samples/s"))
+    return found, compared
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--original", type=Path, required=True,
@@ -147,13 +160,14 @@ def main() -> int:
     parser.add_argument("--original-workers", type=int, default=0,
                         help="DataLoader processes of the original (0; its script uses 20)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each code (1)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    add_json_option(parser, "against_original")
     args = parser.parse_args()
     if importlib.util.find_spec("tqdm") is None:
         parser.error("the original code needs tqdm (its requirements.txt): pip install tqdm")
     if not (args.original / "cardiac_ml" / "data_interface.py").is_file():
         parser.error(f"{args.original} is not a clone of the original code (no cardiac_ml/data_interface.py); "
                      "clone https://github.com/landajuela/cardiac_ml and pass its folder")
+    bench = Run("against_original", "Training side by side with the original code", "throughput")
     with tempfile.TemporaryDirectory() as tmp:
         dataset = Path(tmp) / "ecgi"
         write_synthetic_dataset(dataset, train=args.samples, validation=BATCH, test=2, samples=500)
@@ -166,9 +180,9 @@ def main() -> int:
         }
         if args.threads > 1:
             results[f"ecgi, {args.threads} DDP"] = ecgi_rates(dataset, "always", args.epochs, args.threads, 1)
-    if args.json:
-        print(json.dumps({"samples": args.samples, "epochs": args.epochs, "threads": args.threads,
-                          "torch": torch.__version__, "codes": results}))
+    bench.write(args.json, *figures(results, args.threads),
+                details={"samples": args.samples, "epochs": args.epochs, "threads": args.threads, "codes": results})
+    if args.json == "-":
         return 0
     base = results["original"]
     print(f"{args.samples} training samples, T = 500, batch {BATCH}, {args.threads} thread(s), torch {torch.__version__}")

@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Data set aggregation throughput: sample files per second into shards.
 
-    python bench/aggregation_throughput.py [--samples 200] [--length 500] [--json]
+    python -m bench.aggregation_throughput [--samples 200] [--length 500] [--json PATH]
 
 Writes --samples synthetic sample files (the real writer,
 solver.numerics.output.write_simulation, with action-potential-shaped Vm at the 75
@@ -19,18 +18,14 @@ and of the shards.
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-from tests.sample_files import write_synthetic_sample  # noqa: E402
+from bench.harness import Figure, Run, add_json_option
+from model.synthetic_sample import write_synthetic_sample
 
 
 def generate(directory: Path, count: int, samples: int, seed: int = 0) -> list[Path]:
@@ -80,11 +75,14 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200, help="sample files to aggregate (200)")
     parser.add_argument("--length", type=int, default=500, help="time samples per trace, 1 ms apart (500)")
     parser.add_argument("--samples-per-shard", type=int, default=64, help="samples per shard (64)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_option(parser, "aggregation_throughput")
     args = parser.parse_args()
+    bench = Run("aggregation_throughput", "Aggregation of sample files into shards", "throughput")
     report = measure(args.samples, args.length, args.samples_per_shard)
-    if args.json:
-        print(json.dumps(report))
+    bench.write(args.json, [Figure("first build (checksums verified)", report["build_samples_per_s"], "samples/s"),
+                            Figure("rebuild, every shard unchanged", report["rebuild_samples_per_s"], "samples/s")],
+                details=report)
+    if args.json == "-":
         return
     print(f"{report['samples']} samples of {report['length']} ms, {report['shards']} shards of {report['samples_per_shard']}")
     print(f"  build   {report['build_s']:8.2f} s  {report['build_samples_per_s']:8.1f} samples/s")

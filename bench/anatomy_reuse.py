@@ -1,7 +1,7 @@
 """Samples per core-hour with and without reusing a heart across the samples
 of one anatomy (what a campaign worker does), on one core.
 
-    python bench/anatomy_reuse.py --dx 2.0 --samples 6
+    python -m bench.anatomy_reuse --dx 2.0 --samples 6 [--json PATH]
 
 Samples of one anatomy differ in condition (normal, LBBB, RBBB, in turn);
 each is timed from its configuration to its result.  "rebuilt" clears the
@@ -17,7 +17,8 @@ from mpi4py import MPI
 
 import solver.patient as patient
 import solver.patient.simulation as patient_simulation
-from bench_patients import bench_patient
+from bench.harness import Comparison, Figure, Run, add_json_option
+from bench.patients import bench_patient
 
 CONDITIONS = ("normal", "lbbb", "rbbb")
 
@@ -34,7 +35,9 @@ def main() -> None:
     parser.add_argument("--dx", type=float, default=2.0)
     parser.add_argument("--duration", type=float, default=500.0)
     parser.add_argument("--samples", type=int, default=6)
+    add_json_option(parser, "anatomy_reuse")
     args = parser.parse_args()
+    bench = Run("anatomy_reuse", "Samples of one anatomy", "cost")
     one_sample("normal", args.dx, 20.0)  # warm: calibration, lead fields, compiled kernels
     times = {"rebuilt": [], "reused": []}
     for i in range(args.samples):
@@ -46,6 +49,10 @@ def main() -> None:
         mean = sum(values) / len(values)
         print(f"{mode:8s} {mean:6.2f} s/sample  {3600 / mean:7.0f} samples per core-hour")
     print(f"speed-up {sum(times['rebuilt']) / sum(times['reused']):.2f}x")
+    reused, rebuilt = (sum(times[m]) / len(times[m]) for m in ("reused", "rebuilt"))
+    name = f"dx {args.dx:g} mm, {args.duration:g} ms: wall time per sample, heart reused"
+    bench.write(args.json, [Figure(name, reused, "s")],
+                [Comparison(name, "heart rebuilt for every sample", "previous", rebuilt, "s")], details=times)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,10 @@
-#!/usr/bin/env python
 """Campaign throughput: Parsl overhead per task and core utilisation.
 
-    python bench/campaign_throughput.py [--samples 200] [--slurm] [--json]
+    python -m bench.campaign_throughput [--samples 200] [--slurm] [--json PATH]
 
 Runs a campaign of small simulations (3 mm heart, Mitchell–Schaeffer,
 100 ms) on the local cores, or with --slurm through a private single-node
-SLURM started for the occasion (tests/slurm_cluster.py), and reports:
+SLURM started for the occasion (workflow/local_slurm.py), and reports:
 
 * core utilisation = sum of the samples' own wall times / (wall time x
   cores), over the whole command and over the window from the first sample's
@@ -29,8 +28,10 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.harness import REPO, Comparison, Figure, Run, add_json_option
+
+#: The core utilisation the driver set out to reach while samples flow.
+GOAL_UTILISATION = 0.90
 
 
 def campaign_spec(directory: Path, samples: int, slurm=None) -> Path:
@@ -77,20 +78,34 @@ def run(samples: int, slurm=None) -> dict:
     }
 
 
+def figures(results: list[dict]) -> tuple[list[Figure], list[Comparison]]:
+    """Samples per minute and core utilisation while samples flow, per executor."""
+    found, compared = [], []
+    for r in results:
+        executor = {"slurm": "SLURM"}.get(r["executor"], r["executor"])
+        utilisation = f"{executor}: core utilisation, first to last sample"
+        found += [Figure(f"{executor}: samples/min", r["samples_per_min"], "samples/min"),
+                  Figure(utilisation, r["window_core_utilisation"], "fraction"),
+                  Figure(f"{executor}: overhead per task", r["window_overhead_per_task_s"], "s")]
+        compared.append(Comparison(utilisation, "goal", "goal", GOAL_UTILISATION, "fraction"))
+    return found, compared
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--slurm", action="store_true", help="also run through a private local SLURM")
-    parser.add_argument("--json", action="store_true")
+    add_json_option(parser, "campaign_throughput")
     args = parser.parse_args()
+    bench = Run("campaign_throughput", f"Campaign, {args.samples} small samples through Parsl", "throughput")
     results = [run(args.samples)]
     if args.slurm:
-        from tests.slurm_cluster import SlurmCluster
+        from workflow.local_slurm import SlurmCluster
 
         with SlurmCluster() as cluster:
             results.append(run(args.samples, cluster))
-    if args.json:
-        print(json.dumps(results))
+    bench.write(args.json, *figures(results), details=results)
+    if args.json == "-":
         return
     for r in results:
         print(f"{r['executor']:>6}: {r['done']}/{r['samples']} samples in {r['wall_s']:.1f} s on {r['cores']} cores: "

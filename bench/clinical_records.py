@@ -1,7 +1,7 @@
 """What ``ecgi predict`` returns for the real recordings kept in tests/data:
 one row per record, the figures of docs/clinical.md.
 
-    python bench/clinical_records.py demo/run/best.pt
+    python -m bench.clinical_records demo/run/best.pt [--json PATH]
 
 Per record: the diagnosis its source gives, the beats, the QRS duration of
 the median beat, the out-of-distribution score, and three readings of the
@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.harness import REPO, Figure, Run, add_json_option
 from model.predict import predict
 from solver.common.sites import SITE_GROUPS, SITE_NAMES
 
-DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "clinical"
+DATA = REPO / "tests" / "data" / "clinical"
 #: (file, diagnosis as its source states it)
 RECORDS = (
     ("pydicom:waveform_ecg.dcm", "sinus rhythm, normal ECG (device)"),
@@ -57,7 +58,10 @@ def readings(act: np.ndarray) -> dict[str, float | str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint")
+    add_json_option(parser, "clinical_records")
     args = parser.parse_args()
+    bench = Run("clinical_records", "Real recordings through ecgi predict", "checks")
+    found = []
     print("| record | diagnosis (source) | beats (clean) | QRS | OOD score (threshold) | mean RV − mean LV "
           "| LV lateral − septum | latest AHA segment | spread over beats (median) | MC-dropout spread (median) |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -66,11 +70,13 @@ def main() -> None:
             warnings.simplefilter("ignore")
             p = predict(args.checkpoint, record_path(name), beats="all")
         r = readings(p.act)
+        found.append(Figure(f"{name}: out-of-distribution score", float(p.ood_score), "score"))
         spread = float(np.median(p.beat_act.std(axis=0))) if p.beat_act is not None and len(p.beat_act) > 1 else float("nan")
         print(f"| `{name}` | {diagnosis} | {len(p.beats.peaks)} ({int(p.beats.clean.sum())}) | {p.beats.qrs_ms} ms "
               f"| {p.ood_score:.1f} ({p.ood_threshold:.1f}) | {r['rv_minus_lv']:+.1f} ms "
               f"| {r['lateral_minus_septum']:+.1f} ms | {r['latest_aha']} | {spread:.1f} ms "
               f"| {float(np.median(p.act_std)):.1f} ms |")
+    bench.write(args.json, found, details={"checkpoint": args.checkpoint})
 
 
 if __name__ == "__main__":

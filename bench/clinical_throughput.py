@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Clinical input throughput: records per second through reading, conditioning and beats.
 
-    python bench/clinical_throughput.py [--repeats 20] [--json]
+    python -m bench.clinical_throughput [--repeats 20] [--json PATH]
 
 Times, on one core, each stage ``ecgi predict`` runs before the network on
 real records (the DICOM ECG shipped with pydicom, the PTB excerpt in
@@ -14,32 +13,28 @@ The rate is records per second of the three stages together; the median of
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
+# One BLAS thread, set before numpy loads: the figures are per core.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 from pydicom.data import get_testdata_file  # noqa: E402
 
+from bench.harness import REPO, Figure, Run, add_json_option  # noqa: E402
 from model.clinical import beats  # noqa: E402
 from model.clinical.conditioning import condition  # noqa: E402
 from model.clinical.readers import read_ecg  # noqa: E402
+from model.clinical.synthetic import make_record  # noqa: E402
 from solver.common.sites import LEAD_NAMES  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def synthetic_csv(directory: Path) -> Path:
-    sys.path.insert(0, str(REPO))
-    from tests.clinical_records import make_record
-
+    """A 10-s, 500-Hz record with baseline wander, mains and noise, as CSV with a time column."""
     x, _ = make_record(rate_hz=500.0, seconds=10.0, wander_mv=0.3, mains_hz=50.0, mains_mv=0.05, noise_mv=0.02)
     t = np.arange(len(x)) * 2.0
     path = directory / "synthetic.csv"
@@ -71,17 +66,26 @@ def time_record(path: Path, repeats: int) -> dict:
             "records_per_s": 1.0 / total}
 
 
+def label(result: dict) -> str:
+    """A record as its format, length and rate: "DICOM, 10 s at 1 kHz"."""
+    kind = {".dcm": "DICOM", ".hea": "WFDB", ".csv": "CSV"}.get(Path(result["record"]).suffix, result["record"])
+    rate = result["rate_hz"]
+    return f"{kind}, {result['seconds']:g} s at " + (f"{rate / 1000:g} kHz" if rate >= 1000 else f"{rate:g} Hz")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--json", action="store_true")
+    add_json_option(parser, "clinical_throughput")
     args = parser.parse_args()
+    bench = Run("clinical_throughput", "Clinical records before the network (read, condition, beats)", "throughput")
     with tempfile.TemporaryDirectory() as tmp:
         paths = [Path(get_testdata_file("waveform_ecg.dcm")), REPO / "tests/data/clinical/ptbdb-s0010_re-10s.hea",
                  synthetic_csv(Path(tmp))]
         results = [time_record(p, args.repeats) for p in paths]
-    if args.json:
-        print(json.dumps(results))
+    bench.write(args.json, [Figure(label(r), r["records_per_s"], "records/s") for r in results],
+                details=results)
+    if args.json == "-":
         return
     print(f"{'record':<28} {'s':>5} {'Hz':>6} {'beats':>5} {'read ms':>8} {'cond ms':>8} {'beats ms':>8} {'rec/s':>7}")
     for r in results:

@@ -1,7 +1,7 @@
 """The example patients' 12-lead ECGs against textbook criteria, and the
 cost of the bounded torso.
 
-    python bench/ecg_physiology.py --dx 1.0 --figures docs/figures
+    python -m bench.ecg_physiology --dx 1.0 --figures docs/figures [--json PATH]
 
 For normal conduction, LBBB and RBBB (examples/patients/*.yaml, with the
 chosen grid and ionic model) it simulates one beat in the bounded torso and
@@ -23,11 +23,13 @@ import numpy as np
 import yaml
 from mpi4py import MPI
 
+from bench.harness import REPO, Figure, Run, add_json_option
+
 CONDITIONS = ("normal", "lbbb", "rbbb")
 
 
 def patient(condition: str, dx: float, model: str, conductor: str) -> dict:
-    data = yaml.safe_load(Path(f"examples/patients/{condition}.yaml").read_text())["patient"]
+    data = yaml.safe_load(Path(REPO / "examples" / "patients" / f"{condition}.yaml").read_text())["patient"]
     data["heart"]["dx_mm"] = dx
     data["ionic"] = {"model": model}
     data["time"] = {"dt_ms": 0.05 if model == "tt06" else min(0.1, 0.05 * dx), "duration_ms": 450, "diffusion": "auto"}
@@ -70,18 +72,22 @@ def main() -> None:
     parser.add_argument("--dx", type=float, default=1.0)
     parser.add_argument("--model", default="mitchell_schaeffer", choices=["mitchell_schaeffer", "tt06"])
     parser.add_argument("--figures", type=Path, help="directory for the ECG figures")
+    add_json_option(parser, "ecg_physiology")
     args = parser.parse_args()
+    bench = Run("ecg_physiology", "The bounded torso", "cost")
 
     import os
 
     cache = tempfile.mkdtemp(prefix="ecgi-bench-cache-")
     os.environ["ECGI_CACHE_DIR"] = cache  # a cold lead-field cache: the set-up is measured
-    rows = []
+    rows, cost = [], {}
     try:
         for i, condition in enumerate(CONDITIONS):
             torso, setup, provenance = simulate(patient(condition, args.dx, args.model, "torso"))
             infinite, setup_infinite, _ = simulate(patient(condition, args.dx, args.model, "infinite"))
             if i == 0:
+                cost = {"tissue_voxels": provenance["tissue_voxels"], "lead_field_setup_s": setup - setup_infinite,
+                        "loop_s": provenance["wall_time_s"], "ecg_s": provenance["observer_time_s"]}
                 print(f"dx {args.dx} mm, {args.model}: {provenance['tissue_voxels']} tissue voxels")
                 print(f"  set-up with the torso lead fields solved: {setup:.1f} s; in the infinite medium: "
                       f"{setup_infinite:.1f} s; lead fields: {setup - setup_infinite:.1f} s "
@@ -98,6 +104,10 @@ def main() -> None:
           "| R-peak time V5-6 (ms) | limb / precordial | largest QRS (mV) | most notches | T concordant |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     print("\n".join(rows))
+    what = f"dx {args.dx:g} mm, {args.model}"
+    bench.write(args.json, [Figure(f"{what}: lead-field set-up, once per torso", cost["lead_field_setup_s"], "s"),
+                            Figure(f"{what}: ECG product, share of the time loop", cost["ecg_s"] / cost["loop_s"], "fraction")],
+                details={"cost": cost, "criteria": rows})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What the grid adds: the same patients on grids moved by fractions of a voxel.
 
-    python bench/grid_shift.py [SPEC] [--patients 4] [--dx 2.5 2.0 1.5] [--shifts 3] [--json]
+    python -m bench.grid_shift [SPEC] [--patients 4] [--dx 2.5 2.0 1.5] [--shifts 3] [--json PATH]
 
 A patient is a continuous shape; its voxel grid is a choice of the solver.
 Moving the grid by a fraction of a voxel (``heart.grid_offset_mm``) leaves
@@ -27,21 +27,18 @@ the patient exactly but not the grid.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 from mpi4py import MPI
 
+from bench.harness import REPO, Comparison, Figure, Run, add_json_option
 from solver.patient import PatientSimulation
 from solver.patient.config import PatientConfig
 from workflow.patients import patient_config
 from workflow.sampling import plan_samples
 from workflow.spec import load_spec
-
-REPO = Path(__file__).resolve().parent.parent
 READINGS = {"footprint": (0.5, 1.2), "nearest": (0.0, None)}  # softness (voxels), root spread (m/s)
 
 
@@ -56,14 +53,28 @@ def site_activation(config: PatientConfig) -> np.ndarray:
         return simulation.run().site_activation_ms
 
 
+def figures(rows: list[dict]) -> tuple[list[Figure], list[Comparison]]:
+    """How far the sites move per grid spacing, read through footprints against the nearest voxel (before)."""
+    found, compared = [], []
+    for dx in sorted({r["dx_mm"] for r in rows}, reverse=True):
+        by_reading = {r["reading"]: r for r in rows if r["dx_mm"] == dx}
+        name = f"dx {dx:g} mm: sites move when the grid moves"
+        if "footprint" in by_reading:
+            found.append(Figure(name, by_reading["footprint"]["mad_ms"], "ms"))
+            if "nearest" in by_reading:
+                compared.append(Comparison(name, "nearest voxel", "previous", by_reading["nearest"]["mad_ms"], "ms"))
+    return found, compared
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("spec", nargs="?", default=str(REPO / "examples" / "campaigns" / "published-8k-fixed-roots.yaml"))
     parser.add_argument("--patients", type=int, default=4)
     parser.add_argument("--dx", type=float, nargs="+", default=[2.5, 2.0, 1.5])
     parser.add_argument("--shifts", type=int, default=3)
-    parser.add_argument("--json", action="store_true")
+    add_json_option(parser, "grid_shift")
     args = parser.parse_args()
+    bench = Run("grid_shift", "What the grid adds", "checks")
     spec = load_spec(args.spec)
     plans = plan_samples(spec)
     chosen = plans[::max(1, len(plans) // args.patients)][:args.patients]
@@ -80,12 +91,12 @@ def main() -> None:
             rows.append({"dx_mm": dx, "reading": reading, "mad_ms": float(np.mean(differences)),
                          "max_pair_mad_ms": float(np.max(differences)), "floor_ms": float(np.mean(differences) / np.sqrt(2)),
                          "seconds_per_sample": seconds})
-            if not args.json:
+            if args.json != "-":
                 r = rows[-1]
                 print(f"dx {dx:.2f} mm, {reading:9s}: sites move {r['mad_ms']:.2f} ms (worst pair {r['max_pair_mad_ms']:.2f}), "
                       f"floor {r['floor_ms']:.2f} ms; {seconds:.1f} s per sample", flush=True)
-    if args.json:
-        print(json.dumps({"spec": args.spec, "patients": len(chosen), "shifts": args.shifts, "rows": rows}))
+    bench.write(args.json, *figures(rows),
+                details={"spec": args.spec, "patients": len(chosen), "shifts": args.shifts, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-#!/usr/bin/env python
 """Learning curve: test activation MAE against training-set size, network against ridge and site mean.
 
-    python bench/learning_curve.py DATASET [--sizes 25,50,100,all] [--split both] [--seeds 0]
+    python -m bench.learning_curve DATASET [--sizes 25,50,100,all] [--split both] [--seeds 0]
         [--config examples/train/reference.yaml] [--epochs 40 | --samples-seen 6800] [--output curve]
+        [--json PATH]
 
 For each split kind and training-set size, writes a data set whose train
 split is the first SIZE samples of a seeded permutation of the full
@@ -20,7 +20,8 @@ training sets get as many optimiser steps as large ones (with a fixed
 * ``random`` -- all samples pooled and split at random in the same
   proportions, so test patients share anatomies with training ones.
 
-Writes OUTPUT.json (every run's metrics) and OUTPUT.png (MAE against size).
+Writes OUTPUT.png (MAE against size) and its result, every run's metrics
+with it, to bench/results/learning_curve.json (or --json PATH).
 With three sizes or more it also fits each model's curve with a power law,
 MAE = scale * N ** -exponent (least squares in log-log space), and says at
 what training-set size the fitted network would reach half the ridge's
@@ -43,16 +44,14 @@ import h5py
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from model.config import load_train_config  # noqa: E402
-from model.data import SplitArrays, load_manifest, read_split  # noqa: E402
-from model.evaluate import evaluate  # noqa: E402
-from model.train import train  # noqa: E402
-from solver.common.files import sha256_file  # noqa: E402
-from solver.common.sites import LEAD_NAMES, SITE_NAMES  # noqa: E402
-
-REPO = Path(__file__).resolve().parent.parent
+from bench import harness
+from bench.harness import REPO, Comparison, Run, add_json_option
+from model.config import load_train_config
+from model.data import SplitArrays, load_manifest, read_split
+from model.evaluate import evaluate
+from model.train import train
+from solver.common.files import sha256_file
+from solver.common.sites import LEAD_NAMES, SITE_NAMES
 
 
 @dataclass
@@ -192,6 +191,18 @@ def figure(points: list[Point], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def figures(points: list[Point], kinds: list[str], sizes: list[int]) -> tuple[list[harness.Figure], list[Comparison]]:
+    """The network's test MAE at each size, beside the ridge's and the site mean's on the same subset."""
+    found, compared = [], []
+    for kind in kinds:
+        for size in sizes:
+            name = f"network, {size:,} training patients" + (", random split" if kind == "random" else "")
+            found.append(harness.Figure(name, mean_mae(points, kind, size, "network_mae_ms"), "ms"))
+            compared += [Comparison(name, "ridge", "baseline", mean_mae(points, kind, size, "ridge_mae_ms"), "ms"),
+                         Comparison(name, "site mean", "baseline", mean_mae(points, kind, size, "site_mean_mae_ms"), "ms")]
+    return found, compared
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("dataset", type=Path, help="an ecgi data set directory (with manifest.json)")
@@ -203,8 +214,10 @@ def main() -> int:
     parser.add_argument("--samples-seen", type=int, default=0,
                         help="train each size for this many samples (epochs = N / size) instead of --epochs")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1)")
-    parser.add_argument("--output", type=Path, default=Path("learning-curve"), help="OUTPUT.json and OUTPUT.png")
+    parser.add_argument("--output", type=Path, default=Path("learning-curve"), help="the figure, OUTPUT.png")
+    add_json_option(parser, "learning_curve")
     args = parser.parse_args()
+    bench = Run("learning_curve", f"Learning curve on {args.dataset.name}: test activation MAE", "accuracy")
     torch.set_num_threads(args.threads)
     manifest = load_manifest(args.dataset)
     args.dt_ms = manifest.dt_ms
@@ -223,7 +236,7 @@ def main() -> int:
               "validation": manifest.split_size("validation"), "test": manifest.split_size("test"),
               "points": [p.__dict__ for p in points],
               "extrapolation": {kind: extrapolate(points, kind) for kind in kinds}}
-    args.output.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    bench.write(args.json, *figures(points, kinds, sizes), details=report)
     figure(points, args.output.with_suffix(".png"))
     print(f"\n{'split':<8} {'size':>6} {'network':>8} {'ridge':>8} {'site mean':>9}  (test activation MAE, ms)")
     for kind in kinds:
@@ -238,7 +251,7 @@ def main() -> int:
                  "a lower bound)" if fit["size_for_ratio"] else "never: the network does not gain on the ridge")
         print(f"{kind}: MAE ~ N^-{fit['network']['exponent']:.2f} (network), N^-{fit['ridge']['exponent']:.2f} "
               f"(ridge); half the ridge's error {where}")
-    print(f"wrote {args.output.with_suffix('.json')} and {args.output.with_suffix('.png')}")
+    print(f"wrote {args.output.with_suffix('.png')}")
     return 0
 
 

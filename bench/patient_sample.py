@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Wall time of one default synthetic-patient sample, split by phase.
 
-    python bench/patient_sample.py [--model tt06] [--dx 1.0] [--dt 0.05] [--duration 500] [--json]
+    python -m bench.patient_sample [--model tt06] [--dx 1.0] [--dt 0.05] [--duration 500] [--json PATH]
 
 Runs the default heart (normal activation) on 1 and on 2 MPI ranks and
 reports set-up (heart, Laplace solves, fibres, calibration, sites), the
@@ -19,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.harness import REPO, Figure, Run, add_json_option
+
+MODELS = {"tt06": "TT06", "mitchell_schaeffer": "Mitchell–Schaeffer"}
 
 
 def worker(args) -> None:
@@ -58,7 +58,7 @@ def worker(args) -> None:
 def run(ranks: int, args) -> dict:
     from workflow.mpi_env import clean_mpi_env
 
-    command = [sys.executable, __file__, "--worker", "--model", args.model, "--dx", str(args.dx),
+    command = [sys.executable, "-m", "bench.patient_sample", "--worker", "--model", args.model, "--dx", str(args.dx),
                "--dt", str(args.dt), "--duration", str(args.duration)]
     if ranks > 1:
         command = [shutil.which("mpiexec") or "mpiexec", "-n", str(ranks), *command]
@@ -67,21 +67,32 @@ def run(ranks: int, args) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def total_s(result: dict) -> float:
+    return result["setup_s"] + result["loop_s"] + result["write_s"]
+
+
+def figures(results: list[dict]) -> list[Figure]:
+    """Wall time of the sample on 1 and on 2 ranks."""
+    return [Figure(f"wall time, {r['ranks']} rank{'s' if r['ranks'] > 1 else ''}", total_s(r), "s") for r in results]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     parser.add_argument("--model", default="tt06")
     parser.add_argument("--dx", type=float, default=1.0)
     parser.add_argument("--dt", type=float, default=0.05)
     parser.add_argument("--duration", type=float, default=500.0)
-    parser.add_argument("--json", action="store_true")
+    add_json_option(parser, "patient_sample")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
         return
+    bench = Run("patient_sample", f"One synthetic patient: {MODELS.get(args.model, args.model)}, default heart at "
+                f"{args.dx:g} mm, {args.duration:g} ms", "cost")
     results = [run(r, args) for r in (1, 2)]
-    if args.json:
-        print(json.dumps(results))
+    bench.write(args.json, figures(results), details=results)
+    if args.json == "-":
         return
     print(f"default heart, {args.model}, dx {args.dx} mm, dt {args.dt} ms, {args.duration} ms "
           f"({results[0]['voxels']} voxels, {results[0]['steps']} steps)")

@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Solver throughput: node-steps per second per core, against the memory roofline.
 
-    python bench/solver_throughput.py [--voxels 300000] [--steps 300]
+    python -m bench.solver_throughput [--voxels 300000] [--steps 300] [--json PATH]
 
 Runs a slab of about --voxels tissue voxels (oblique fibres, so the full
 19-point stencil) with each ionic model for --steps explicit steps, on 1 and
@@ -22,12 +21,15 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.harness import REPO, Comparison, Figure, Run, add_json_option
+
+#: What the solver set out to reach per core (node-steps/s, 1 rank) and from 1 to 2 ranks.
+GOALS = {"tt06": 5e6, "mitchell_schaeffer": 20e6}
+NAMES = {"tt06": "TT06", "mitchell_schaeffer": "Mitchell–Schaeffer"}
+GOAL_EFFICIENCY = 0.85
 
 
 def stream_triad_gbs(n: int = 20_000_000, repeats: int = 5) -> float:
@@ -98,12 +100,34 @@ def worker(args) -> None:
 
 
 def run_worker(model: str, ranks: int, voxels: int, steps: int) -> dict:
-    command = [sys.executable, __file__, "--worker", "--model", model, "--voxels", str(voxels), "--steps", str(steps)]
+    command = [sys.executable, "-m", "bench.solver_throughput", "--worker", "--model", model, "--voxels", str(voxels), "--steps", str(steps)]
     if ranks > 1:
         command = [shutil.which("mpiexec") or "mpiexec", "-n", str(ranks), "--bind-to", "core", *command]
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=env, cwd=REPO).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def figures(rows: list[dict], bandwidth_gbs: float) -> tuple[list[Figure], list[Comparison]]:
+    """Each model's rate per core and parallel efficiency, against the goals and the kernels' rooflines."""
+    found, compared = [], []
+    for r in rows:
+        model = NAMES.get(r["model"], r["model"])
+        roofline = f"roofline at {bandwidth_gbs:.1f} GB/s"
+        rate = f"{model}: node-steps/s per core, 1 rank"
+        efficiency = f"{model}: parallel efficiency, 1 to 2 ranks"
+        kernel = f"{model}: membrane kernel, node-steps/s"
+        diffusion = f"{model}: diffusion (MatMult, AXPY), node-steps/s"
+        found += [Figure(rate, r["node_steps_per_s_per_core_1rank"], "node-steps/s"),
+                  Figure(efficiency, r["parallel_efficiency"], "fraction"),
+                  Figure(kernel, r["ionic_node_steps_per_s"], "node-steps/s"),
+                  Figure(diffusion, r["diffusion_node_steps_per_s"], "node-steps/s")]
+        compared += [Comparison(efficiency, "goal", "goal", GOAL_EFFICIENCY, "fraction"),
+                     Comparison(kernel, roofline, "roofline", r["ionic_roofline"], "node-steps/s"),
+                     Comparison(diffusion, roofline, "roofline", r["diffusion_roofline"], "node-steps/s")]
+        if r["model"] in GOALS:
+            compared.append(Comparison(rate, "goal", "goal", GOALS[r["model"]], "node-steps/s"))
+    return found, compared
 
 
 def main() -> None:
@@ -113,12 +137,13 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["tt06", "mitchell_schaeffer"])
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_option(parser, "solver_throughput")
     args = parser.parse_args()
     if args.worker:
         worker(args)
         return
 
+    run = Run("solver_throughput", "Solver", "throughput")
     bandwidth = stream_triad_gbs()
     rows = []
     for model in args.models:
@@ -139,8 +164,8 @@ def main() -> None:
             "ionic_share": one["ionic_s"] / one["wall_s"],
         })
     report = {"stream_triad_GBps": bandwidth, "cores": os.cpu_count(), "results": rows}
-    if args.json:
-        print(json.dumps(report))
+    run.write(args.json, *figures(rows, bandwidth), details=report)
+    if args.json == "-":
         return
     print(f"memory bandwidth (triad, 1 core): {bandwidth:.1f} GB/s")
     for r in rows:

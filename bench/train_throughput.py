@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Training throughput: samples per second of ``ecgi train``'s own loop.
 
-    python bench/train_throughput.py [--architecture reference_act] [--samples 256] [--loading both] [--json]
+    python -m bench.train_throughput [--architecture reference_act] [--samples 256] [--loading both] [--json PATH]
 
 Writes a synthetic data set (model/synthetic.py), then times whole training
 epochs -- shard reading, augmentation, forward, backward, gradient all-reduce,
@@ -39,12 +38,11 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from model.config import config_from_dict  # noqa: E402
-from model.network import ARCHITECTURES  # noqa: E402
-from model.synthetic import write_synthetic_dataset  # noqa: E402
-from model.train import train  # noqa: E402
+from bench.harness import Comparison, Figure, Run, add_json_option
+from model.config import config_from_dict
+from model.network import ARCHITECTURES
+from model.synthetic import write_synthetic_dataset
+from model.train import train
 
 
 @dataclass
@@ -155,24 +153,26 @@ def main() -> int:
     parser.add_argument("--loading", choices=["stream", "memory", "both"], default="both",
                         help="training set streamed from the shards, held in memory, or each in turn (both)")
     parser.add_argument("--cases", help="comma-separated cases to run, e.g. cpu-1x1 (default: all)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    add_json_option(parser, "train_throughput")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     loadings = {"stream": ["never"], "memory": ["always"], "both": ["never", "always"]}[args.loading]
     names = args.cases.split(",") if args.cases else None
     with_vm = args.architecture != "reference_act"
+    bench = Run("train_throughput", "Training, samples per CPU second", "throughput")
+    quiet = args.json == "-"
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         write_synthetic_dataset(data, train=args.samples, validation=args.batch_size, test=2, samples=args.length)
         loader_rates = {loading: loader_rate(data, loading, args.batch_size, with_vm) for loading in loadings}
-        if not args.json:
+        if not quiet:
             for loading, rate in loader_rates.items():
                 print(f"  loader alone, {_LOADING[loading]:<9} {rate:9.0f} samples per CPU second", file=sys.stderr, flush=True)
         results = []
         for case in cases(cores, loadings, names):
             case.samples_per_s = measure(case, args, data)
             results.append(case)
-            if not args.json:
+            if not quiet:
                 print(f"  {case.device:<5} {case.processes} proc x {case.threads} thr  {case.precision:<5} "
                       f"compile={'on' if case.compile else 'off':<3}  {_LOADING[case.loading]:<9} "
                       f"{case.samples_per_s:9.1f} samples/s ({case.samples_per_cpu_s:.1f} per CPU second)",
@@ -181,8 +181,8 @@ def main() -> int:
               "cores": cores, "torch": torch.__version__, "samples": args.samples,
               "loader_samples_per_s": {_LOADING[k]: v for k, v in loader_rates.items()},
               "cases": [asdict(c) for c in results]}
-    if args.json:
-        print(json.dumps(report))
+    bench.write(args.json, *figures(results, loader_rates), details=report)
+    if quiet:
         return 0
     print(f"\n{args.architecture}, T = {args.length}, global batch {args.batch_size}, {cores} CPU cores, torch {torch.__version__}")
     print(f"{'device':<6} {'procs':>5} {'threads':>7} {'precision':>9} {'compile':>7} {'loading':>9} {'samples/s':>10} "
@@ -207,6 +207,34 @@ def main() -> int:
 
 
 _LOADING = {"never": "streamed", "always": "in memory"}
+
+
+def case_label(case: Case) -> str:
+    """ "1 process x 1 thread", "2 DDP processes x 1 thread", "GPU, bf16 compiled"."""
+    if case.device != "cpu":
+        return f"GPU, {case.precision}{' compiled' if case.compile else ''}"
+    if case.processes == 1:
+        return f"1 process x {case.threads} thread{'s' if case.threads > 1 else ''}"
+    return f"{case.processes} DDP processes x {case.threads} thread{'s' if case.threads > 1 else ''}"
+
+
+def figures(results: list[Case], loader_rates: dict[str, float]) -> tuple[list[Figure], list[Comparison]]:
+    """Training samples per CPU second of each case and of the loader alone, in memory against streamed
+    (the way before) where both were timed; per CPU second, other jobs on the machine do not change them."""
+    found, compared = [], []
+    streamed = {case_label(c): c.samples_per_cpu_s for c in results if c.loading == "never"}
+    for c in results:
+        name = f"{case_label(c)}, {_LOADING[c.loading]}: training"
+        found.append(Figure(name, c.samples_per_cpu_s, "samples/CPU s"))
+        if c.loading == "always" and case_label(c) in streamed:
+            compared.append(Comparison(name, "streamed from the shards (before)", "previous", streamed[case_label(c)],
+                                       "samples/CPU s"))
+    for loading, rate in loader_rates.items():
+        found.append(Figure(f"loader alone, {_LOADING[loading]}", rate, "samples/CPU s"))
+    if len(loader_rates) == 2:
+        compared.append(Comparison("loader alone, in memory", "streamed from the shards (before)", "previous",
+                                   loader_rates["never"], "samples/CPU s"))
+    return found, compared
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """What the ECG cannot decide: twins that differ only in what no lead shows directly.
 
-    python bench/unseen_variation.py [SPEC] [--patients 16] [--twins 4] [--nudge NAME=DELTA]
+    python -m bench.unseen_variation [SPEC] [--patients 16] [--twins 4] [--nudge NAME=DELTA] [--json PATH]
 
 A campaign's sample is fixed by its anatomy and parameters (condition,
 conduction velocity, scar size, torso rotation, ...) and by its own seed,
@@ -33,20 +33,17 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 from mpi4py import MPI
 
+from bench.harness import REPO, Comparison, Figure, Run, add_json_option
 from solver.patient import PatientSimulation
 from solver.patient.sample_file import sample_datasets
 from workflow.patients import patient_config
 from workflow.sampling import plan_samples
 from workflow.spec import load_spec
-
-REPO = Path(__file__).resolve().parent.parent
 #: A seed offset far from any campaign's own seeds.
 TWIN_SEED_STRIDE = 7_919_993
 
@@ -91,8 +88,9 @@ def main() -> None:
     parser.add_argument("--twins", type=int, default=4)
     parser.add_argument("--nudge", metavar="NAME=DELTA",
                         help="twins differ by NAME + k * DELTA (same seed) instead of by their seeds")
-    parser.add_argument("--json", action="store_true")
+    add_json_option(parser, "unseen_variation")
     args = parser.parse_args()
+    bench = Run("unseen_variation", "What the ECG leaves open", "checks")
     spec = load_spec(args.spec)
     nudge = parse_nudge(args.nudge, parser) if args.nudge else None
     plans = plan_samples(spec)
@@ -117,8 +115,11 @@ def main() -> None:
         "patients_act_mad_ms": float(np.mean(others_act)),
         "twins_ecg_rms": float(np.mean(twins_ecg)), "patients_ecg_rms": float(np.mean(others_ecg)),
     }
-    if args.json:
-        print(json.dumps(result))
+    twins = "twins' activation maps, mean |difference|"
+    bench.write(args.json, [Figure(twins, result["twins_act_mad_ms"], "ms"),
+                            Figure("error of the twins' mean as a guess", result["floor_act_mae_ms"], "ms")],
+                [Comparison(twins, "different patients", "baseline", result["patients_act_mad_ms"], "ms")], details=result)
+    if args.json == "-":
         return
     print(f"activation maps, mean |difference| over sites: twins {result['twins_act_mad_ms']:.2f} ms, "
           f"different patients {result['patients_act_mad_ms']:.2f} ms")

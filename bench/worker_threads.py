@@ -3,7 +3,7 @@ with one thread per process (what campaign workers get since ecgi sets
 OMP/OPENBLAS/MKL_NUM_THREADS=1 in their start-up): seconds per sample and
 the ECG product's share.
 
-    python bench/worker_threads.py [--dx 2.5] [--samples 3]
+    python -m bench.worker_threads [--dx 2.5] [--samples 3] [--json PATH]
 
 Each mode starts two worker processes at once, each running ``--samples``
 patients of one anatomy (Mitchell–Schaeffer, 500 ms); the modes alternate
@@ -16,17 +16,16 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.harness import REPO, Comparison, Figure, Run, add_json_option
+
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 WORKER = r"""
 import json, sys, time
 from mpi4py import MPI
 import solver.patient as patient
-sys.path.insert(0, "bench")
-from bench_patients import bench_patient
+from bench.patients import bench_patient
 
 dx, samples = float(sys.argv[1]), int(sys.argv[2])
 def config(condition, duration):
@@ -62,7 +61,9 @@ def main() -> None:
     parser.add_argument("--dx", type=float, default=2.5)
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
+    add_json_option(parser, "worker_threads")
     args = parser.parse_args()
+    bench = Run("worker_threads", "Two workers on two cores", "cost")
     results = {"BLAS thread pool": [], "one thread per process": []}
     for _ in range(args.rounds):
         results["BLAS thread pool"] += run_pair(args.dx, args.samples, one_thread=False)
@@ -71,6 +72,10 @@ def main() -> None:
         s = sum(r["s_per_sample"] for r in rows) / len(rows)
         e = sum(r["ecg_s_per_sample"] for r in rows) / len(rows)
         print(f"{mode:24s} {s:5.2f} s per sample per worker, ECG product {e:5.2f} s ({100 * e / s:4.1f} %)")
+    pool, one = (sum(r["s_per_sample"] for r in results[m]) / len(results[m]) for m in results)
+    name = f"dx {args.dx:g} mm: wall time per sample per worker, one BLAS thread"
+    bench.write(args.json, [Figure(name, one, "s")], [Comparison(name, "BLAS thread pool", "previous", pool, "s")],
+                details=results)
 
 
 if __name__ == "__main__":

@@ -14,18 +14,18 @@ assembled networks and ``build_network``, which picks one by name.
 * ``resnet_act`` -- not published: a residual 1-D CNN with dilated
   convolutions and batch normalisation (about the reference's size), and an
   activation head that keeps 16 positions in time; compared with
-  ``reference_act`` in docs/performance.md.
+  ``reference_act`` in docs/research/performance-log.md.
 * ``positional_act`` -- not published: the reference trunk with the
   positional activation head of ``resnet_act`` instead of the published
   head, whose average over three positions discards when things happen in
-  the beat (docs/performance.md compares them).
+  the beat (docs/research/performance-log.md compares them).
 * ``ridge_act`` -- the ridge baseline as a network: the ECG averaged to 250
   positions in time (2 ms at 500 samples), flattened, and one linear map to
   the 75 times, fitted in closed form (``ecgi train`` solves the ridge
   regression of ``model.baselines`` for it instead of running epochs).  Its
   errors are only half correlated with a convolutional network's, so as a
   member of an ensemble (``--ensemble``) it averages away more than another
-  network does (docs/performance.md).
+  network does (docs/research/performance-log.md).
 * ``template_vm`` -- not published: the strided trunk with two positional
   heads, each site's activation time and action-potential duration (APD90); the traces
   are each site's mean training action potential stretched to that APD and

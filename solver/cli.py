@@ -1,10 +1,11 @@
-"""``ecgi simulate`` and ``ecgi bench``: the solver's commands."""
+"""``ecgi simulate``, ``ecgi verify``, ``ecgi calibrate`` and ``ecgi plot``: the solver's commands."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
 import sys
+from typing import Callable
 
 from .common.limits import DT_MS, DX_MM, VELOCITY_M_PER_S, number
 
@@ -34,30 +35,10 @@ def add_commands(commands) -> None:
                           "PETSC_OPTIONS reaches PETSc unchecked")
     simulate.set_defaults(handler=run_simulate)
 
-    bench = commands.add_parser("bench", help="verification benchmarks of the solver")
-    benches = bench.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)
-    niederer = benches.add_parser(
-        "niederer",
-        help="the Niederer et al. 2011 N-version slab benchmark",
-        description="Run the Niederer 2011 benchmark and print activation times (ms) at the "
-        "8 corners and the centre of the 20 x 7 x 3 mm slab.",
-    )
-    niederer.add_argument("--dx", type=number(float, *NIEDERER_DX_MM, "mm"), default=0.5,
-                          help=f"voxel size in mm, {NIEDERER_DX_MM[0]:g}-{NIEDERER_DX_MM[1]:g} (default 0.5)")
-    niederer.add_argument("--dt", type=number(float, *DT_MS, "ms"), default=0.05,
-                          help=f"time step in ms, {DT_MS[0]:g}-{DT_MS[1]:g} (default 0.05)")
-    niederer.add_argument(
-        "--diffusion", default="auto", choices=["auto", "explicit", "crank-nicolson", "backward-euler"],
-        help="diffusion scheme (auto: explicit when stable, else Crank-Nicolson)",
-    )
-    niederer.add_argument(
-        "--calibrated", action="store_true",
-        help="calibrate the conductivities so that cables on this grid conduct as fast as on a "
-        "converged grid (dx 0.025 mm) with the benchmark's conductivities",
-    )
-    niederer.add_argument("--json", action="store_true", help="print one JSON object")
-    niederer.add_argument("--quiet", action="store_true", help="no progress line")
-    niederer.set_defaults(handler=run_niederer)
+    verify = commands.add_parser("verify", help="the solver against published benchmarks (docs/verification.md)")
+    _add_verifications(verify, run_niederer)
+    # The name before "bench" came to mean the timing scripts of bench/: still accepted, not listed.
+    _add_verifications(commands.add_parser("bench"), _deprecated_bench)
 
     calibrate = commands.add_parser(
         "calibrate",
@@ -86,6 +67,38 @@ def add_commands(commands) -> None:
     plot.add_argument("sample", help="sample HDF5 written by `ecgi simulate`")
     plot.add_argument("-o", "--output", default=".", help="directory for the PNGs (default .)")
     plot.set_defaults(handler=run_plot)
+
+
+def _add_verifications(command: argparse.ArgumentParser, handler: Callable[[argparse.Namespace], int]) -> None:
+    """The verification cases under ``command``: so far the Niederer slab."""
+    cases = command.add_subparsers(dest="verify_command", metavar="BENCHMARK", required=True)
+    niederer = cases.add_parser(
+        "niederer",
+        help="the Niederer et al. 2011 N-version slab benchmark",
+        description="Run the Niederer 2011 benchmark and print activation times (ms) at the "
+        "8 corners and the centre of the 20 x 7 x 3 mm slab.",
+    )
+    niederer.add_argument("--dx", type=number(float, *NIEDERER_DX_MM, "mm"), default=0.5,
+                          help=f"voxel size in mm, {NIEDERER_DX_MM[0]:g}-{NIEDERER_DX_MM[1]:g} (default 0.5)")
+    niederer.add_argument("--dt", type=number(float, *DT_MS, "ms"), default=0.05,
+                          help=f"time step in ms, {DT_MS[0]:g}-{DT_MS[1]:g} (default 0.05)")
+    niederer.add_argument(
+        "--diffusion", default="auto", choices=["auto", "explicit", "crank-nicolson", "backward-euler"],
+        help="diffusion scheme (auto: explicit when stable, else Crank-Nicolson)",
+    )
+    niederer.add_argument(
+        "--calibrated", action="store_true",
+        help="calibrate the conductivities so that cables on this grid conduct as fast as on a "
+        "converged grid (dx 0.025 mm) with the benchmark's conductivities",
+    )
+    niederer.add_argument("--json", action="store_true", help="print one JSON object")
+    niederer.add_argument("--quiet", action="store_true", help="no progress line")
+    niederer.set_defaults(handler=handler)
+
+
+def _deprecated_bench(args: argparse.Namespace) -> int:
+    print("ecgi bench is now ecgi verify (bench/ holds the timing benchmarks)", file=sys.stderr)
+    return run_niederer(args)
 
 
 def _progress_printer(quiet: bool):

@@ -44,7 +44,7 @@ def test_cable_velocity_converges_as_dx_shrinks_to_a_physiological_value():
 
 def test_niederer_benchmark_at_half_millimetre(ecgi):
     """The CI case of the N-version benchmark: dx 0.5 mm, dt 0.05 ms."""
-    proc = ecgi("bench", "niederer", "--dx", "0.5", "--dt", "0.05", "--json")
+    proc = ecgi("verify", "niederer", "--dx", "0.5", "--dt", "0.05", "--json")
     report = json.loads(proc.stdout)
     act = report["activation_ms"]
     assert set(act) == {"0,0,0", "0,0,3", "0,7,0", "0,7,3", "20,0,0", "20,0,3", "20,7,0", "20,7,3", "10,3.5,1.5"}

@@ -1,4 +1,4 @@
-"""``ecgi calibrate`` and ``ecgi plot``: what they compute and write."""
+"""``ecgi calibrate``, ``ecgi plot`` and the former name of ``ecgi verify``: what they compute and write."""
 from __future__ import annotations
 
 import json
@@ -82,3 +82,11 @@ def test_plot_refuses_a_file_that_is_not_a_patient_sample(patient_sample, tmp_pa
     proc = run_ecgi("plot", plain, "-o", tmp_path / "figures", check=False)
     assert proc.returncode == 2 and "not a synthetic-patient sample" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_bench_is_the_former_name_of_verify_accepted_with_a_note_and_not_listed():
+    proc = run_ecgi("bench", "niederer", "--dx", "1", "--dt", "0.1", "--json")
+    assert proc.stderr.splitlines()[0] == "ecgi bench is now ecgi verify (bench/ holds the timing benchmarks)"
+    assert json.loads(proc.stdout)["dx_mm"] == 1.0
+    listed = run_ecgi("--help").stdout
+    assert " verify " in listed and " bench " not in listed

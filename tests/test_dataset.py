@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.sample_files import synthetic_vm, write_synthetic_sample
+from model.synthetic_sample import synthetic_vm, write_synthetic_sample
 from solver.common.errors import ConfigError
 from solver.common.sites import ELECTRODE_NAMES, LEAD_NAMES, SITE_NAMES
 from workflow import dataset_cli

@@ -20,11 +20,11 @@ from tests.test_hostile_inputs import campaign_spec, expect_error, mounts  # noq
 # ------------------------------------------------------------- CLI numbers
 
 NUMBER_CASES = [
-    ("bench niederer --dx 0", "argument --dx: 0 is outside [0.05, 1] mm"),
-    ("bench niederer --dx -1", "argument --dx: -1 is outside"),
-    ("bench niederer --dx 1e-9", "argument --dx: 1e-9 is outside"),
-    ("bench niederer --dt 0", "argument --dt: 0 is outside [0.0001, 2] ms"),
-    ("bench niederer --dt nan", "argument --dt: nan is outside"),
+    ("verify niederer --dx 0", "argument --dx: 0 is outside [0.05, 1] mm"),
+    ("verify niederer --dx -1", "argument --dx: -1 is outside"),
+    ("verify niederer --dx 1e-9", "argument --dx: 1e-9 is outside"),
+    ("verify niederer --dt 0", "argument --dt: 0 is outside [0.0001, 2] ms"),
+    ("verify niederer --dt nan", "argument --dt: nan is outside"),
     ("calibrate --dx 0 --dt 0.05", "argument --dx: 0 is outside [0.01, 5] mm"),
     ("calibrate --dx 1 --dt -0.05", "argument --dt: -0.05 is outside"),
     ("calibrate --dx 1 --dt 0.05 --longitudinal 1e300", "argument --longitudinal: 1e300 is outside [0.01, 5] m/s"),

@@ -5,7 +5,7 @@ recording site, the centre of a root of the conduction system) are points
 of its shape.  Snapping each point to its nearest voxel makes what is read
 there jump whenever the shape moves by a fraction of a voxel: a heart 0.4 mm
 larger picks other voxels, up to a whole wall's thickness away, and moves
-the sites' activation times by 3 ms on average (docs/performance.md, "What
+the sites' activation times by 3 ms on average (docs/research/performance-log.md, "What
 the grid adds").  Such a jump is a property of the grid, not the patient,
 and no other anatomy can teach a network to predict it.
 

@@ -1,7 +1,9 @@
 """Sample files as ``ecgi simulate`` writes them for a patient, from made-up
 traces: the real writer (solver.numerics.output.write_simulation) with action-potential
 shaped Vm at the 75 sites and electrode potentials from a random lead field.
-Nothing is simulated, so a test data set of many samples costs milliseconds."""
+Nothing is simulated, so a data set of many samples costs milliseconds (the
+data set tests, bench.aggregation_throughput); model.synthetic writes data sets
+of shards directly instead."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,7 +24,7 @@ _TINY_CONFIG = {
 
 def synthetic_vm(act_ms: np.ndarray, samples: int, apd_ms: float = 250.0) -> np.ndarray:
     """(samples, sites) mV: model.synthetic's action potential at each activation time."""
-    from model.synthetic import action_potentials
+    from .synthetic import action_potentials
 
     sites = len(act_ms)
     return action_potentials(act_ms[None], np.full((1, sites), apd_ms), np.ones((1, sites)), samples)[0]
