@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from solver.common.errors import RunError
-from solver.common.files import write_text_atomic
 
 from .failures import retry_cost
 from .layout import CampaignLayout
