@@ -196,8 +196,8 @@ def run_predict(args: argparse.Namespace) -> int:
     if not args.no_figure:
         from solver.plots import check_figure_path
 
-        check_figure_path(args.figure or output.with_suffix(".png"))
         check_writable(args.figure or output.with_suffix(".png"), inputs=inputs)
+        check_figure_path(args.figure or output.with_suffix(".png"))
     if args.report:
         check_writable(args.report, REPORT_FREE_BYTES, directory=True, inputs=inputs)
     mains = {"auto": "auto", "off": None, "50": 50.0, "60": 60.0}[args.mains]
