@@ -45,7 +45,14 @@ system-packages:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: install
+# ruff: pyflakes, pycodestyle's errors and bugbear; mypy: setup.cfg's [mypy].
+RUFF_RULES := --select E4,E7,E9,F,B --ignore B905 --target-version py310 --line-length 120
+
+lint: install
+	$(VENV)/bin/ruff check --isolated $(RUFF_RULES) solver workflow model tests bench
+	$(VENV)/bin/mypy solver workflow model
+
+test: install lint
 	$(PY) -m pytest -q tests
 
 demo: install

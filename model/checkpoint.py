@@ -197,10 +197,10 @@ def model_from_checkpoint(state: dict[str, Any], path: str | Path = "checkpoint"
 
 def rng_state() -> dict[str, Any]:
     """This process's torch (and CUDA), numpy and Python RNG states, as checkpointable values."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+        "numpy": {"kind": kind, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": pos,
                   "has_gauss": has_gauss, "cached_gaussian": cached},
         "python": random.getstate(),
     }

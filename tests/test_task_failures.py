@@ -55,7 +55,7 @@ def test_a_task_reports_what_it_caught_by_exit_status():
     statuses = [status for f in Failure for status in f.exit_statuses]
     assert len(statuses) == len(set(statuses)) and 0 not in statuses
     with pytest.raises(ValueError, match="timeout is not reported by a task's exit status"):
-        Failure.TIMEOUT.exit_status
+        _ = Failure.TIMEOUT.exit_status
 
 
 @pytest.mark.parametrize("kind, retryable", [

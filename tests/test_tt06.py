@@ -281,7 +281,7 @@ def test_matches_literal_transcription():
     ref = [(vm[i], list(states[i])) for i in range(3)]
     n_steps, n_stim = int(round(BCL / DT)), int(round(STIM_DUR / DT))
     max_dv, peaks = 0.0, []
-    for beat in range(2):
+    for _beat in range(2):
         peak = np.full(3, -np.inf)
         for k in range(n_steps):
             stim = np.full(3, STIM_AMP if k < n_stim else 0.0)

@@ -28,7 +28,7 @@ import shlex
 import sys
 import threading
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from solver.common.errors import RunError
 
@@ -66,10 +66,10 @@ def submitter(spec: CampaignSpec, layout: CampaignLayout) -> Callable[[SamplePla
     if ranks == 1:
         app = python_app(simulate_in_worker)
 
-        def submit(plan: SamplePlan):
+        def submit_in_worker(plan: SamplePlan):
             kwargs = {"walltime": timeout} if timeout else {}
             return app(str(layout.root), plan.sample_id, str(layout.log_path(plan)), **kwargs)
-        return submit
+        return submit_in_worker
 
     app = bash_app(simulate_with_mpi)
     # Parsl's MPI mode (SLURM) places each task on a node of the block.
@@ -79,7 +79,7 @@ def submitter(spec: CampaignSpec, layout: CampaignLayout) -> Callable[[SamplePla
     def submit(plan: SamplePlan):
         log = layout.log_path(plan)
         log.parent.mkdir(parents=True, exist_ok=True)
-        kwargs = {"stdout": (str(log), "a"), "stderr": (str(log), "a"), **mpi_mode}
+        kwargs: dict[str, Any] = {"stdout": (str(log), "a"), "stderr": (str(log), "a"), **mpi_mode}
         if timeout:
             kwargs["walltime"] = timeout
         return app(task_command(spec, layout.root, plan.sample_id), **kwargs)

@@ -136,7 +136,7 @@ def _verify_and_build(spec: CampaignSpec, layout: CampaignLayout, done_before: s
         corrupt = [plans.by_id(s.path.stem) for s in skipped]
         for plan, refused in zip(corrupt, skipped):
             stream.write(f"[{spec.name}] {plan.sample_id}: {refused.reason}; recomputing it\n")
-            record = layout.read_record(plan)
+            record = layout.read_record(plan) or SampleRecord(plan.sample_id, state="done")
             record.fail(Failure.IO_ERROR, f"sample file damaged: {refused.reason}")
             layout.write_record(plan, record)
             if plan.sample_id in done_before:
