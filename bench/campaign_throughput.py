@@ -41,7 +41,7 @@ def campaign_spec(directory: Path, samples: int, slurm=None) -> Path:
             "partition": slurm.partition, "cores_per_node": os.cpu_count(), "walltime": "01:00:00",
             "worker_init": slurm.worker_init, "driver_address": "127.0.0.1"}}
     spec = {
-        "name": "bench", "output_dir": str(directory / "campaign"), "samples": samples, "samples_per_shard": 50,
+        "name": "bench", "output_dir": str(directory / "campaign"), "samples": samples, "samples_per_folder": 50,
         "seed": 0, "geometry": {"count": 10},
         "parameters": {"heart_scale": {"kind": "uniform", "low": 0.9, "high": 1.1},
                        "condition": {"kind": "choice", "values": ["normal", "lbbb", "rbbb"]}},

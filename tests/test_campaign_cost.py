@@ -17,7 +17,7 @@ from workflow.spec import load_spec
 @pytest.fixture
 def small_spec(tmp_path):
     data = {
-        "name": "cost", "output_dir": str(tmp_path / "campaign"), "samples": 8, "samples_per_shard": 4, "seed": 2,
+        "name": "cost", "output_dir": str(tmp_path / "campaign"), "samples": 8, "samples_per_folder": 4, "seed": 2,
         "geometry": {"count": 4},
         "parameters": {"heart_scale": {"kind": "uniform", "low": 0.9, "high": 1.1},
                        "condition": {"kind": "choice", "values": ["normal", "lbbb"]}},

@@ -18,7 +18,7 @@ from tests.conftest import ECGI, REPO, clean_env, run_ecgi
 
 def spec(tmp_path: Path, samples: int = 6, **changes) -> Path:
     data = {
-        "name": "t", "output_dir": str(tmp_path / "campaign"), "samples": samples, "samples_per_shard": 3,
+        "name": "t", "output_dir": str(tmp_path / "campaign"), "samples": samples, "samples_per_folder": 3,
         "seed": 3, "geometry": {"count": 3},
         "parameters": {"heart_scale": {"kind": "uniform", "low": 0.9, "high": 1.1},
                        "condition": {"kind": "choice", "values": ["normal", "lbbb", "rbbb"]}},
@@ -167,7 +167,7 @@ def test_changed_spec_is_refused_and_named(tmp_path):
 def test_plan_is_deterministic_and_estimates_cost(tmp_path):
     path = spec(tmp_path)
     first = json.loads(run_ecgi("campaign", "plan", path, "--json").stdout)
-    assert first["samples"] == 6 and first["shards"] == 2 and first["geometries"] == 3
+    assert first["samples"] == 6 and first["folders"] == 2 and first["geometries"] == 3
     estimate = first["estimate"]
     assert estimate["core_hours"] > 0 and estimate["model"]["node_steps_per_s"] > 1e5
     assert not (tmp_path / "campaign").exists()  # a dry run

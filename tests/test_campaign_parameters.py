@@ -19,7 +19,7 @@ MS_DEFAULT_TAU_CLOSE_MS = 150.0
 @pytest.fixture
 def mixed_conditions(tmp_path):
     data = {
-        "name": "params", "output_dir": str(tmp_path / "campaign"), "samples": 40, "samples_per_shard": 40, "seed": 5,
+        "name": "params", "output_dir": str(tmp_path / "campaign"), "samples": 40, "samples_per_folder": 40, "seed": 5,
         "geometry": {"count": 2},
         "parameters": {
             "condition": {"kind": "choice", "values": ["normal", "lbbb", "scar", "ikr_block"]},

@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 def slurm_spec(tmp_path: Path, cluster, samples: int, ranks: int = 1) -> Path:
     data = {
-        "name": "s", "output_dir": str(tmp_path / "campaign"), "samples": samples, "samples_per_shard": 4,
+        "name": "s", "output_dir": str(tmp_path / "campaign"), "samples": samples, "samples_per_folder": 4,
         "seed": 5, "geometry": {"count": 3},
         "parameters": {"condition": {"kind": "choice", "values": ["normal", "lbbb", "rbbb"]}},
         "solver": {"dx_mm": 3.0, "dt_ms": 0.05, "ionic_model": "mitchell_schaeffer", "duration_ms": 200},

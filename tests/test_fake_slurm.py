@@ -45,7 +45,7 @@ def calls(env, command: str) -> list[list[str]]:
 
 def test_campaign_runs_in_blocks_of_the_fake_cluster(fake_cluster, tmp_path):
     spec = {
-        "name": "fake", "output_dir": str(tmp_path / "campaign"), "samples": 3, "samples_per_shard": 4,
+        "name": "fake", "output_dir": str(tmp_path / "campaign"), "samples": 3, "samples_per_folder": 4,
         "seed": 5, "geometry": {"count": 3},
         "parameters": {"condition": {"kind": "choice", "values": ["normal", "lbbb", "rbbb"]}},
         "solver": {"dx_mm": 3.0, "dt_ms": 0.05, "ionic_model": "mitchell_schaeffer", "duration_ms": 40},

@@ -46,7 +46,7 @@ def snapshot(root: Path) -> dict[str, str]:
 
 def campaign_spec(tmp_path: Path, name: str = "spec.yaml", **changes) -> Path:
     data = {
-        "name": "h", "output_dir": str(tmp_path / "campaign"), "samples": 2, "samples_per_shard": 2, "seed": 1,
+        "name": "h", "output_dir": str(tmp_path / "campaign"), "samples": 2, "samples_per_folder": 2, "seed": 1,
         "geometry": {"count": 2},
         "parameters": {"heart_scale": {"kind": "uniform", "low": 0.9, "high": 1.1}},
         "solver": {"dx_mm": 3.0, "dt_ms": 0.1, "ionic_model": "mitchell_schaeffer", "duration_ms": 40},
@@ -273,6 +273,24 @@ def test_moved_campaign_resumes_without_recomputing(campaign, tmp_path):
     assert "2/2 samples done (0 now, 2 before), 0 failed" in proc.stderr
     assert snapshot(copy / "samples") == samples
     assert yaml.safe_load((copy / "spec.yaml").read_text())["output_dir"] == str(copy)
+
+
+def test_campaign_of_an_older_ecgi_resumes_without_recomputing(campaign, tmp_path):
+    """Sample folders were once named shard-N and the spec said
+    samples_per_shard: such a campaign is still done, not started afresh."""
+    copy = copy_campaign(campaign, tmp_path / "old")
+    for kind in ("samples", "records", "logs"):
+        for folder in (copy / kind).glob("folder-*"):
+            folder.rename(folder.with_name(folder.name.replace("folder-", "shard-")))
+    frozen = yaml.safe_load((copy / "spec.yaml").read_text())
+    frozen["samples_per_shard"] = frozen.pop("samples_per_folder")
+    (copy / "spec.yaml").write_text(yaml.safe_dump(frozen))
+    samples = snapshot(copy / "samples")
+    proc = run_ecgi("campaign", "resume", copy, timeout=120)
+    assert "2/2 samples done (0 now, 2 before), 0 failed" in proc.stderr, proc.stderr
+    assert snapshot(copy / "samples") == samples and not list((copy / "samples").glob("folder-*"))
+    status = json.loads(run_ecgi("campaign", "status", copy, "--json").stdout)
+    assert status["done"] == 2 and [f["folder"] for f in status["folders"]] == [0]
 
 
 def test_sample_corrupted_in_place_is_recomputed_with_true_totals(campaign, tmp_path):

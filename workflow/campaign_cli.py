@@ -18,9 +18,9 @@ def add_commands(commands) -> None:
     campaign = commands.add_parser("campaign", help="plan, run, watch and resume simulation campaigns")
     sub = campaign.add_subparsers(dest="campaign_command", metavar="ACTION", required=True)
 
-    plan = sub.add_parser("plan", help="dry run: samples, shards, directories, SLURM script, cost estimate",
+    plan = sub.add_parser("plan", help="dry run: samples, sample folders, directories, SLURM script, cost estimate",
                           description="Show what `campaign run` would do, without running anything: the number "
-                          "of samples and shards, the directory layout, the SLURM job script (for executor "
+                          "of samples and sample folders, the directory layout, the SLURM job script (for executor "
                           "slurm) and a cost estimate calibrated by a short measured run.")
     plan.add_argument("spec", help="campaign specification (YAML)")
     plan.add_argument("--no-measure", action="store_true", help="skip the measured run (no cost estimate)")
@@ -43,7 +43,7 @@ def add_commands(commands) -> None:
     resume.add_argument("--verify", action="store_true", help="recompute every sample file's checksum first")
     resume.set_defaults(handler=run_resume)
 
-    status = sub.add_parser("status", help="per-shard table of done, failed, pending, running samples")
+    status = sub.add_parser("status", help="per-folder table of done, failed, pending, running samples")
     status.add_argument("directory", help="campaign directory")
     status.add_argument("--json", action="store_true", help="print one JSON object (totals and samples)")
     status.add_argument("--failures", action="store_true", help="list each failed sample with reason and log")
@@ -81,14 +81,14 @@ def run_plan(args: argparse.Namespace) -> int:
     if spec.output_dir.exists() and not spec.output_dir.is_dir():
         raise ConfigError(f"output_dir {spec.output_dir} is an existing file; choose another output_dir")
     report: dict = {
-        "name": spec.name, "samples": spec.samples, "shards": spec.n_shards,
-        "samples_per_shard": spec.samples_per_shard, "geometries": spec.geometry.n_geometries,
+        "name": spec.name, "samples": spec.samples, "folders": spec.n_folders,
+        "samples_per_folder": spec.samples_per_folder, "geometries": spec.geometry.n_geometries,
         "output_dir": str(spec.output_dir), "executor": spec.resources.executor,
         "ranks_per_simulation": spec.resources.ranks_per_simulation, "simulations_at_once_per_block": workers(spec),
         "layout": {
-            "samples": f"{spec.output_dir}/samples/shard-NNNNN/<id>.h5",
-            "records": f"{spec.output_dir}/records/shard-NNNNN/<id>.json",
-            "logs": f"{spec.output_dir}/logs/shard-NNNNN/<id>.log",
+            "samples": f"{spec.output_dir}/samples/folder-NNNNN/<id>.h5",
+            "records": f"{spec.output_dir}/records/folder-NNNNN/<id>.json",
+            "logs": f"{spec.output_dir}/logs/folder-NNNNN/<id>.log",
             "dataset": f"{spec.output_dir}/dataset/<split>/shard-NNNNN.h5",
         },
     }
@@ -101,7 +101,7 @@ def run_plan(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=None))
         return 0
-    print(f"campaign {spec.name}: {spec.samples} samples in {spec.n_shards} shards of {spec.samples_per_shard}, "
+    print(f"campaign {spec.name}: {spec.samples} samples in {spec.n_folders} folders of {spec.samples_per_folder}, "
           f"{spec.geometry.n_geometries} anatomies")
     print(f"executor {spec.resources.executor}, {spec.resources.ranks_per_simulation} rank(s) per simulation, "
           f"{workers(spec)} simulation(s) at once per block")

@@ -1,20 +1,22 @@
 """Where a campaign keeps things, and the per-sample records.
 
     DIR/spec.yaml                          the frozen spec
-    DIR/samples/shard-00012/<id>.h5        one file per simulation
-    DIR/records/shard-00012/<id>.json      what happened to it
-    DIR/logs/shard-00012/<id>.log          its output
+    DIR/samples/folder-00012/<id>.h5       one file per simulation
+    DIR/records/folder-00012/<id>.json     what happened to it
+    DIR/logs/folder-00012/<id>.log         its output
     DIR/dataset/                           the training set built from it
     DIR/driver.json                        the live driver (host, process identity, heartbeat):
                                            its lock on the campaign (claim_driver, beat)
 
-Shard directories keep any directory to samples_per_shard entries.  A
+Sample folders keep any directory to samples_per_folder entries (a
+campaign an older ecgi started keeps its ``shard-NNNNN`` folders).  A
 sample is *done* only if its file opens, carries the completion mark and the
 checksum its record noted; records are written atomically, so a killed
 process leaves either the old record or the new one.
 """
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import sys
@@ -62,6 +64,12 @@ class SampleRecord:
         self.state, self.error_kind, self.error = "failed", failure.kind, error
 
 
+#: A sample folder's name before its number.
+FOLDER_PREFIX = "folder-"
+#: The same, in campaigns started before folders were named apart from data set shards.
+LEGACY_FOLDER_PREFIX = "shard-"
+
+
 class CampaignLayout:
     def __init__(self, root: str | Path):
         self.root = Path(root)
@@ -86,17 +94,25 @@ class CampaignLayout:
     def samples_dir(self) -> Path:
         return self.root / "samples"
 
-    def _shard_dir(self, kind: str, plan: SamplePlan) -> Path:
-        return self.root / kind / f"shard-{plan.shard:05d}"
+    @functools.cached_property
+    def folder_prefix(self) -> str:
+        """``folder-``, or ``shard-`` in a campaign an older ecgi started."""
+        for kind in ("samples", "records", "logs"):
+            if next((self.root / kind).glob(f"{LEGACY_FOLDER_PREFIX}*"), None) is not None:
+                return LEGACY_FOLDER_PREFIX
+        return FOLDER_PREFIX
+
+    def _folder(self, kind: str, plan: SamplePlan) -> Path:
+        return self.root / kind / f"{self.folder_prefix}{plan.folder:05d}"
 
     def sample_path(self, plan: SamplePlan) -> Path:
-        return self._shard_dir("samples", plan) / f"{plan.sample_id}.h5"
+        return self._folder("samples", plan) / f"{plan.sample_id}.h5"
 
     def record_path(self, plan: SamplePlan) -> Path:
-        return self._shard_dir("records", plan) / f"{plan.sample_id}.json"
+        return self._folder("records", plan) / f"{plan.sample_id}.json"
 
     def log_path(self, plan: SamplePlan) -> Path:
-        return self._shard_dir("logs", plan) / f"{plan.sample_id}.log"
+        return self._folder("logs", plan) / f"{plan.sample_id}.log"
 
     def read_record(self, plan: SamplePlan) -> Optional[SampleRecord]:
         try:
@@ -136,7 +152,7 @@ class CampaignLayout:
         samples to a directory an older ecgi filled (any one sample tells)."""
         from solver.numerics.output import FORMAT_VERSION, format_mismatch
 
-        for path in self.samples_dir.glob("shard-*/*.h5"):
+        for path in self.samples_dir.glob(f"{self.folder_prefix}*/*.h5"):
             try:
                 with h5py.File(path, "r") as f:
                     version = f.attrs.get("format_version")

@@ -1,4 +1,4 @@
-"""The campaign plan: every sample's id, anatomy, shard and parameters.
+"""The campaign plan: every sample's id, anatomy, folder and parameters.
 
 The plan is a pure function of the spec: re-planning gives identical rows,
 so a task can rebuild its own row from the frozen spec, and ``resume`` knows
@@ -24,7 +24,7 @@ from .spec import CampaignSpec, Distribution
 class SamplePlan:
     index: int
     sample_id: str
-    shard: int
+    folder: int  #: the sample folder its files go to (workflow.layout)
     geometry_index: int
     geometry_id: str
     values: dict[str, Any]  #: geometry and sample parameters together
@@ -133,7 +133,7 @@ class CampaignPlan(Sequence[SamplePlan]):
         g = i % self.n_geometries
         spec = self.spec
         return SamplePlan(
-            index=i, sample_id=sample_id(spec, i), shard=i // spec.samples_per_shard,
+            index=i, sample_id=sample_id(spec, i), folder=i // spec.samples_per_folder,
             geometry_index=g, geometry_id=geometry_id(spec, g),
             values={**self._geometry.row(g), **self._sample.row(i)}, seed=int(self._seeds[i]),
         )

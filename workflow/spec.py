@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # workflow.layout imports this module (through sampling)
 #: real campaign, low enough that a typo cannot exhaust the driver's memory.
 LIMITS = {
     "samples": 1_000_000,
-    "samples_per_shard": 100_000,
+    "samples_per_folder": 100_000,
     "dataset_samples_per_shard": 100_000,
     "geometry.count": 100_000,
     "parameters": 256,
@@ -248,7 +248,7 @@ class CampaignSpec:
     name: str
     output_dir: Path
     samples: int
-    samples_per_shard: int = 50
+    samples_per_folder: int = 50
     seed: int = 0
     sampling: Literal["random", "latin_hypercube", "sobol"] = "latin_hypercube"
     parameters: dict[str, Distribution] = field(default_factory=dict)
@@ -266,9 +266,9 @@ class CampaignSpec:
             raise ConfigError(f"name must be letters, digits, '-', '_' or '.', got {self.name!r}")
         if self.samples < 1:
             raise ConfigError(f"samples must be >= 1, got {self.samples}")
-        if self.samples_per_shard < 1 or self.dataset_samples_per_shard < 1:
-            raise ConfigError("samples_per_shard and dataset_samples_per_shard must be >= 1")
-        for key in ("samples", "samples_per_shard", "dataset_samples_per_shard"):
+        if self.samples_per_folder < 1 or self.dataset_samples_per_shard < 1:
+            raise ConfigError("samples_per_folder and dataset_samples_per_shard must be >= 1")
+        for key in ("samples", "samples_per_folder", "dataset_samples_per_shard"):
             check_limit(key, getattr(self, key))
         check_limit("parameters", len(self.parameters))
         if self.seed < 0 or self.seed >= 2**32:
@@ -282,8 +282,8 @@ class CampaignSpec:
             PARAMETERS[name].check(name, dist)
 
     @property
-    def n_shards(self) -> int:
-        return -(-self.samples // self.samples_per_shard)
+    def n_folders(self) -> int:
+        return -(-self.samples // self.samples_per_folder)
 
     def to_dict(self) -> dict:
         return to_mapping(self)
@@ -310,8 +310,13 @@ def check_output_dir(spec: CampaignSpec) -> None:
         raise ConfigError(f"campaign.{exc}") from None
 
 
+#: The name ``samples_per_folder`` had before "shard" came to mean only a
+#: data set's HDF5 file; specs (and frozen specs) that use it still load.
+OLD_NAMES = {"samples_per_shard": "samples_per_folder"}
+
+
 def spec_from_dict(data: Any, base_dir: Path | None = None) -> CampaignSpec:
-    spec = from_mapping(CampaignSpec, data, "campaign")
+    spec = from_mapping(CampaignSpec, _renamed(data), "campaign")
     # Paths may use $VARIABLES and ~ (e.g. /scratch/$USER/...).
     written = str(spec.output_dir)
     spec.output_dir = Path(os.path.expandvars(os.path.expanduser(written)))
@@ -323,6 +328,18 @@ def spec_from_dict(data: Any, base_dir: Path | None = None) -> CampaignSpec:
         spec.output_dir = (base_dir / spec.output_dir).resolve()
     check_output_dir(spec)
     return spec
+
+
+def _renamed(data: Any) -> Any:
+    """``data`` with the old names of settings replaced by the current ones."""
+    if not isinstance(data, dict):
+        return data
+    for old, new in OLD_NAMES.items():
+        if old in data:
+            if new in data:
+                raise ConfigError(f"campaign: {old} is the old name of {new}; give only {new}")
+            data = {(new if key == old else key): value for key, value in data.items()}
+    return data
 
 
 def load_spec(path: str | Path) -> CampaignSpec:
