@@ -69,10 +69,11 @@ def run_plan(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from .cost import estimate, measure
-    from .executors import render_slurm_script, workers
+    from .executors import check_driver_address, render_slurm_script, workers
     from .spec import load_spec
 
     spec = load_spec(args.spec)
+    check_driver_address(spec)
     if spec.output_dir.exists() and not spec.output_dir.is_dir():
         raise ConfigError(f"output_dir {spec.output_dir} is an existing file; choose another output_dir")
     report: dict = {

@@ -16,12 +16,15 @@ are final; lost workers or nodes, timeouts and I/O errors are retried.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import shlex
+import socket
 import string
 import sys
 from pathlib import Path
 
+from solver.common.errors import ConfigError
 from solver.common.files import write_text_atomic
 
 from .layout import FINAL_KINDS
@@ -68,6 +71,41 @@ def task_command(spec: CampaignSpec, campaign_dir: Path, sample_id: str) -> str:
     # mpiexec prefix uses MPICH flags; srun needs Slurm built with PMIx.)
     return f'mpiexec -n {ranks} --host "${{PARSL_MPI_NODELIST}}:{ranks}" --bind-to none {command}'
 
+
+
+def host_addresses() -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The IP addresses of this host's network interfaces."""
+    import psutil
+
+    found = set()
+    for entries in psutil.net_if_addrs().values():
+        for entry in entries:
+            if entry.family in (socket.AF_INET, socket.AF_INET6):
+                try:
+                    found.add(ipaddress.ip_address(entry.address.split("%", 1)[0]))  # fe80::1%eth0
+                except ValueError:
+                    continue
+    return found
+
+
+def check_driver_address(spec: CampaignSpec) -> None:
+    """Refuse, before any work, a ``driver_address`` that is not this host's: the
+    workers would never reach the driver, and Parsl would wait 120 s and end
+    with its interchange's traceback."""
+    address = spec.resources.slurm.driver_address
+    if spec.resources.executor != "slurm" or address is None:
+        return
+    fix = ("set resources.slurm.driver_address to an address of this host that the compute nodes reach "
+           "(or remove it to let Parsl choose), or run the driver on that host")
+    try:
+        resolved = {ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in socket.getaddrinfo(address, None)}
+    except (OSError, UnicodeError, ValueError):
+        raise ConfigError(f"driver_address {address!r} does not resolve to an IP address; {fix}") from None
+    own = host_addresses()
+    if not any(ip.is_loopback or ip in own for ip in resolved):
+        shown = ", ".join(sorted(str(ip) for ip in own if not ip.is_link_local)[:6])
+        raise ConfigError(f"driver_address {address!r} is not an address of this host "
+                          f"({socket.gethostname()}: {shown}); {fix}")
 
 
 def workers(spec: CampaignSpec) -> int:

@@ -30,7 +30,7 @@ from solver.common.errors import ConfigError, RunError
 from solver.common.files import check_writable, write_text_atomic
 from solver.common.typedconfig import load_file
 
-from .executors import classify_failure, parsl_config, task_command, workers
+from .executors import check_driver_address, classify_failure, parsl_config, task_command, workers
 from .layout import CampaignLayout, SampleRecord, driver_alive, write_json_atomic
 from .sampling import SamplePlan, plan_samples
 from .spec import CampaignSpec, spec_from_dict
@@ -227,6 +227,7 @@ def run_campaign(
     Before the data set is built every sample file is verified (the build
     reads them all anyway): a file corrupted since it was written is
     recomputed once, and the totals count only intact samples."""
+    check_driver_address(spec)
     check_writable(spec.output_dir, CAMPAIGN_FREE_BYTES, directory=True)
     layout = CampaignLayout(spec.output_dir)
     freeze_spec(spec, layout, force, resuming)
