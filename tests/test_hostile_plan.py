@@ -1,7 +1,8 @@
 """`ecgi campaign plan` and `run` against specs that would hang or stall them: a driver
-address the workers could never reach."""
+address the workers could never reach, and a plan at the documented maxima."""
 from __future__ import annotations
 
+import json
 import socket
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import yaml
 from solver.common.errors import ConfigError
 from tests.conftest import run_ecgi
 from workflow.executors import check_driver_address
-from workflow.spec import spec_from_dict
+from workflow.spec import LIMITS, spec_from_dict
 
 
 def expect_error(*args, message: str, timeout: float = 120) -> None:
@@ -72,3 +73,24 @@ def test_this_hosts_addresses_are_accepted(tmp_path, address):
 def test_driver_address_is_only_checked_where_it_is_used(tmp_path):
     data = spec_data(tmp_path, slurm={"driver_address": "192.0.2.1"})  # the local executor ignores it
     check_driver_address(spec_from_dict(data))
+
+
+def test_plan_at_the_documented_maxima_is_quick_and_says_what_it_does(tmp_path):
+    """A million samples on 100,000 anatomies: a few anatomies are voxelised and the rest
+    extrapolated, with progress on stderr; the plan used to voxelise every anatomy (minutes)."""
+    data = spec_data(tmp_path)
+    data.update(samples=LIMITS["samples"], samples_per_shard=LIMITS["samples_per_shard"],
+                geometry={"count": LIMITS["geometry.count"]})
+    start = time.monotonic()
+    proc = run_ecgi("campaign", "plan", write(tmp_path, data), "--json", timeout=300)
+    elapsed = time.monotonic() - start
+    report = json.loads(proc.stdout)
+    estimate = report["estimate"]
+    assert report["samples"] == 1_000_000 and report["geometries"] == 100_000
+    assert estimate["samples"] == 1_000_000
+    assert 0 < estimate["core_hours_low"] <= estimate["core_hours"] <= estimate["core_hours_high"]
+    # 1e6 samples of a 3 mm, 40 ms heart: about 0.1 to 0.3 CPU s each
+    assert 10 < estimate["core_hours"] < 500
+    assert "counting the voxels of 48 of 100000 anatomies" in proc.stderr
+    assert "measuring the cost model" in proc.stderr
+    assert elapsed < 90, proc.stderr  # the measuring run itself is most of it
