@@ -92,10 +92,11 @@ def test_phase_factor_is_the_whole_runs_rate_over_the_probes():
     rate is scaled to the whole duration's, and a profile shorter than the duration extrapolates
     its later rate."""
     whole = probe([1e6] * 5 + [2e6] * 15)  # the probe covers the first 5 of 20 intervals
-    assert cost.phase_factor(whole, probe_steps=50, total_steps=200) == pytest.approx(200 / (50 / 1e6 + 150 / 2e6) / 1e6)
-    part = probe([1e6] * 5 + [2e6] * 5)  # profiled over half the duration: the rest at the later rate
-    assert cost.phase_factor(part, probe_steps=50, total_steps=200) == pytest.approx(1.6)
-    assert cost.phase_factor(probe([1e6] * 5), probe_steps=50, total_steps=200) == 1.0  # nothing beyond the probe
+    assert cost.phase_factor([whole], probe_steps=50, total_steps=200) == pytest.approx(200 / (50 / 1e6 + 150 / 2e6) / 1e6)
+    # profiled over half the duration: the rest at the later rate; of two profiles, each part's faster
+    part = probe([1e6] * 5 + [2e6] * 5)
+    assert cost.phase_factor([part, probe([0.5e6] * 10)], probe_steps=50, total_steps=200) == pytest.approx(1.6)
+    assert cost.phase_factor([probe([1e6] * 5)], probe_steps=50, total_steps=200) == 1.0  # nothing beyond the probe
 
 
 def test_range_brackets_the_estimate(small_spec):
@@ -104,6 +105,9 @@ def test_range_brackets_the_estimate(small_spec):
     result = estimate(small_spec, model)
     slow = estimate(small_spec, replace(model, node_steps_per_s=0.5e6, setup_s=0.7))
     assert result.core_hours_high == pytest.approx(slow.core_hours)  # the slowest sample's rate and set-up
+    loaded = estimate(small_spec, replace(model, load=6.0, cpus=2))  # 2 cores' worth beyond the cores
+    assert loaded.core_hours == result.core_hours
+    assert loaded.core_hours_high == pytest.approx(slow.core_hours * (1 + 2 * cost.LOAD_INFLATION))
     assert result.core_hours_low == pytest.approx(result.core_hours * (1 - cost.MIN_SPREAD))  # the floor
     assert result.core_hours_low < result.core_hours < result.core_hours_high
 
@@ -133,6 +137,7 @@ def test_samples_of_one_anatomy_are_submitted_together(small_spec):
     assert anatomies == sorted(anatomies) and len(set(anatomies)) == small_spec.geometry.n_geometries
 
 
+@pytest.mark.slow
 def test_estimate_brackets_the_cpu_time_of_a_real_campaign(tmp_path):
     """`ecgi campaign plan`, then `ecgi campaign run` of the same 12 samples: the CPU seconds the
     tasks spent (their records) lie within the plan's stated range, and the range is narrow.
@@ -162,7 +167,10 @@ def test_estimate_brackets_the_cpu_time_of_a_real_campaign(tmp_path):
     assert len(records) == 12 and all(r["state"] == "done" and r["cpu_time_s"] > 0 for r in records)
     records.sort(key=lambda r: r["started_at"])
     # each worker's first sample also pays its warm-up (imports, compilation): the estimate's warmup_s
-    spent = sum(r["cpu_time_s"] for r in records[2:]) / 10
+    spent = sorted(r["cpu_time_s"] for r in records[2:])[5]  # the median: others' jobs may slow a few
     low, high = estimate["mean_sample_s_low"], estimate["mean_sample_s_high"]
-    assert low <= spent <= high, (low, spent, estimate["mean_sample_s"], high, estimate["model"])
-    assert high / low < 1.6  # a range this narrow does not hold the measurement by chance
+    model = estimate["model"]
+    assert low <= spent <= high, (low, spent, estimate["mean_sample_s"], high, model)
+    # a range this narrow does not hold the measurement by chance (a loaded machine widens it upward;
+    # the old estimate, from the first 50 ms' rate, was 1.3-1.6x the samples' CPU time)
+    assert high / low < 2.0 * cost.load_factor(CostModel(**model))

@@ -130,13 +130,15 @@ def print_estimate(e: dict) -> None:
           f"reading the spec and writing the sample file and record {m['task_s']:.2f} s per task")
     print(f"  {e['mean_sample_s']:.2f} s per sample on one core ({e['mean_sample_s_low']:.2f}-"
           f"{e['mean_sample_s_high']:.2f}; mean {e['voxels_mean']:.0f} voxels)")
-    print(f"  {e['core_hours']:.3g} core-hours (range {e['core_hours_low']:.3g}-{e['core_hours_high']:.3g}, the "
-          f"fastest and slowest timed sample); {e['wall_hours'] * 60:.1f} min wall time on {e['cores']} cores "
+    print(f"  {e['core_hours']:.3g} core-hours (range {e['core_hours_low']:.3g}-{e['core_hours_high']:.3g}: the "
+          f"fastest and slowest try of the timed samples, at least 15 % either side, the high end raised by the "
+          f"load); {e['wall_hours'] * 60:.1f} min wall time on {e['cores']} cores "
           f"({e['slots']} simulations at once, with the driver's start and the data set build), "
           f"excluding queue waits")
     if m["load"] is not None and m["load"] > m["cpus"]:
-        print(f"  the machine was loaded while measuring (load {m['load']:.1f} on {m['cpus']} cores): CPU time "
-              f"per sample rises under load, so the figure may lie toward the high end")
+        print(f"  the machine was loaded while measuring (load {m['load']:.1f} on {m['cpus']} cores): the estimate "
+              f"is for cores of the campaign's own; a run on this machine as loaded spends more CPU per sample, "
+              f"up to the range's high end")
 
 
 def run_run(args: argparse.Namespace) -> int:
