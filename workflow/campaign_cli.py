@@ -131,14 +131,15 @@ def print_estimate(e: dict) -> None:
     print(f"  {e['mean_sample_s']:.2f} s per sample on one core ({e['mean_sample_s_low']:.2f}-"
           f"{e['mean_sample_s_high']:.2f}; mean {e['voxels_mean']:.0f} voxels)")
     print(f"  {e['core_hours']:.3g} core-hours (range {e['core_hours_low']:.3g}-{e['core_hours_high']:.3g}: the "
-          f"fastest and slowest try of the timed samples, at least 15 % either side, the high end raised by the "
-          f"load); {e['wall_hours'] * 60:.1f} min wall time on {e['cores']} cores "
+          f"fastest and slowest try of the timed samples, at least 15 % either side, widened by the load); "
+          f"{e['wall_hours'] * 60:.1f} min wall time on {e['cores']} cores "
           f"({e['slots']} simulations at once, with the driver's start and the data set build), "
           f"excluding queue waits")
     if m["load"] is not None and m["load"] > m["cpus"]:
-        print(f"  the machine was loaded while measuring (load {m['load']:.1f} on {m['cpus']} cores): the estimate "
-              f"is for cores of the campaign's own; a run on this machine as loaded spends more CPU per sample, "
-              f"up to the range's high end")
+        print(f"  the machine was loaded while measuring (load {m['load']:.1f} on {m['cpus']} cores): CPU time per "
+              f"sample rises under load, so cores of the campaign's own (a cluster's) may spend down to the "
+              f"range's low end and a run on this machine as loaded up to its high end; plan on a quiet "
+              f"machine for a tighter figure")
 
 
 def run_run(args: argparse.Namespace) -> int:

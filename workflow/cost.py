@@ -32,11 +32,11 @@ cost of one sample on one core = setup + voxels x steps / rate + finish + task
   cheaper set-up of a known anatomy (``reuse_setup_s``, measured too) for the
   rest.  Multi-rank samples are fresh MPI jobs: each builds its heart.
 
-The estimate is for cores the campaign has to itself (a cluster's): each probe runs twice and
-the faster try counts, so other jobs on the planning machine barely move it.  The range
-(low-high) is the estimate at the fastest and at the slowest try's rate and set-up, at least
-``MIN_SPREAD`` either side, and its high end rises with the load the measurement saw
-(``load_factor``): a campaign on a machine as loaded spends more CPU per sample.
+Each probe runs twice and the faster try counts, but under load the CPU time of every process
+rises, the measuring one's too (time-sharing a core refills its caches).  The range (low-high)
+is the estimate at the fastest and at the slowest try's rate and set-up, at least ``MIN_SPREAD``
+either side, widened both ways by the load the measurement saw (``load_factor``): down to what
+cores of the campaign's own would spend, up to a run on a machine as loaded.
 
 Each single-rank worker pays the warm-up once; with R > 1 ranks per
 simulation every sample is a fresh MPI job that pays the MPI start and its
@@ -78,7 +78,7 @@ DATASET_SAMPLES_PER_S = 85.0
 MIN_SPREAD = 0.15
 #: Rise of the CPU time per sample for each core's worth of load beyond the cores: the workers of
 #: campaigns run at load 4 on 2 cores spent 1.45x the CPU per sample of the same samples on
-#: quiet cores (docs/performance.md).  The range's high end assumes a run as loaded as the plan.
+#: quiet cores (docs/performance.md).  The range widens by it both ways.
 LOAD_INFLATION = 0.45
 
 
@@ -239,9 +239,11 @@ def estimate(spec: CampaignSpec, model: CostModel, progress: Optional[Callable[[
     voxels = geometry_voxels(spec, plan_samples(spec), progress)
     core_seconds, mean_sample, slots = _core_seconds(spec, model, voxels)
     (low, sample_low, _), (high, sample_high, _) = (_core_seconds(spec, m, voxels) for m in bounds(model))
+    # Under load every process's CPU time rises, the measuring one's too: the figure may be that
+    # much above cores of the campaign's own, or below a run on a machine as loaded.
     shared = load_factor(model)
-    low, high = min(low, core_seconds * (1 - MIN_SPREAD)), max(high, core_seconds * (1 + MIN_SPREAD)) * shared
-    sample_low = min(sample_low, mean_sample * (1 - MIN_SPREAD))
+    low, high = min(low, core_seconds * (1 - MIN_SPREAD)) / shared, max(high, core_seconds * (1 + MIN_SPREAD)) * shared
+    sample_low = min(sample_low, mean_sample * (1 - MIN_SPREAD)) / shared
     sample_high = max(sample_high, mean_sample * (1 + MIN_SPREAD)) * shared
     ranks = spec.resources.ranks_per_simulation
     fixed = DRIVER_START_S + spec.samples / DATASET_SAMPLES_PER_S
