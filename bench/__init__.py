@@ -7,6 +7,7 @@ into docs/performance.md.
     solver_throughput       node-steps/s per core against the memory roofline
     patient_sample          one synthetic patient's wall time, by phase
     campaign_throughput     samples/min and core utilisation through Parsl
+    cost_estimate           ecgi campaign plan's core-hours against the run's
     aggregation_throughput  sample files per second into a data set's shards
     train_throughput        training samples/s, streamed and in memory
     against_original        training beside the original code

@@ -74,10 +74,11 @@ def run_plan(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from .cost import estimate, measure
-    from .executors import block_script, workers
+    from .executors import block_script, check_driver_address, workers
     from .spec import load_spec
 
     spec = load_spec(args.spec)
+    check_driver_address(spec)
     if spec.output_dir.exists() and not spec.output_dir.is_dir():
         raise ConfigError(f"output_dir {spec.output_dir} is an existing file; choose another output_dir")
     report: dict = {
@@ -97,7 +98,7 @@ def run_plan(args: argparse.Namespace) -> int:
             report["slurm_script"] = block_script(spec, Path(tmp))
     _check_petsc_options(spec)
     if not args.no_measure:
-        report["estimate"] = asdict(estimate(spec, measure(Path(args.spec).resolve())))
+        report["estimate"] = asdict(estimate(spec, measure(Path(args.spec).resolve(), progress=_progress), _progress))
     if args.json:
         print(json.dumps(report, indent=None))
         return 0
@@ -111,19 +112,40 @@ def run_plan(args: argparse.Namespace) -> int:
     if "slurm_script" in report:
         print("SLURM job script of one block:\n" + "\n".join("  " + line for line in report["slurm_script"].splitlines()))
     if "estimate" in report:
-        e = report["estimate"]
-        m = e["model"]
-        print(f"cost estimate, measured in CPU seconds on this machine in a fresh process: warm-up samples, "
-              f"one per condition ({m['warmup_s']:.1f} s: imports, compilation, calibration; paid once per worker), "
-              f"then {m['timed_samples']} sample(s) of other anatomies: set-up {m['setup_s']:.2f} s each "
-              f"(heart, Laplace solves, fibres, sites; {m['reuse_setup_s']:.2f} s for an anatomy built before) and {m['measured_ms']:g} ms of the time loop "
-              f"({m['timed_steps']} steps on {m['measured_voxels']} voxels) at {m['node_steps_per_s']:.3g} node-steps/s; "
-              f"reading the spec and writing the sample file and record {m['task_s']:.2f} s per task")
-        print(f"  {e['mean_sample_s']:.2f} s per sample on one core (mean {e['voxels_mean']:.0f} voxels)")
-        print(f"  {e['core_hours']:.3f} core-hours; {e['wall_hours'] * 60:.1f} min wall time on {e['cores']} cores "
-              f"({e['slots']} simulations at once, with the driver's start and the data set build), "
-              f"excluding queue waits")
+        print_estimate(report["estimate"])
     return 0
+
+
+def _progress(message: str) -> None:
+    print(f"ecgi campaign plan: {message}", file=sys.stderr, flush=True)
+
+
+def print_estimate(e: dict) -> None:
+    m = e["model"]
+    print(f"cost estimate, measured in CPU seconds on this machine in a fresh process (load {m['load']:.1f} on "
+          f"{m['cpus']} cores, the measuring process had {m['cpu_share']:.0%} of a core): warm-up samples, "
+          f"one per condition ({m['warmup_s']:.1f} s: compilation, calibration look-ups; paid once per worker; "
+          f"the velocity calibration's cable runs and the torso's lead fields took {m['cached_s']:.1f} s, "
+          f"cached on disk for every later run, not counted), "
+          f"then {m['timed_samples']} sample(s) of other anatomies: set-up {m['setup_s']:.2f} s each "
+          f"(heart, Laplace solves, fibres, sites; {m['reuse_setup_s']:.2f} s for an anatomy built before) and "
+          f"{m['measured_ms']:g} ms of the time loop ({m['timed_steps']} steps on {m['measured_voxels']} voxels); "
+          f"one sample's loop over {m['profile_ms']:g} ms gives the rate over a whole sample "
+          f"({m['phase_factor']:.2f}x the first {m['measured_ms']:g} ms): {m['node_steps_per_s']:.3g} node-steps/s; "
+          f"{m['finish_s']:.2f} s per run besides its steps (initial state, reading the sites); "
+          f"reading the spec and writing the sample file and record {m['task_s']:.2f} s per task")
+    print(f"  {e['mean_sample_s']:.2f} s per sample on one core ({e['mean_sample_s_low']:.2f}-"
+          f"{e['mean_sample_s_high']:.2f}; mean {e['voxels_mean']:.0f} voxels)")
+    print(f"  {e['core_hours']:.3g} core-hours (range {e['core_hours_low']:.3g}-{e['core_hours_high']:.3g}: the "
+          f"fastest and slowest try of the timed samples, at least 15 % either side, widened by the load); "
+          f"{e['wall_hours'] * 60:.1f} min wall time on {e['cores']} cores "
+          f"({e['slots']} simulations at once, with the driver's start and the data set build), "
+          f"excluding queue waits")
+    if m["load"] is not None and m["load"] > m["cpus"]:
+        print(f"  the machine was loaded while measuring (load {m['load']:.1f} on {m['cpus']} cores): CPU time per "
+              f"sample rises under load, so cores of the campaign's own (a cluster's) may spend down to the "
+              f"range's low end and a run on this machine as loaded up to its high end; plan on a quiet "
+              f"machine for a tighter figure")
 
 
 def run_run(args: argparse.Namespace) -> int:

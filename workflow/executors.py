@@ -22,15 +22,17 @@ and whatever it left running stopped.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import shlex
+import socket
 import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from solver.common.errors import RunError
+from solver.common.errors import ConfigError, RunError
 
 from .failures import retry_cost
 from .layout import CampaignLayout
@@ -178,6 +180,41 @@ def slurm_jobs(dfk) -> list[str]:
             jobs += [str(job) for job in provider.resources]
     return jobs
 
+
+
+def host_addresses() -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The IP addresses of this host's network interfaces."""
+    import psutil
+
+    found = set()
+    for entries in psutil.net_if_addrs().values():
+        for entry in entries:
+            if entry.family in (socket.AF_INET, socket.AF_INET6):
+                try:
+                    found.add(ipaddress.ip_address(entry.address.split("%", 1)[0]))  # fe80::1%eth0
+                except ValueError:
+                    continue
+    return found
+
+
+def check_driver_address(spec: CampaignSpec) -> None:
+    """Refuse, before any work, a ``driver_address`` that is not this host's: the
+    workers would never reach the driver, and Parsl would wait 120 s and end
+    with its interchange's traceback."""
+    address = spec.resources.slurm.driver_address
+    if spec.resources.executor != "slurm" or address is None:
+        return
+    fix = ("set resources.slurm.driver_address to an address of this host that the compute nodes reach "
+           "(or remove it to let Parsl choose), or run the driver on that host")
+    try:
+        resolved = {ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in socket.getaddrinfo(address, None)}
+    except (OSError, UnicodeError, ValueError):
+        raise ConfigError(f"driver_address {address!r} does not resolve to an IP address; {fix}") from None
+    own = host_addresses()
+    if not any(ip.is_loopback or ip in own for ip in resolved):
+        shown = ", ".join(sorted(str(ip) for ip in own if not ip.is_link_local)[:6])
+        raise ConfigError(f"driver_address {address!r} is not an address of this host "
+                          f"({socket.gethostname()}: {shown}); {fix}")
 
 
 def workers(spec: CampaignSpec) -> int:

@@ -45,6 +45,7 @@ class SampleRecord:
     started_at: float = 0.0
     finished_at: float = 0.0
     wall_time_s: float = 0.0
+    cpu_time_s: float = 0.0  #: CPU seconds of the task's process (rank 0, all threads) while the task ran
     exit_status: Optional[int] = None
     error_kind: str = ""  #: a workflow.failures.Failure's kind
     error: str = ""

@@ -31,7 +31,7 @@ import yaml
 from solver.common.errors import RunError
 from solver.common.files import check_writable
 
-from .executors import executor_failure, helper_processes, parsl_running, slurm_jobs, submitter, workers
+from .executors import check_driver_address, executor_failure, helper_processes, parsl_running, slurm_jobs, submitter, workers
 from .failures import Failure, classify
 from .layout import CampaignLayout, SampleRecord, beat, claim_driver
 from .progress import Progress
@@ -87,6 +87,7 @@ def run_campaign(
     Before the data set is built every sample file is verified (the build
     reads them all anyway): a file corrupted since it was written is
     recomputed once, and the totals count only intact samples."""
+    check_driver_address(spec)
     check_writable(spec.output_dir, CAMPAIGN_FREE_BYTES, directory=True)
     layout = CampaignLayout(spec.output_dir)
     freeze_spec(spec, layout, force, resuming)

@@ -39,6 +39,7 @@ def run_task(campaign_dir: Path, sample_id: str) -> int:
     if plan is None:
         raise ConfigError(f"no sample {sample_id!r} in campaign {spec.name}")
     root = comm.Get_rank() == 0
+    cpu_start = time.process_time()
     previous = layout.read_record(plan)
     record = SampleRecord(
         sample_id=sample_id, state="running", attempts=(previous.attempts if previous else 0) + 1,
@@ -60,13 +61,13 @@ def run_task(campaign_dir: Path, sample_id: str) -> int:
             with h5py.File(path, "r") as f:
                 record.checksum = str(f.attrs["checksum_sha256"])
             record.file_size = path.stat().st_size
-            _finish(layout, plan, record, "done", EXIT_OK)
+            _finish(layout, plan, record, "done", EXIT_OK, cpu_start)
         return EXIT_OK
     except Exception as exc:
         failure = failure_in_task(exc)
         if failure is None:
             raise
-        return _fail(layout, plan, record, root, failure, exc)
+        return _fail(layout, plan, record, root, failure, exc, cpu_start)
 
 
 def run_task_logged(campaign_dir: Path, sample_id: str, log_path: Path) -> int:
@@ -84,17 +85,18 @@ def run_task_logged(campaign_dir: Path, sample_id: str, log_path: Path) -> int:
             raise
 
 
-def _finish(layout, plan, record: SampleRecord, state: str, status: int) -> None:
+def _finish(layout, plan, record: SampleRecord, state: str, status: int, cpu_start: float) -> None:
     record.state = state
     record.exit_status = status
     record.finished_at = time.time()
     record.wall_time_s = record.finished_at - record.started_at
+    record.cpu_time_s = time.process_time() - cpu_start
     layout.write_record(plan, record)
 
 
-def _fail(layout, plan, record, root: bool, failure: Failure, exc: Exception) -> int:
+def _fail(layout, plan, record, root: bool, failure: Failure, exc: Exception, cpu_start: float) -> int:
     print(f"ecgi campaign task {plan.sample_id}: {failure.kind}: {exc}", file=sys.stderr)
     if root:
         record.error_kind, record.error = failure.kind, str(exc)
-        _finish(layout, plan, record, "failed", failure.exit_status)
+        _finish(layout, plan, record, "failed", failure.exit_status, cpu_start)
     return failure.exit_status
