@@ -149,7 +149,7 @@ def test_estimate_brackets_the_cpu_time_of_a_real_campaign(tmp_path):
     from tests.conftest import REPO, clean_env, run_ecgi
 
     data = {
-        "name": "bracket", "output_dir": str(tmp_path / "campaign"), "samples": 12, "samples_per_shard": 12,
+        "name": "bracket", "output_dir": str(tmp_path / "campaign"), "samples": 12, "samples_per_folder": 12,
         "seed": 3, "geometry": {"count": 12},
         "parameters": {"heart_scale": {"kind": "uniform", "low": 0.9, "high": 1.1},
                        "lv_wall_mm": {"kind": "uniform", "low": 8.0, "high": 10.5},

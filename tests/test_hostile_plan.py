@@ -28,7 +28,7 @@ def expect_error(*args, message: str, timeout: float = 120) -> None:
 
 def spec_data(tmp_path: Path, **resources) -> dict:
     return {
-        "name": "p", "output_dir": str(tmp_path / "campaign"), "samples": 4, "samples_per_shard": 4, "seed": 1,
+        "name": "p", "output_dir": str(tmp_path / "campaign"), "samples": 4, "samples_per_folder": 4, "seed": 1,
         "geometry": {"count": 2},
         "parameters": {"heart_scale": {"kind": "uniform", "low": 0.9, "high": 1.1}},
         "solver": {"dx_mm": 3.0, "dt_ms": 0.1, "ionic_model": "mitchell_schaeffer", "duration_ms": 40},
@@ -82,7 +82,7 @@ def test_plan_at_the_documented_maxima_says_what_it_does(tmp_path):
     silently).  The voxel count alone is timed in tests/test_campaign_cost.py; here the measuring
     run, which takes 20-30 s on a quiet 2-core machine, is most of the time."""
     data = spec_data(tmp_path)
-    data.update(samples=LIMITS["samples"], samples_per_shard=LIMITS["samples_per_shard"],
+    data.update(samples=LIMITS["samples"], samples_per_folder=LIMITS["samples_per_folder"],
                 geometry={"count": LIMITS["geometry.count"]})
     proc = run_ecgi("campaign", "plan", write(tmp_path, data), "--json", timeout=600)
     report = json.loads(proc.stdout)

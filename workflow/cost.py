@@ -65,7 +65,7 @@ from .sampling import SamplePlan, plan_samples
 from .spec import CampaignSpec
 
 PARALLEL_EFFICIENCY = 0.9
-#: Fixed and per-task costs of the driver, measured by bench/campaign_throughput.py and
+#: Fixed and per-task costs of the driver, measured by `python -m bench.campaign_throughput` and
 #: bench/aggregation_throughput.py (docs/performance.md): starting Parsl's interchange and workers,
 #: Parsl's dispatch per task, starting MPI for a multi-rank task, building the data set.
 DRIVER_START_S = 8.0

@@ -207,7 +207,7 @@ def check_driver_address(spec: CampaignSpec) -> None:
     fix = ("set resources.slurm.driver_address to an address of this host that the compute nodes reach "
            "(or remove it to let Parsl choose), or run the driver on that host")
     try:
-        resolved = {ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in socket.getaddrinfo(address, None)}
+        resolved = {ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in socket.getaddrinfo(address, None)}
     except (OSError, UnicodeError, ValueError):
         raise ConfigError(f"driver_address {address!r} does not resolve to an IP address; {fix}") from None
     own = host_addresses()
