@@ -139,7 +139,8 @@ def delineate_beat(leads: np.ndarray) -> tuple[int, int]:
     median beat's delineation (``beats.delineate``): a synthetic sample is delineated as a recording is."""
     padded = np.concatenate([np.zeros((beatlib.PRE_MS, leads.shape[1])), leads])
     onset, offset = beatlib.delineate(padded, beatlib.PRE_MS + 50)
-    return onset - beatlib.PRE_MS, offset - beatlib.PRE_MS
+    # A sample starts at the stimulus: its QRS cannot begin before the first sample.
+    return max(onset - beatlib.PRE_MS, 0), max(offset - beatlib.PRE_MS, 1)
 
 
 def beat_features(leads: np.ndarray, onset: int, offset: int, limit: int | None = None) -> dict[str, float]:
