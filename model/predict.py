@@ -43,7 +43,7 @@ from .clinical.readers import MAX_AMPLITUDE_MV, EcgRecord, EcgWarning, check_amp
 from .clinical.trust import N_FEATURES, OodReference, mc_dropout, reference_from_dataset
 from .ensemble import Ensemble, Member, load_members
 
-__all__ = ["EcgRecord", "EcgWarning", "MAX_AMPLITUDE_MV", "Prediction", "SPAN_TOLERANCE_MS", "activation_span_ms",
+__all__ = ["MAX_AMPLITUDE_MV", "SPAN_TOLERANCE_MS", "EcgRecord", "EcgWarning", "Prediction", "activation_span_ms",
            "check_amplitude", "format_table", "predict", "prepare_ecg", "read_ecg", "span_check", "write_prediction"]
 
 TARGET_RATE_HZ = 1000.0

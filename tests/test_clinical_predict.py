@@ -10,8 +10,8 @@ import pytest
 import torch
 from pydicom.data import get_testdata_file
 
-from model.config import config_from_dict
 import model.predict as predict_module
+from model.config import config_from_dict
 from model.predict import SPAN_TOLERANCE_MS, activation_span_ms, format_table, predict, span_check
 from model.synthetic import write_synthetic_dataset
 from model.train import train
@@ -72,7 +72,7 @@ def test_activation_span_is_the_5th_to_95th_percentile_and_the_tolerance_is_incl
 
 def test_span_against_the_measured_qrs_is_warned_stored_and_shown(trained, tmp_path, monkeypatch):
     """The median beat's QRS duration beside the predicted span: a warning only beyond the tolerance."""
-    root, runs = trained
+    _, runs = trained
     monkeypatch.setattr(predict_module, "SPAN_TOLERANCE_MS", 1000.0)
     p, messages = _quiet_predict(runs[0], DICOM, passes=1)
     assert p.qrs_ms == p.beats.qrs_ms and p.span_ms == pytest.approx(activation_span_ms(p.act))

@@ -24,8 +24,8 @@ import hashlib
 import math
 import sys
 import warnings
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
