@@ -19,5 +19,6 @@ into docs/performance.md.
     grid_shift              what moving the grid does to the sites' activation
     unseen_variation        what twins differing in what no lead shows have in common
     clinical_records        what ecgi predict returns for the real recordings of tests/data
+    ecg_population          the synthetic population's ECG features against real records'
     report                  docs/performance.md from the results
 """

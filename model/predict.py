@@ -16,6 +16,10 @@ The steps (docs/clinical.md tells them in full):
 3. The network runs on the window; with dropout it runs ``passes`` times
    (MC dropout) for a per-site spread; ``model.clinical.trust`` scores how
    far the input lies from the training inputs when a reference is known.
+4. Consistency: the predicted total activation time (the 95th minus the 5th
+   percentile of the 75 activation times) is compared with the QRS duration
+   delineated on the median beat; they disagree when further apart than
+   ``SPAN_TOLERANCE_MS`` (see ``span_check``).
 """
 from __future__ import annotations
 
@@ -39,13 +43,20 @@ from .clinical.readers import MAX_AMPLITUDE_MV, EcgRecord, EcgWarning, check_amp
 from .clinical.trust import N_FEATURES, OodReference, mc_dropout, reference_from_dataset
 from .ensemble import Ensemble, Member, load_members
 
-__all__ = ["EcgRecord", "EcgWarning", "MAX_AMPLITUDE_MV", "Prediction", "check_amplitude", "format_table",
-           "predict", "prepare_ecg", "read_ecg", "write_prediction"]
+__all__ = ["MAX_AMPLITUDE_MV", "SPAN_TOLERANCE_MS", "EcgRecord", "EcgWarning", "Prediction", "activation_span_ms",
+           "check_amplitude", "format_table", "predict", "prepare_ecg", "read_ecg", "span_check", "write_prediction"]
 
 TARGET_RATE_HZ = 1000.0
 #: Records at least this long are searched for beats; shorter ones are one prepared beat.
 AUTO_MEDIAN_MS = 1500.0
 BeatMode = Literal["auto", "median", "all", "none"]
+#: How far the predicted activation span may lie from the measured QRS duration before a warning.
+#: Total ventricular activation lasts about as long as the QRS complex (Durrer et al., Total
+#: excitation of the isolated human heart, Circulation 41:899, 1970), but not exactly: the
+#: 5th-95th percentile span leaves out the last sites, and QRS onset and offset differ by about
+#: 10 ms between delineation methods (CSE, Willems et al. 1985). 30 ms covers both; a left bundle
+#: branch block (QRS >= 120 ms) predicted with a normal span (< 90 ms) lies beyond it.
+SPAN_TOLERANCE_MS = 30.0
 
 
 def prepare_ecg(record: EcgRecord, samples: int) -> np.ndarray:
@@ -80,6 +91,30 @@ class Prediction:
     @property
     def ood_warning(self) -> bool:
         return self.ood_score is not None and self.ood_threshold is not None and self.ood_score > self.ood_threshold
+
+    @property
+    def span_ms(self) -> float:
+        """Predicted total activation time: 95th minus 5th percentile of the 75 activation times."""
+        return activation_span_ms(self.act)
+
+    @property
+    def qrs_ms(self) -> float | None:
+        """The QRS duration measured on the recording (median beat), when beats were delineated."""
+        return float(self.beats.qrs_ms) if self.beats is not None else None
+
+    @property
+    def span_warning(self) -> bool:
+        return self.qrs_ms is not None and not span_check(self.span_ms, self.qrs_ms)
+
+
+def activation_span_ms(act: np.ndarray) -> float:
+    """95th minus 5th percentile of activation times (ms): the total activation time, robust to one site."""
+    return float(np.percentile(act, 95) - np.percentile(act, 5))
+
+
+def span_check(span_ms: float, qrs_ms: float, tolerance_ms: float | None = None) -> bool:
+    """Whether a predicted activation span agrees with a measured QRS duration (``SPAN_TOLERANCE_MS`` by default)."""
+    return abs(span_ms - qrs_ms) <= (SPAN_TOLERANCE_MS if tolerance_ms is None else tolerance_ms)
 
 
 def _ood_reference(member: Member, path: str | Path) -> OodReference | None:
@@ -151,6 +186,10 @@ def predict(checkpoint: str | Path, ecg_path: str | Path, sampling_rate_hz: floa
             warnings.warn(f"{record.source}: out-of-distribution score {prediction.ood_score:.1f} is above the "
                           f"threshold {ood.threshold:.1f}: this ECG is unlike the training ECGs; the prediction "
                           "is an extrapolation", EcgWarning, stacklevel=2)
+    if prediction.span_warning:
+        warnings.warn(f"{record.source}: predicted activation span {prediction.span_ms:.0f} ms disagrees with the "
+                      f"measured QRS duration {prediction.qrs_ms:.0f} ms by more than {SPAN_TOLERANCE_MS:.0f} ms",
+                      EcgWarning, stacklevel=2)
     return prediction
 
 
@@ -202,7 +241,10 @@ def write_prediction(path: str | Path, prediction: Prediction, source: str, chec
 
 def _write_trust(f: h5py.File, prediction: Prediction) -> None:
     """Uncertainty, OOD score and beats, where known."""
-    f.attrs.update(beats=prediction.beat_mode, uncertainty=prediction.uncertainty)
+    f.attrs.update(beats=prediction.beat_mode, uncertainty=prediction.uncertainty,
+                   activation_span_ms=prediction.span_ms, span_tolerance_ms=SPAN_TOLERANCE_MS)
+    if prediction.qrs_ms is not None:
+        f.attrs.update(qrs_duration_ms=prediction.qrs_ms, span_agrees=not prediction.span_warning)
     if prediction.act_std is not None:
         f.create_dataset("act_std", data=prediction.act_std.astype(np.float32)).attrs["units"] = "ms"
     if prediction.ood_score is not None:
@@ -247,4 +289,14 @@ def format_table(prediction: Prediction) -> str:
     if prediction.ood_score is not None:
         verdict = "ABOVE the threshold: unlike the training ECGs" if prediction.ood_warning else "within the training range"
         lines.append(f"OOD score {prediction.ood_score:.1f} (threshold {prediction.ood_threshold:.1f}): {verdict}")
+    lines.append(span_line(prediction))
     return "\n".join(lines)
+
+
+def span_line(prediction: Prediction) -> str:
+    """The predicted activation span beside the measured QRS duration, and whether they agree."""
+    line = f"activation span {prediction.span_ms:.0f} ms (95th-5th percentile)"
+    if prediction.qrs_ms is None:
+        return line + "; no QRS duration measured (single prepared beat)"
+    verdict = "DISAGREE" if prediction.span_warning else "agree"
+    return line + f", measured QRS {prediction.qrs_ms:.0f} ms: {verdict} (tolerance {SPAN_TOLERANCE_MS:.0f} ms)"

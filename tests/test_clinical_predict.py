@@ -10,8 +10,9 @@ import pytest
 import torch
 from pydicom.data import get_testdata_file
 
+import model.predict as predict_module
 from model.config import config_from_dict
-from model.predict import format_table, predict
+from model.predict import SPAN_TOLERANCE_MS, activation_span_ms, format_table, predict, span_check
 from model.synthetic import write_synthetic_dataset
 from model.train import train
 from solver.common.errors import ConfigError
@@ -60,6 +61,35 @@ def test_real_dicom_median_beat_with_spread_and_ood(trained):
     assert "beats: 10 detected, 10 clean" in table and "OOD score" in table and "+-" in table.splitlines()[0]
 
 
+def test_activation_span_is_the_5th_to_95th_percentile_and_the_tolerance_is_inclusive():
+    act = np.arange(75, dtype=float)  # 0..74 ms: percentiles 3.7 and 70.3
+    assert activation_span_ms(act) == pytest.approx(66.6)
+    act[0], act[-1] = -500.0, 900.0  # one wild site at either end does not move it
+    assert activation_span_ms(act) == pytest.approx(66.6)
+    assert SPAN_TOLERANCE_MS == 30.0
+    assert span_check(100.0, 130.0) and span_check(130.0, 100.0) and not span_check(100.0, 130.5)
+
+
+def test_span_against_the_measured_qrs_is_warned_stored_and_shown(trained, tmp_path, monkeypatch):
+    """The median beat's QRS duration beside the predicted span: a warning only beyond the tolerance."""
+    _, runs = trained
+    monkeypatch.setattr(predict_module, "SPAN_TOLERANCE_MS", 1000.0)
+    p, messages = _quiet_predict(runs[0], DICOM, passes=1)
+    assert p.qrs_ms == p.beats.qrs_ms and p.span_ms == pytest.approx(activation_span_ms(p.act))
+    assert not p.span_warning and not any("activation span" in m for m in messages)
+    monkeypatch.setattr(predict_module, "SPAN_TOLERANCE_MS", 0.0)
+    p, messages = _quiet_predict(runs[0], DICOM, passes=1)
+    warned = [m for m in messages if "activation span" in m]
+    assert p.span_warning and len(warned) == 1 and "\n" not in warned[0]
+    assert f"measured QRS duration {p.qrs_ms:.0f} ms" in warned[0]
+    assert f"QRS {p.qrs_ms:.0f} ms: DISAGREE (tolerance 0 ms)" in format_table(p)
+    predict_module.write_prediction(tmp_path / "p.h5", p, "dicom", str(runs[0]))
+    with h5py.File(tmp_path / "p.h5") as f:
+        assert f.attrs["activation_span_ms"] == pytest.approx(p.span_ms)
+        assert f.attrs["qrs_duration_ms"] == p.qrs_ms and not f.attrs["span_agrees"]
+        assert f.attrs["span_tolerance_ms"] == 0.0
+
+
 def test_synthetic_training_ecg_is_in_distribution(trained):
     """A training sample, given as a file, scores below the threshold: the score separates."""
     root, runs = trained
@@ -69,6 +99,7 @@ def test_synthetic_training_ecg_is_in_distribution(trained):
         f.create_dataset("ecg", data=ecg).attrs["dt_ms"] = 1.0
     p, _ = _quiet_predict(runs[0], root / "beat.h5", reference=root / "data")
     assert p.beat_mode == "none" and p.ood_score < p.ood_threshold
+    assert p.qrs_ms is None and not p.span_warning and "no QRS duration measured" in format_table(p)
 
 
 def test_every_beat_and_an_ensemble(trained):
@@ -120,7 +151,7 @@ def test_cli_report_and_hdf5(trained, tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 0, captured.err
     page = (tmp_path / "report" / "report.html").read_text()
-    for text in ("OOD score", "QRS duration", "median-beat.png", "record.png", "activation.png", "RV01"):
+    for text in ("OOD score", "QRS duration", "activation span / measured QRS", "median-beat.png", "record.png", "activation.png", "RV01"):
         assert text in page
     for png in ("median-beat.png", "record.png", "activation.png"):
         assert (tmp_path / "report" / png).stat().st_size > 10_000
@@ -128,6 +159,9 @@ def test_cli_report_and_hdf5(trained, tmp_path, capsys):
         assert f["act_std"].shape == (75,) and f["beats/median"].shape[1] == 12
         assert f["beat_act"].shape == (10, 75) and f.attrs["beats"] == "all"
         assert 0 < f.attrs["ood_score"] and f["beats"].attrs["qrs_offset_ms"] > f["beats"].attrs["qrs_onset_ms"]
+        b = f["beats"].attrs
+        assert f.attrs["qrs_duration_ms"] == b["qrs_offset_ms"] - b["qrs_onset_ms"]
+        assert f.attrs["activation_span_ms"] == pytest.approx(activation_span_ms(f["act"][:]), abs=1e-3)
 
 
 def test_cli_errors_are_one_line(trained, tmp_path, capsys):

@@ -137,9 +137,19 @@ def _summary(prediction) -> list[tuple[str, str]]:
         rows.append(("OOD score", f"{prediction.ood_score:.1f} (threshold {prediction.ood_threshold:.1f}): {verdict}"))
     else:
         rows.append(("OOD score", "not computed: the checkpoint has no reference (give --reference DATASET)"))
+    rows.append(("activation span / measured QRS", _span(prediction)))
     rv, lv = float(np.mean(prediction.act[_RV])), float(np.mean(prediction.act[_AHA]))
     rows.append(("mean RV - mean LV activation", f"{rv - lv:+.1f} ms"))
     return rows
+
+
+def _span(prediction) -> str:
+    """The predicted total activation time beside the QRS duration measured on the recording."""
+    text = f"{prediction.span_ms:.0f} ms predicted (95th-5th percentile of the 75 sites)"
+    if prediction.qrs_ms is None:
+        return text + "; no QRS duration measured"
+    verdict = "DISAGREE: the map does not explain this QRS" if prediction.span_warning else "agree"
+    return text + f" / {prediction.qrs_ms:.0f} ms measured: {verdict}"
 
 
 def _html(prediction, title: str, images: Sequence[str], warnings: Sequence[str]) -> str:
