@@ -12,7 +12,7 @@ from pydicom.data import get_testdata_file
 
 import model.predict as predict_module
 from model.config import config_from_dict
-from model.predict import SPAN_TOLERANCE_MS, activation_span_ms, format_table, predict, span_check
+from model.predict import SPAN_MINUS_QRS_MS, activation_span_ms, format_table, predict, span_check
 from model.synthetic import write_synthetic_dataset
 from model.train import train
 from solver.common.errors import ConfigError
@@ -61,33 +61,33 @@ def test_real_dicom_median_beat_with_spread_and_ood(trained):
     assert "beats: 10 detected, 10 clean" in table and "OOD score" in table and "+-" in table.splitlines()[0]
 
 
-def test_activation_span_is_the_5th_to_95th_percentile_and_the_tolerance_is_inclusive():
-    act = np.arange(75, dtype=float)  # 0..74 ms: percentiles 3.7 and 70.3
-    assert activation_span_ms(act) == pytest.approx(66.6)
-    act[0], act[-1] = -500.0, 900.0  # one wild site at either end does not move it
-    assert activation_span_ms(act) == pytest.approx(66.6)
-    assert SPAN_TOLERANCE_MS == 30.0
-    assert span_check(100.0, 130.0) and span_check(130.0, 100.0) and not span_check(100.0, 130.5)
+def test_activation_span_is_latest_minus_earliest_and_its_bounds_are_inclusive():
+    act = np.arange(75, dtype=float)[::-1] + 12.0  # 12..86 ms
+    assert activation_span_ms(act) == pytest.approx(74.0)
+    assert SPAN_MINUS_QRS_MS == (-50.0, 20.0)
+    # The sites' span falls short of the QRS (they miss the first and last regions), never far beyond it.
+    assert span_check(50.0, 100.0) and span_check(120.0, 100.0)
+    assert not span_check(49.5, 100.0) and not span_check(120.5, 100.0)
 
 
 def test_span_against_the_measured_qrs_is_warned_stored_and_shown(trained, tmp_path, monkeypatch):
     """The median beat's QRS duration beside the predicted span: a warning only beyond the tolerance."""
     _, runs = trained
-    monkeypatch.setattr(predict_module, "SPAN_TOLERANCE_MS", 1000.0)
+    monkeypatch.setattr(predict_module, "SPAN_MINUS_QRS_MS", (-1000.0, 1000.0))
     p, messages = _quiet_predict(runs[0], DICOM, passes=1)
     assert p.qrs_ms == p.beats.qrs_ms and p.span_ms == pytest.approx(activation_span_ms(p.act))
     assert not p.span_warning and not any("activation span" in m for m in messages)
-    monkeypatch.setattr(predict_module, "SPAN_TOLERANCE_MS", 0.0)
+    monkeypatch.setattr(predict_module, "SPAN_MINUS_QRS_MS", (0.0, 0.0))
     p, messages = _quiet_predict(runs[0], DICOM, passes=1)
     warned = [m for m in messages if "activation span" in m]
     assert p.span_warning and len(warned) == 1 and "\n" not in warned[0]
     assert f"measured QRS duration {p.qrs_ms:.0f} ms" in warned[0]
-    assert f"QRS {p.qrs_ms:.0f} ms: DISAGREE (tolerance 0 ms)" in format_table(p)
+    assert f"QRS {p.qrs_ms:.0f} ms: DISAGREE (span - QRS within +0..+0 ms)" in format_table(p)
     predict_module.write_prediction(tmp_path / "p.h5", p, "dicom", str(runs[0]))
     with h5py.File(tmp_path / "p.h5") as f:
         assert f.attrs["activation_span_ms"] == pytest.approx(p.span_ms)
         assert f.attrs["qrs_duration_ms"] == p.qrs_ms and not f.attrs["span_agrees"]
-        assert f.attrs["span_tolerance_ms"] == 0.0
+        assert list(f.attrs["span_minus_qrs_allowed_ms"]) == [0.0, 0.0]
 
 
 def test_synthetic_training_ecg_is_in_distribution(trained):

@@ -145,7 +145,7 @@ def _summary(prediction) -> list[tuple[str, str]]:
 
 def _span(prediction) -> str:
     """The predicted total activation time beside the QRS duration measured on the recording."""
-    text = f"{prediction.span_ms:.0f} ms predicted (95th-5th percentile of the 75 sites)"
+    text = f"{prediction.span_ms:.0f} ms predicted (latest - earliest of the 75 sites)"
     if prediction.qrs_ms is None:
         return text + "; no QRS duration measured"
     verdict = "DISAGREE: the map does not explain this QRS" if prediction.span_warning else "agree"
