@@ -174,6 +174,8 @@ def record_features(path: Path) -> tuple[dict[str, object], str]:
     record = read_ecg(path)
     conditioned = condition(record.signals, record.rate_hz, "auto")
     found = beatlib.analyse(conditioned.signals, WINDOW_MS)
+    if found.median is None:  # analyse raises before this; the median exists once beats were found
+        raise ConfigError(f"{path}: no median beat")
     window = beatlib.network_window(found.median, found.onset, WINDOW_MS, lead_in=LEAD_IN_MS).astype(float)
     limit = LEAD_IN_MS + int(found.rr_ms) - beatlib.NEXT_BEAT_MARGIN_MS if np.isfinite(found.rr_ms) else None
     label, dx = header_label(path.with_suffix(".hea"))
@@ -199,7 +201,9 @@ def records_in(paths: Sequence[Path]) -> list[Path]:
 
 def build(paths: Sequence[Path], source: str, exclude: Sequence[str] = ()) -> tuple[list[dict], list[str]]:
     """Rows for every record that can be measured, and one line for each that cannot."""
-    rows, skipped, seen = [], [], {}
+    rows: list[dict] = []
+    skipped: list[str] = []
+    seen: dict[str, str] = {}
     for header in records_in(paths):
         if header.stem in exclude:
             continue
