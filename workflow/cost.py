@@ -291,7 +291,7 @@ class _Ticks:
     def __init__(self) -> None:
         self.times: list[float] = []
 
-    def record(self, sample: int, vm, rate) -> None:
+    def record(self, sample: int, vm) -> None:
         self.times.append(time.process_time())
 
 
