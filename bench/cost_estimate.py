@@ -106,6 +106,16 @@ def estimate_vs_run(spec_path: Path, samples: int | None, geometries: int | None
     }
 
 
+def figures(r: dict) -> tuple[list[Figure], list[Comparison]]:
+    """The plan's CPU seconds for the whole campaign and per sample, beside the run's (core-seconds:
+    a small campaign's core-hours would round to nothing)."""
+    estimate = Figure("plan: CPU s, whole campaign", r["estimate_core_hours"] * 3600, "s")
+    return [estimate, Figure("plan: CPU s per sample", r["estimate_sample_s"], "s")], [
+        Comparison(estimate.name, "run: CPU of all its processes", "goal", r["measured_cpu_core_hours"] * 3600, "s"),
+        Comparison(estimate.name, "run: the tasks' CPU", "goal", r["measured_task_core_hours"] * 3600, "s"),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", type=Path, required=True, help="campaign spec to plan and run")
@@ -116,11 +126,7 @@ def main() -> None:
     bench = Run("cost_estimate", f"Cost estimate against the run: {args.spec.name}"
                 + (f", {args.samples} samples" if args.samples else ""), "cost")
     r = estimate_vs_run(args.spec, args.samples, args.geometries)
-    estimate = Figure("plan: core-hours", r["estimate_core_hours"], "core-hours")
-    bench.write(args.json, [estimate, Figure("plan: CPU s per sample", r["estimate_sample_s"], "s")], [
-        Comparison(estimate.name, "run: CPU of all its processes", "goal", r["measured_cpu_core_hours"], "core-hours"),
-        Comparison(estimate.name, "run: the tasks' CPU", "goal", r["measured_task_core_hours"], "core-hours"),
-    ], details=r)
+    bench.write(args.json, *figures(r), details=r)
     low, high = r["estimate_range"]
     print(f"{r['spec']}: {r['done']}/{r['samples']} samples on {r['cores']} cores, "
           f"load {r['load_plan'][0]:.1f}-{r['load_plan'][1]:.1f} while planning, "
