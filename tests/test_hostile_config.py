@@ -206,7 +206,7 @@ def test_disk_that_fills_during_a_campaign_gives_one_line(tmp_path, mounts):  # 
     deadline = time.monotonic() + 60
     while not (disk / "campaign" / "parsl").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    time.sleep(2)  # Parsl has started and logs
+    time.sleep(0.5)  # Parsl is starting: its interchange logs onto the full disk
     mounts.fill(disk)
     _, stderr = driver.communicate(timeout=300)
     context = f"stderr: {stderr}"

@@ -102,7 +102,8 @@ def parsl_running(spec: CampaignSpec, layout: CampaignLayout) -> Iterator[object
     # Every process started from here on carries the campaign's mark (workflow.processes).
     os.environ[MARKER] = str(layout.root.absolute())
     try:
-        dfk = parsl.load(parsl_config(spec, layout.parsl_dir))
+        with _stderr_of_children_to(layout.parsl_dir / "helpers.stderr"):
+            dfk = parsl.load(parsl_config(spec, layout.parsl_dir))
     except Exception as exc:
         os.environ.pop(MARKER, None)
         stop_processes(campaign_processes(layout.root))
@@ -121,6 +122,24 @@ def parsl_running(spec: CampaignSpec, layout: CampaignLayout) -> Iterator[object
             # Whatever Parsl's clean-up left (idle pool workers, a pool whose
             # interchange is gone) goes too.
             stop_processes(campaign_processes(layout.root))
+
+
+@contextlib.contextmanager
+def _stderr_of_children_to(path: Path) -> Iterator[None]:
+    """Processes started meanwhile (Parsl's interchange) write their stderr
+    to ``path``, not to the driver's: on a full disk their logging prints a
+    "Logging error" traceback per record, which the user must not see (the
+    driver reports the full disk in one line)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 #: How long Parsl's clean-up may take; it waits forever on a dead interchange.
