@@ -122,20 +122,17 @@ class Anatomy:
                 for name, value in (("myocardium", TISSUE), ("LV cavity", LV_CAVITY), ("RV cavity", RV_CAVITY))}
 
     def wall_volumes_ml(self) -> dict[str, float]:
-        """LV wall (septum included, as in the LV mass of imaging) and RV free wall:
-        each tissue voxel goes to the nearer cavity."""
+        """LV wall (septum included, as imaging counts LV mass) and RV free wall.
+
+        A tissue voxel is RV free wall when it is nearer the RV cavity than the
+        LV cavity and nearer the outside than the LV cavity: the septum lies
+        between the cavities, far from the outside."""
         tissue = self.code == TISSUE
-        to_lv = ndimage.distance_transform_edt(self.code != LV_CAVITY)
-        to_rv = ndimage.distance_transform_edt(self.code != RV_CAVITY)
-        # Septal tissue is nearer the RV cavity on its RV side; the LV owns it up to the RV endocardium.
-        rv_wall = tissue & (to_rv < to_lv) & (to_rv * self.dx <= _rv_wall_reach(self))
+        to_lv, to_rv, to_out = (ndimage.distance_transform_edt(self.code != value)
+                                for value in (LV_CAVITY, RV_CAVITY, OUTSIDE))
+        rv_wall = tissue & (to_rv < to_lv) & (to_out < to_lv)
         voxel_ml = self.dx ** 3 / 1000
         return {"LV wall": float((tissue & ~rv_wall).sum() * voxel_ml), "RV wall": float(rv_wall.sum() * voxel_ml)}
-
-
-def _rv_wall_reach(anatomy: Anatomy) -> float:
-    """The RV free wall is thin (3-5 mm); beyond this from the RV cavity is LV or septum."""
-    return 6.0 + anatomy.dx
 
 
 def import_anatomy(paths: Sequence[PathLike], options: ImportOptions) -> Anatomy:
@@ -182,6 +179,7 @@ def _read_vtk(path: Path):
         raise ConfigError(f"{path}: reading meshes needs pyvista (pip install pyvista)") from exc
     # vtk reports unreadable files on its own output window; the error below says it once.
     vtk.vtkObject.GlobalWarningDisplayOff()
+    vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_OFF)
     try:
         dataset = pyvista.read(path)
     except Exception as exc:  # vtk readers raise anything from ValueError to their own errors
