@@ -529,7 +529,7 @@ def _automatic(tissue: np.ndarray, grid: Grid, boundary: Surface) -> Anatomy:
     name = boundary.name
     if not tissue.any():
         raise ConfigError(f"{name}: no voxel centre lies in the myocardium at dx {grid.dx} mm; refine --dx")
-    voids = _large_components(~tissue & ~_touching_border(~tissue), grid)
+    voids = _enclosed(~tissue, grid)
     notes = []
     plane = None
     if len(voids) < 2:
@@ -550,19 +550,6 @@ def _automatic(tissue: np.ndarray, grid: Grid, boundary: Surface) -> Anatomy:
     return anatomy
 
 
-def _touching_border(mask: np.ndarray) -> np.ndarray:
-    labels, _ = ndimage.label(mask)
-    border = np.unique(np.concatenate([labels[0].ravel(), labels[-1].ravel(), labels[:, 0].ravel(),
-                                       labels[:, -1].ravel(), labels[:, :, 0].ravel(), labels[:, :, -1].ravel()]))
-    return np.isin(labels, border[border > 0])
-
-
-def _large_components(mask: np.ndarray, grid: Grid) -> list[np.ndarray]:
-    labels, count = ndimage.label(mask)
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:] * grid.dx ** 3 / 1000
-    return [labels == n + 1 for n in np.flatnonzero(sizes >= MIN_CAVITY_ML)]
-
-
 def _convexity(mask: np.ndarray, grid: Grid) -> float:
     """Volume over convex-hull volume: near 1 for the LV, well below for the crescent RV."""
     points = grid.centres(np.argwhere(mask))
@@ -580,10 +567,13 @@ def _base_plane(boundary: Surface, tissue: np.ndarray, grid: Grid) -> tuple[np.n
     grid, whose walls are thickened so that they do not leak."""
     coarse, coarse_grid = _coarsen(tissue, grid)
     scored = []
-    for plane in _flat_regions(boundary, tissue, grid) + _axis_planes(tissue, grid):
-        voids = _cut_cavities(coarse, coarse_grid, plane)
-        if len(voids) == 2:
-            scored.append((sum(float(v.sum()) for v in voids), plane))
+    # Along one direction the first plane in from the end that closes two cavities holds the most.
+    for planes in [[plane] for plane in _flat_regions(boundary, tissue, grid)] + _axis_planes(tissue, grid):
+        for plane in planes:
+            voids = _cut_cavities(coarse, coarse_grid, plane)
+            if len(voids) == 2:
+                scored.append((sum(float(v.sum()) for v in voids), plane))
+                break
     scored.sort(key=lambda item: -item[0])
     for _, plane in scored[:4]:
         if len(_cut_cavities(tissue, grid, plane)) == 2:
@@ -593,9 +583,9 @@ def _base_plane(boundary: Surface, tissue: np.ndarray, grid: Grid) -> tuple[np.n
 
 
 #: Coarse voxel size (mm) of the valve-plane search.
-SEARCH_DX_MM = 2.5
+SEARCH_DX_MM = 3.0
 #: Tilts of the long-axis planes (degrees) and how far in from the end they are tried (mm).
-AXIS_TILTS_DEG = (0.0, 15.0, 30.0, 45.0)
+AXIS_TILTS_DEG = (0.0, 20.0, 40.0)
 AXIS_DEPTH_MM = 30.0
 
 
@@ -612,27 +602,37 @@ def _coarsen(tissue: np.ndarray, grid: Grid) -> tuple[np.ndarray, Grid]:
     return coarse, Grid(origin, coarse.shape, grid.dx * factor)
 
 
-def _axis_planes(tissue: np.ndarray, grid: Grid) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Planes across the long axis, tilted a little, stepping in from either end."""
+def _axis_planes(tissue: np.ndarray, grid: Grid) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """Planes across the long axis, tilted a little, stepping in from either end
+    (one list per direction)."""
     points = grid.centres(np.argwhere(tissue))
     centre = points.mean(axis=0)
     frame = np.linalg.svd(points[:: max(1, len(points) // 20000)] - centre, full_matrices=False)[2]
     planes = []
     for sign in (1.0, -1.0):
         for tilt in np.radians(AXIS_TILTS_DEG):
-            for azimuth in np.radians(np.arange(0, 360, 45) if tilt else [0.0]):
+            for azimuth in np.radians(np.arange(0, 360, 60) if tilt else [0.0]):
                 normal = sign * (np.cos(tilt) * frame[0] + np.sin(tilt) * (np.cos(azimuth) * frame[1]
                                                                               + np.sin(azimuth) * frame[2]))
                 end = float(((points - centre) @ normal).max())
-                for depth in np.arange(SEARCH_DX_MM, AXIS_DEPTH_MM, SEARCH_DX_MM):
-                    planes.append((centre + normal * (end - depth), normal))
+                planes.append([(centre + normal * (end - depth), normal)
+                               for depth in np.arange(SEARCH_DX_MM, AXIS_DEPTH_MM, SEARCH_DX_MM)])
     return planes
 
 
 def _cut_cavities(tissue: np.ndarray, grid: Grid, plane: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
     """Non-tissue regions below the plane that the plane and the wall enclose."""
-    below = ~tissue & (_signed_distance(plane, grid) < 0)
-    return _large_components(below & ~_touching_border(below), grid)
+    return _enclosed(~tissue & (_signed_distance(plane, grid) < 0), grid)
+
+
+def _enclosed(mask: np.ndarray, grid: Grid) -> list[np.ndarray]:
+    """Components of ``mask`` that do not reach the grid's border and hold at least ``MIN_CAVITY_ML``."""
+    labels, count = ndimage.label(mask)
+    sizes = np.bincount(labels.ravel(), minlength=count + 1) * grid.dx ** 3 / 1000
+    border = np.concatenate([labels[0].ravel(), labels[-1].ravel(), labels[:, 0].ravel(),
+                             labels[:, -1].ravel(), labels[:, :, 0].ravel(), labels[:, :, -1].ravel()])
+    sizes[np.unique(border)] = 0
+    return [labels == n for n in np.flatnonzero(sizes >= MIN_CAVITY_ML)]
 
 
 def _flat_regions(boundary: Surface, tissue: np.ndarray, grid: Grid,
