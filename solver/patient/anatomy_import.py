@@ -69,9 +69,10 @@ BASE_ANGLE_DEG = 25.0
 BASE_TOLERANCE_MM = 3.0
 #: A flat region smaller than this share of the surface area is no base.
 MIN_BASE_AREA_FRACTION = 0.005
-#: A hole whose rim is further from a plane than this share of its radius is
-#: not a valve opening; capping it would invent wall.
-MAX_RIM_FLATNESS = 0.35
+#: A hole whose rim is further (RMS) from a plane than this share of its radius is
+#: not a valve opening; capping it would invent wall (valve rims: at most 0.05;
+#: a sphere missing a quarter wedge: 0.25).
+MAX_RIM_FLATNESS = 0.2
 #: Voxel layers of OUTSIDE around the heart.
 PADDING = 2
 
@@ -426,14 +427,15 @@ def inside_surface(surface: Surface, grid: Grid) -> np.ndarray:
         a, b, c = xy[tri, 0], xy[tri, 1], xy[tri, 2]
         p = np.stack([i, j], axis=1).astype(float)
         det = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):  # det 0: the triangle is edge-on to the rays
             u = ((p[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (p[:, 1] - a[:, 1])) / det
             v = ((b[:, 0] - a[:, 0]) * (p[:, 1] - a[:, 1]) - (p[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])) / det
-        hit = (det != 0) & (u >= 0) & (v >= 0) & (u + v <= 1)
+            hit = (det != 0) & (u >= 0) & (v >= 0) & (u + v <= 1)
+        tri, u, v, i, j = tri[hit], u[hit], v[hit], i[hit], j[hit]
         z = corners[tri, 0, 2] + u * (corners[tri, 1, 2] - corners[tri, 0, 2]) + v * (corners[tri, 2, 2] - corners[tri, 0, 2])
         k = np.clip(np.ceil((z - grid.origin[2]) / grid.dx), 0, nz).astype(np.int64)
         flat = (i * grid.shape[1] + j) * (nz + 1) + k
-        crossings += np.bincount(flat[hit], minlength=crossings.size).astype(np.int32)
+        crossings += np.bincount(flat, minlength=crossings.size).astype(np.int32)
     parity = np.cumsum(crossings.reshape(grid.shape[0], grid.shape[1], nz + 1), axis=2)[..., :nz] % 2
     return parity.astype(bool)
 
@@ -632,6 +634,7 @@ def _enclosed(mask: np.ndarray, grid: Grid) -> list[np.ndarray]:
     border = np.concatenate([labels[0].ravel(), labels[-1].ravel(), labels[:, 0].ravel(),
                              labels[:, -1].ravel(), labels[:, :, 0].ravel(), labels[:, :, -1].ravel()])
     sizes[np.unique(border)] = 0
+    sizes[0] = 0  # label 0 is the rest, not a component
     return [labels == n for n in np.flatnonzero(sizes >= MIN_CAVITY_ML)]
 
 
