@@ -579,16 +579,30 @@ def _base_plane(boundary: Surface, tissue: np.ndarray, grid: Grid) -> tuple[np.n
     scored.sort(key=lambda item: -item[0])
     for _, plane in scored[:4]:
         if len(_cut_cavities(tissue, grid, plane)) == 2:
-            return plane
+            return _raise_plane(plane, tissue, grid)
     raise ConfigError(f"{boundary.name}: the cavities are open and no valve plane closes them into two; "
                       f"supply the surfaces as labelled arrays (--labels ARRAY) or as epi/lv/rv patch files")
 
 
+def _raise_plane(plane: tuple[np.ndarray, np.ndarray], tissue: np.ndarray,
+                 grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+    """The plane moved out towards the base, a voxel at a time, while it still
+    closes two cavities: the coarse search steps in by whole coarse voxels."""
+    point, normal = plane
+    for _ in range(int(np.ceil(2 * SEARCH_DX_MM / grid.dx))):
+        raised = (point + normal * grid.dx, normal)
+        if len(_cut_cavities(tissue, grid, raised)) != 2:
+            break
+        point = raised[0]
+    return point, normal
+
+
 #: Coarse voxel size (mm) of the valve-plane search.
 SEARCH_DX_MM = 3.0
-#: Tilts of the long-axis planes (degrees) and how far in from the end they are tried (mm).
-AXIS_TILTS_DEG = (0.0, 20.0, 40.0)
-AXIS_DEPTH_MM = 30.0
+#: Directions tried for the valve plane's normal (about 20 degrees apart) and how far
+#: in from the heart's end along each the plane is tried (mm).
+PLANE_DIRECTIONS = 100
+PLANE_DEPTH_MM = 30.0
 
 
 def _coarsen(tissue: np.ndarray, grid: Grid) -> tuple[np.ndarray, Grid]:
@@ -605,21 +619,18 @@ def _coarsen(tissue: np.ndarray, grid: Grid) -> tuple[np.ndarray, Grid]:
 
 
 def _axis_planes(tissue: np.ndarray, grid: Grid) -> list[list[tuple[np.ndarray, np.ndarray]]]:
-    """Planes across the long axis, tilted a little, stepping in from either end
-    (one list per direction)."""
+    """Planes facing every way (a Fibonacci sphere of normals), stepping in from
+    the heart's end along each (one list per direction): a heart's longest
+    axis need not be its long axis (a short wide mean shape)."""
     points = grid.centres(np.argwhere(tissue))
     centre = points.mean(axis=0)
-    frame = np.linalg.svd(points[:: max(1, len(points) // 20000)] - centre, full_matrices=False)[2]
-    planes = []
-    for sign in (1.0, -1.0):
-        for tilt in np.radians(AXIS_TILTS_DEG):
-            for azimuth in np.radians(np.arange(0, 360, 60) if tilt else [0.0]):
-                normal = sign * (np.cos(tilt) * frame[0] + np.sin(tilt) * (np.cos(azimuth) * frame[1]
-                                                                              + np.sin(azimuth) * frame[2]))
-                end = float(((points - centre) @ normal).max())
-                planes.append([(centre + normal * (end - depth), normal)
-                               for depth in np.arange(SEARCH_DX_MM, AXIS_DEPTH_MM, SEARCH_DX_MM)])
-    return planes
+    k = np.arange(PLANE_DIRECTIONS) + 0.5
+    polar = np.arccos(1 - 2 * k / PLANE_DIRECTIONS)
+    azimuth = np.pi * (1 + 5 ** 0.5) * k
+    normals = np.stack([np.cos(azimuth) * np.sin(polar), np.sin(azimuth) * np.sin(polar), np.cos(polar)], axis=1)
+    ends = ((points - centre) @ normals.T).max(axis=0)
+    return [[(centre + normal * (end - depth), normal) for depth in np.arange(SEARCH_DX_MM, PLANE_DEPTH_MM, SEARCH_DX_MM)]
+            for normal, end in zip(normals, ends)]
 
 
 def _cut_cavities(tissue: np.ndarray, grid: Grid, plane: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
