@@ -73,6 +73,8 @@ MIN_BASE_AREA_FRACTION = 0.005
 #: not a valve opening; capping it would invent wall (valve rims: at most 0.05;
 #: a sphere missing a quarter wedge: 0.25).
 MAX_RIM_FLATNESS = 0.2
+#: The base: outward-facing wall within this of the top of the cavities (mm).
+BASE_BAND_MM = 3.0
 #: Voxel layers of OUTSIDE around the heart.
 PADDING = 2
 
@@ -536,7 +538,7 @@ def _automatic(tissue: np.ndarray, grid: Grid, boundary: Surface) -> Anatomy:
     plane = None
     if len(voids) < 2:
         plane = _base_plane(boundary, tissue, grid)
-        voids = _cut_cavities(tissue, grid, plane)
+        voids = [_fill_to_own_rim(void, tissue, grid, plane) for void in _cut_cavities(tissue, grid, plane)]
         notes.append(f"base plane through {np.round(plane[0], 1).tolist()} mm, normal "
                      f"{np.round(plane[1], 3).tolist()}")
     if len(voids) > 2:
@@ -546,6 +548,8 @@ def _automatic(tissue: np.ndarray, grid: Grid, boundary: Surface) -> Anatomy:
         raise ConfigError(f"{name}: {len(voids)} cavity found where the LV and RV should be; supply the LV and "
                           f"RV endocardia as labels (--labels ARRAY) or as patch files")
     lv, rv = sorted(voids, key=lambda mask: -_convexity(mask, grid))
+    if plane is not None:
+        lv, rv = _fill_openings(lv, rv, tissue, grid, plane)
     code = _codes(tissue, lv, rv)
     anatomy = _finish(code, grid, "automatic", plane=plane)
     anatomy.notes.extend(notes)
@@ -595,6 +599,70 @@ def _raise_plane(plane: tuple[np.ndarray, np.ndarray], tissue: np.ndarray,
             break
         point = raised[0]
     return point, normal
+
+
+def _fill_to_own_rim(void: np.ndarray, tissue: np.ndarray, grid: Grid,
+                     plane: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The cavity filled up to its own valve opening: the common plane stops at
+    the lower of the two rims, so each cavity is raised on its own, a voxel at a
+    time, while the raised plane still encloses it apart from the other."""
+    point, normal = plane
+    for _ in range(int(np.ceil(PLANE_DEPTH_MM / grid.dx))):
+        point = point + normal * grid.dx
+        below = ~tissue & (_signed_distance((point, normal), grid) < 0)
+        labels, _ = ndimage.label(below)
+        grown = labels == np.bincount(labels[void]).argmax()
+        border = np.concatenate([grown[0].ravel(), grown[-1].ravel(), grown[:, 0].ravel(), grown[:, -1].ravel(),
+                                 grown[:, :, 0].ravel(), grown[:, :, -1].ravel()])
+        # Leaking out, or joining the other cavity (more than a plane's step of growth), ends it.
+        if border.any() or grown.sum() > 1.5 * void.sum():
+            break
+        void = grown
+    return void
+
+
+#: How far above the valve plane an opening is filled, and how far a ray
+#: across it may run before it counts as escaping (mm).
+OPENING_HEIGHT_MM = 20.0
+OPENING_REACH_MM = 60.0
+
+
+def _fill_openings(lv: np.ndarray, rv: np.ndarray, tissue: np.ndarray, grid: Grid,
+                   plane: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Each cavity grown above the plane up to its rim: into the voxels that
+    the wall surrounds on every side across the plane (rays in eight directions
+    parallel to it all meet tissue), as blood in a valve opening is."""
+    sd = _signed_distance(plane, grid)
+    band = ~tissue & (sd >= -grid.dx) & (sd <= OPENING_HEIGHT_MM)
+    candidates = np.argwhere(band & ~lv & ~rv)
+    if len(candidates) == 0:
+        return lv, rv
+    normal = plane[1]
+    helper = np.eye(3)[np.argmin(np.abs(normal))]
+    u = np.cross(normal, helper)
+    u /= np.linalg.norm(u)
+    v = np.cross(normal, u)
+    enclosed = np.ones(len(candidates), dtype=bool)
+    steps = np.arange(1, int(OPENING_REACH_MM / grid.dx) + 1)
+    shape = np.array(tissue.shape)
+    for angle in np.arange(8) * np.pi / 4:
+        direction = np.cos(angle) * u + np.sin(angle) * v
+        hit = np.zeros(len(candidates), dtype=bool)
+        for step in steps:
+            ijk = np.round(candidates + step * direction).astype(np.int64)
+            inside = np.all((ijk >= 0) & (ijk < shape), axis=1)
+            hit[inside] |= tissue[tuple(ijk[inside].T)]
+        enclosed &= hit
+    opening = np.zeros_like(tissue)
+    opening[tuple(candidates[enclosed].T)] = True
+    # Grown a layer at a time from both cavities, so that each takes its own opening.
+    while True:
+        grow_lv = ndimage.binary_dilation(lv) & opening & ~rv
+        grow_rv = ndimage.binary_dilation(rv) & opening & ~lv & ~grow_lv
+        if not grow_lv.any() and not grow_rv.any():
+            return lv, rv
+        lv, rv = lv | grow_lv, rv | grow_rv
+        opening &= ~(grow_lv | grow_rv)
 
 
 #: Coarse voxel size (mm) of the valve-plane search.
@@ -733,7 +801,12 @@ def label_surface(code: np.ndarray, grid: Grid,
     if plane is None:
         plane = _cavity_top(code, grid)
     if plane is not None:
-        base = (surface == EPI) & (_signed_distance(plane, grid) >= -1.5 * grid.dx)
+        # The base is the top of the wall: near the plane, with no tissue one voxel further out along it.
+        step = np.clip(np.round(plane[1] * 1.5), -1, 1).astype(int)
+        above = np.roll(code, tuple(-step), axis=(0, 1, 2)) != TISSUE
+        sd = _signed_distance(plane, grid)
+        cavity_top = float(sd[code >= LV_CAVITY].max())
+        base = (surface == EPI) & (sd >= max(cavity_top - BASE_BAND_MM, 0.0) - 1.5 * grid.dx) & above
         surface[base] = BASE
     return surface
 
