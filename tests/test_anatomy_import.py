@@ -97,9 +97,9 @@ def test_automatic_labels_agree_with_the_patches(tmp_path, geo2):
     merged.save(tmp_path / "heart.vtp")
     automatic = import_anatomy([tmp_path / "heart.vtp"], ImportOptions(dx=DX, labels="none"))
     assert automatic.labelled_from == "automatic"
-    # Measured 0.88 at 1 mm (docs/anatomy.md): the valve plane is found a few mm below the given base.
-    assert surface_agreement(automatic, geo2) > 0.85
-    assert (automatic.code == geo2.code).mean() > 0.97
+    # Measured 0.944 at 1 mm, 0.956 at 2 mm (docs/anatomy.md).
+    assert surface_agreement(automatic, geo2) > 0.94
+    assert (automatic.code == geo2.code).mean() > 0.985
 
 
 def test_cli_writes_an_image_heart_anatomy_file_reads(tmp_path, capsys):
@@ -159,11 +159,11 @@ def test_labelled_surface_imported_without_its_labels_finds_the_same_heart():
     automatic = import_anatomy([GEO1], ImportOptions(dx=DX, labels="none"))
     assert automatic.labelled_from == "automatic"
     assert np.array_equal(automatic.code == TISSUE, given.code == TISSUE)
-    # Measured 0.90 at 1 mm, 0.87 at 2 mm (docs/anatomy.md): the found valve plane sits below the given base.
-    assert surface_agreement(automatic, given) > 0.85
+    # Measured 0.943 at 1 mm, 0.919 at 2 mm (docs/anatomy.md): the base of this mean shape is not one plane.
+    assert surface_agreement(automatic, given) > 0.91
     for cavity in (LV_CAVITY, RV_CAVITY):
         both = ((automatic.code == cavity) & (given.code == cavity)).sum()
-        assert 2 * both / ((automatic.code == cavity).sum() + (given.code == cavity).sum()) > 0.92
+        assert 2 * both / ((automatic.code == cavity).sum() + (given.code == cavity).sum()) > 0.945
 
 
 def test_a_cavity_no_plane_closes_is_refused_with_what_to_supply(tmp_path):
