@@ -174,3 +174,21 @@ def test_a_cavity_no_plane_closes_is_refused_with_what_to_supply(tmp_path):
     (cup + rims).triangulate().save(tmp_path / "cup.vtp")
     with pytest.raises(ConfigError, match="--labels ARRAY"):
         import_anatomy([tmp_path / "cup.vtp"], ImportOptions(dx=3.0))
+
+
+def test_an_imported_volunteer_builds_a_heart_with_its_75_sites(tmp_path):
+    from mpi4py import MPI
+
+    from solver.patient.heart import HeartConfig, build_heart
+    from solver.patient.sites import place_sites
+
+    output = tmp_path / "volunteer.h5"
+    assert main(["anatomy", "import", str(CARDIAC_ML), "-o", str(output), "--dx", "3"]) == 0
+    heart = build_heart(HeartConfig(dx_mm=3.0, anatomy_file=output), MPI.COMM_SELF)
+    code, _ = load_labelled_anatomy(output, 3.0)
+    assert heart.numbering.n == (code == TISSUE).sum()
+    surfaces = heart.surfaces
+    assert surfaces.lv_endo.sum() > 200 and surfaces.rv_endo.sum() > 200 and surfaces.epi.sum() > 200
+    # The LV frame's long axis runs apex to base: +z in this mesh, cut at z = 72 mm.
+    assert heart.frame.long_axis[2] > 0.9
+    assert len(place_sites(heart)) == 75
