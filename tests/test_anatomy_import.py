@@ -1,7 +1,6 @@
 """ecgi anatomy import: real meshes become labelled images; bad meshes are refused in one line."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import meshio
@@ -10,12 +9,20 @@ import pytest
 
 pv = pytest.importorskip("pyvista")
 
-from solver.common.errors import ConfigError  # noqa: E402
-from solver.patient.anatomy_import import (  # noqa: E402
-    BASE, EPI, LV_ENDO, RV_ENDO, SEPTUM, ImportOptions, import_anatomy, surface_agreement)
-from solver.patient.biventricle import LV_CAVITY, OUTSIDE, RV_CAVITY, TISSUE  # noqa: E402
-from solver.patient.user_anatomy import load_labelled_anatomy  # noqa: E402
-from workflow.cli import main  # noqa: E402
+from solver.common.errors import ConfigError
+from solver.patient.anatomy_import import (
+    BASE,
+    EPI,
+    LV_ENDO,
+    RV_ENDO,
+    SEPTUM,
+    ImportOptions,
+    import_anatomy,
+    surface_agreement,
+)
+from solver.patient.biventricle import LV_CAVITY, OUTSIDE, RV_CAVITY, TISSUE
+from solver.patient.user_anatomy import load_labelled_anatomy
+from workflow.cli import main
 
 DATA = Path(__file__).parent / "data" / "anatomy"
 CARDIAC_ML = DATA / "cardiac_ml_heart_mesh.vtk"

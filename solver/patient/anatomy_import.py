@@ -30,19 +30,19 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
 
 import numpy as np
 from scipy import ndimage
 from scipy.spatial import ConvexHull, QhullError, cKDTree
 
+from ..common.errors import ConfigError
 from .biventricle import LV_CAVITY, OUTSIDE, RV_CAVITY, TISSUE
 from .user_anatomy import voxelise_tetrahedra
-from ..common.errors import ConfigError
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 # Surface labels (Cobiveco's numbering, plus the septum).
 BASE, EPI, LV_ENDO, RV_ENDO, SEPTUM = 1, 2, 3, 4, 5
@@ -85,7 +85,7 @@ class Surface:
 
     points: np.ndarray  #: (n, 3) mm
     triangles: np.ndarray  #: (m, 3) vertex indices
-    labels: Optional[np.ndarray] = None  #: (m,) surface labels, or None
+    labels: np.ndarray | None = None  #: (m,) surface labels, or None
     name: str = ""
 
 
@@ -161,7 +161,7 @@ def import_anatomy(paths: Sequence[PathLike], options: ImportOptions) -> Anatomy
 # Reading
 
 
-def read_mesh(path: Path, options: ImportOptions) -> Union[Surface, Volume]:
+def read_mesh(path: Path, options: ImportOptions) -> Surface | Volume:
     """The tetrahedra of a volume mesh, or the triangles of a surface, in mm."""
     suffix = path.suffix.lower()
     if suffix not in SURFACE_SUFFIXES + VOLUME_SUFFIXES:
@@ -185,7 +185,7 @@ def _read_vtk(path: Path):
     vtk.vtkLogger.SetStderrVerbosity(vtk.vtkLogger.VERBOSITY_OFF)
     try:
         dataset = pyvista.read(path)
-    except Exception as exc:  # vtk readers raise anything from ValueError to their own errors
+    except Exception as exc:  # noqa: BLE001 -- vtk readers raise anything from ValueError to their own errors
         raise ConfigError(f"{path}: cannot read the mesh ({type(exc).__name__}: {str(exc)[:120]})") from None
     if dataset is None or dataset.n_points == 0 or dataset.n_cells == 0:
         raise ConfigError(f"{path}: no points or cells could be read (empty, or not a {path.suffix} mesh)")
@@ -198,14 +198,14 @@ def _read_meshio(path: Path):
 
     try:
         mesh = meshio.read(path)
-    except Exception as exc:  # meshio's readers raise ReadError, ValueError, KeyError, ...
+    except Exception as exc:  # noqa: BLE001 -- meshio's readers raise ReadError, ValueError, KeyError, ...
         raise ConfigError(f"{path}: cannot read the gmsh mesh ({type(exc).__name__}: {str(exc)[:120]})") from None
     if len(mesh.points) == 0:
         raise ConfigError(f"{path}: the mesh has no points")
     return pyvista.from_meshio(mesh)
 
 
-def _mesh_from_dataset(dataset, path: Path, options: ImportOptions) -> Union[Surface, Volume]:
+def _mesh_from_dataset(dataset, path: Path, options: ImportOptions) -> Surface | Volume:
     import pyvista
 
     points = np.asarray(dataset.points, dtype=float) * options.scale
@@ -244,7 +244,7 @@ def _check_units(points: np.ndarray, path: Path) -> None:
                           f"(micrometres?); pass --scale to convert to mm")
 
 
-def _triangle_labels(surface, path: Path, wanted: str) -> Optional[np.ndarray]:
+def _triangle_labels(surface, path: Path, wanted: str) -> np.ndarray | None:
     """Per-triangle labels from a cell array, or from a point array (the value
     most of a triangle's corners carry)."""
     arrays = {**{n: ("point", n) for n in surface.point_data}, **{n: ("cell", n) for n in surface.cell_data}}
@@ -323,7 +323,7 @@ def _merge_points(surface: Surface, tolerance: float = 1e-6) -> Surface:
 
 
 def _check_manifold(surface: Surface) -> None:
-    edges, counts = _edges(surface.triangles)
+    _, counts = _edges(surface.triangles)
     if (counts > 2).any():
         raise ConfigError(f"{surface.name}: the surface is non-manifold ({int((counts > 2).sum())} edges shared "
                           f"by more than two triangles); repair it (e.g. with meshfix) and import again")
@@ -674,7 +674,7 @@ PLANE_DEPTH_MM = 30.0
 
 
 def _coarsen(tissue: np.ndarray, grid: Grid) -> tuple[np.ndarray, Grid]:
-    factor = max(1, int(round(SEARCH_DX_MM / grid.dx)))
+    factor = max(1, round(SEARCH_DX_MM / grid.dx))
     if factor == 1:
         return tissue, grid
     shape = [-(-n // factor) * factor for n in tissue.shape]
@@ -761,8 +761,8 @@ def _signed_distance(plane: tuple[np.ndarray, np.ndarray], grid: Grid) -> np.nda
             + axes[2][None, None, :] * normal[2])
 
 
-def _finish(code: np.ndarray, grid: Grid, labelled_from: str, given: Optional[Surface] = None,
-            plane: Optional[tuple[np.ndarray, np.ndarray]] = None) -> Anatomy:
+def _finish(code: np.ndarray, grid: Grid, labelled_from: str, given: Surface | None = None,
+            plane: tuple[np.ndarray, np.ndarray] | None = None) -> Anatomy:
     for value, name in ((TISSUE, "myocardium"), (LV_CAVITY, "LV cavity"), (RV_CAVITY, "RV cavity")):
         if not (code == value).any():
             raise ConfigError(f"no {name} voxels at dx {grid.dx} mm; refine --dx or check the surfaces")
@@ -787,7 +787,7 @@ def _given_surface_labels(surface: np.ndarray, grid: Grid, given: Surface) -> np
 
 
 def label_surface(code: np.ndarray, grid: Grid,
-                  plane: Optional[tuple[np.ndarray, np.ndarray]] = None) -> np.ndarray:
+                  plane: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Surface labels of tissue voxels from the region codes: the cavity or outside
     each faces; the base where the outside lies above the cavities' top."""
     surface = np.zeros(code.shape, dtype=np.int8)
@@ -811,7 +811,7 @@ def label_surface(code: np.ndarray, grid: Grid,
     return surface
 
 
-def _cavity_top(code: np.ndarray, grid: Grid) -> Optional[tuple[np.ndarray, np.ndarray]]:
+def _cavity_top(code: np.ndarray, grid: Grid) -> tuple[np.ndarray, np.ndarray] | None:
     """A plane through the top of the cavities: the long axis runs from the
     tissue's centre to the cavities' open end."""
     cavity = grid.centres(np.argwhere(code >= LV_CAVITY))

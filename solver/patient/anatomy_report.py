@@ -20,10 +20,10 @@ def summary_lines(anatomy: Anatomy) -> list[str]:
     ratio = lv_mass / rv_mass if rv_mass > 0 else float("inf")
     return [
         f"grid {'x'.join(map(str, anatomy.code.shape))} at dx {anatomy.dx:g} mm, labels: {anatomy.labelled_from}",
-        f"myocardium {volumes['myocardium']:.1f} mL, LV cavity {volumes['LV cavity']:.1f} mL, "
-        f"RV cavity {volumes['RV cavity']:.1f} mL",
-        f"LV wall (with septum) {walls['LV wall']:.1f} mL = {lv_mass:.0f} g, RV free wall {walls['RV wall']:.1f} mL "
-        f"= {rv_mass:.0f} g, LV/RV mass ratio {ratio:.2f}",
+        (f"myocardium {volumes['myocardium']:.1f} mL, LV cavity {volumes['LV cavity']:.1f} mL, "
+         f"RV cavity {volumes['RV cavity']:.1f} mL"),
+        (f"LV wall (with septum) {walls['LV wall']:.1f} mL = {lv_mass:.0f} g, RV free wall {walls['RV wall']:.1f} mL "
+         f"= {rv_mass:.0f} g, LV/RV mass ratio {ratio:.2f}"),
     ] + anatomy.notes
 
 
