@@ -199,3 +199,13 @@ def test_an_imported_volunteer_builds_a_heart_with_its_75_sites(tmp_path):
     # The LV frame's long axis runs apex to base: +z in this mesh, cut at z = 72 mm.
     assert heart.frame.long_axis[2] > 0.9
     assert len(place_sites(heart)) == 75
+
+
+def test_legacy_vtk_polydata_keeps_its_labels_and_a_named_array_is_used(tmp_path):
+    surface = pv.read(GEO1)
+    surface.point_data["region"] = surface.point_data.pop("class")
+    surface.save(tmp_path / "heart.vtk", binary=True)
+    anatomy = import_anatomy([tmp_path / "heart.vtk"], ImportOptions(dx=3.0, labels="region"))
+    assert anatomy.labelled_from == "given labels"
+    with pytest.raises(ConfigError, match="no label array 'class'; arrays: .*region"):
+        import_anatomy([tmp_path / "heart.vtk"], ImportOptions(dx=3.0, labels="class"))
