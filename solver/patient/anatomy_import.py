@@ -461,7 +461,7 @@ def _from_patches(roles: dict[int, Surface], options: ImportOptions) -> Anatomy:
     grid = grid_around(everything.points, options.dx)
     # The whole heart: the capped epicardium, or the closed union when a base patch closes it.
     whole = _merge_points(everything, tolerance=1e-3)
-    if len(_boundary_loops_safe(whole)) == 0 and BASE in merged:
+    if len(_open_edges(whole)) == 0 and BASE in merged:
         _check_manifold(whole)
         tissue = inside_surface(whole, grid)
         tissue &= ~inside_surface(cap_holes(merged[LV_ENDO]), grid)
@@ -476,9 +476,10 @@ def _from_patches(roles: dict[int, Surface], options: ImportOptions) -> Anatomy:
     return _finish(code, grid, "patches", given=everything)
 
 
-def _boundary_loops_safe(surface: Surface) -> list[np.ndarray]:
+def _open_edges(surface: Surface) -> np.ndarray:
+    """Edges used by one triangle: where the surface is open."""
     edges, counts = _edges(surface.triangles)
-    return [edges[counts == 1]] if (counts == 1).any() else []
+    return edges[counts == 1]
 
 
 def _from_surface(surface: Surface, options: ImportOptions) -> Anatomy:
@@ -486,7 +487,7 @@ def _from_surface(surface: Surface, options: ImportOptions) -> Anatomy:
     if surface.labels is not None:
         roles = {role: _sub_surface(surface, surface.labels == role) for role in (BASE, EPI, LV_ENDO, RV_ENDO)
                  if (surface.labels == role).any()}
-        closed = not _boundary_loops_safe(surface)
+        closed = len(_open_edges(surface)) == 0
         if closed:
             _check_manifold(surface)
             grid = grid_around(surface.points, options.dx)
@@ -638,8 +639,8 @@ def _fill_openings(lv: np.ndarray, rv: np.ndarray, tissue: np.ndarray, grid: Gri
     if len(candidates) == 0:
         return lv, rv
     normal = plane[1]
-    helper = np.eye(3)[np.argmin(np.abs(normal))]
-    u = np.cross(normal, helper)
+    least = np.eye(3)[np.argmin(np.abs(normal))]  # the axis least along the normal
+    u = np.cross(normal, least)
     u /= np.linalg.norm(u)
     v = np.cross(normal, u)
     enclosed = np.ones(len(candidates), dtype=bool)
