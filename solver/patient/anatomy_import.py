@@ -18,9 +18,9 @@ Accepted inputs (read with pyvista/vtk; gmsh with meshio):
 Where labels are given, the LV and RV cavities are the insides of the capped
 LV and RV endocardia.  Where none are given they are found: enclosed voids of
 the myocardium when its surface closes them, otherwise the non-tissue regions
-cut off by the base plane (the largest flat part of the myocardial surface,
-where a truncated mesh was cut).  The larger-convexity cavity is the LV (the
-RV is a crescent).
+that a valve plane cuts off (of planes facing every way and the surface's flat
+parts, the one closing two cavities that hold the most), each then filled up
+to its own rim.  The more convex cavity is the LV (the RV is a crescent).
 
 Surface voxels (tissue voxels with a non-tissue face neighbour) are labelled
 base, epicardium, LV endocardium, RV endocardium and septum (RV endocardium
