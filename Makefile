@@ -29,7 +29,7 @@ $(STAMP): setup.cfg setup.py Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	@# numpy<2: Debian's petsc4py and h5py are built against numpy 1.x.
 	$(PY) -m pip install --quiet "numpy<2" "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[workflow,model,test]"
+	$(PY) -m pip install --quiet -e ".[workflow,model,anatomy,test]"
 	$(PY) -c "from petsc4py import PETSc; from mpi4py import MPI; import h5py, numba, parsl, torch"
 	@touch $(STAMP)
 	@echo "ecgi installed in $(VENV) (activate with: source $(VENV)/bin/activate)"

@@ -1,4 +1,4 @@
-"""``ecgi simulate``, ``ecgi verify``, ``ecgi calibrate`` and ``ecgi plot``: the solver's commands."""
+"""``ecgi simulate``, ``ecgi verify``, ``ecgi calibrate``, ``ecgi plot`` and ``ecgi anatomy``: the solver's commands."""
 from __future__ import annotations
 
 import argparse
@@ -67,6 +67,30 @@ def add_commands(commands) -> None:
     plot.add_argument("sample", help="sample HDF5 written by `ecgi simulate`")
     plot.add_argument("-o", "--output", default=".", help="directory for the PNGs (default .)")
     plot.set_defaults(handler=run_plot)
+
+    anatomy = commands.add_parser("anatomy", help="bring a real heart: import a mesh as a labelled voxel image")
+    actions = anatomy.add_subparsers(dest="anatomy_command", metavar="ACTION", required=True)
+    imported = actions.add_parser(
+        "import", help="a heart mesh (tetrahedra, a surface, or epi/lv/rv patches) as a labelled voxel image",
+        description="Voxelise a heart mesh into the labelled image a patient's heart.anatomy_file takes: "
+        "tetrahedra (VTK, VTU, gmsh), one closed surface (VTP, VTK, PLY, STL, OBJ) with or without labels "
+        "(1 base, 2 epicardium, 3 LV endocardium, 4 RV endocardium), or one file per surface, recognised "
+        "by name (epi, lv, rv, base) and capped at the valves. Without labels the cavities are found. "
+        "Writes the image, prints the volumes and LV/RV mass ratio, and draws three slices (docs/anatomy.md).",
+    )
+    imported.add_argument("mesh", nargs="*", help="mesh file, or surface patch files")
+    imported.add_argument("-o", "--output", required=True, help="labelled image to write (.h5)")
+    imported.add_argument("--dx", type=number(float, *DX_MM, "mm"), default=1.0,
+                          help=f"voxel size (mm, {DX_MM[0]:g}-{DX_MM[1]:g}; default 1)")
+    imported.add_argument("--labels", default="auto", metavar="auto|none|ARRAY",
+                          help="surface labels: auto (a 'class'/'labels' array if present, else found), none "
+                          "(always found), or the name of the point or cell array")
+    imported.add_argument("--scale", type=number(float, 1e-6, 1e6, ""), default=1.0,
+                          help="multiplies coordinates into mm (1000 for metres, 10 for cm)")
+    for role in ("epi", "lv", "rv", "base"):
+        imported.add_argument(f"--{role}", metavar="FILE", help=f"the {role} surface patch, whatever its name")
+    imported.add_argument("--figure", help="PNG of the slices (default: OUTPUT with .png)")
+    imported.set_defaults(handler=run_anatomy_import)
 
 
 def _add_verifications(command: argparse.ArgumentParser, handler: Callable[[argparse.Namespace], int]) -> None:
@@ -218,4 +242,30 @@ def run_plot(args: argparse.Namespace) -> int:
     check_writable(args.output, directory=True, inputs=[args.sample])
     for path in plot_sample(args.sample, args.output):
         print(path)
+    return 0
+
+
+def run_anatomy_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .common.errors import ConfigError
+    from .common.files import check_writable
+    from .patient.anatomy_import import BASE, EPI, LV_ENDO, RV_ENDO, ImportOptions, import_anatomy
+    from .patient.anatomy_report import summary_lines, write_figure
+    from .patient.user_anatomy import save_labelled_image
+
+    output = Path(args.output)
+    if output.suffix.lower() not in (".h5", ".hdf5"):
+        raise ConfigError(f"{output}: the labelled image is HDF5; name it .h5")
+    figure = Path(args.figure) if args.figure else output.with_suffix(".png")
+    patches = tuple((role, path) for role, path in ((EPI, args.epi), (LV_ENDO, args.lv), (RV_ENDO, args.rv),
+                                                    (BASE, args.base)) if path)
+    check_writable(str(output), inputs=list(args.mesh) + [p for _, p in patches])
+    options = ImportOptions(dx=args.dx, labels=args.labels, scale=args.scale, patches=patches)
+    anatomy = import_anatomy(args.mesh, options)
+    save_labelled_image(output, anatomy.code, anatomy.dx, anatomy.origin)
+    write_figure(anatomy, figure)
+    for line in summary_lines(anatomy):
+        print(line)
+    print(f"wrote {output} and {figure}")
     return 0

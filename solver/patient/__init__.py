@@ -1,6 +1,7 @@
 """The synthetic patient, built on the numerics (solver.numerics).
 
     biventricle, user_anatomy   the anatomy: analytic biventricle or a user's voxels/mesh
+    anatomy_import, anatomy_report  real heart meshes as labelled voxels (ecgi anatomy import)
     laplace, fibres, heart      Laplace coordinates, rule-based fibres, the built heart
     segments                    AHA and RV segments, the 75 named sites
     calibration                 conductivities for target conduction velocities on a grid
