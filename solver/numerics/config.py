@@ -113,6 +113,13 @@ class MembraneConfig:
 class IonicConfig:
     model: str = "tt06"
     parameters: dict[str, float] = field(default_factory=dict)
+    #: TT06 only: "exact" evaluates every rate at each step; "tabulated" reads
+    #: the Vm-only ones from a table in Vm (docs/solver.md, TT06 tables).
+    tt06_kernel: Literal["exact", "tabulated"] = "exact"
+
+    def options(self) -> dict[str, str]:
+        """Keyword arguments of the model beyond its parameters."""
+        return {"kernel": self.tt06_kernel} if self.model == "tt06" else {}
 
     def validate(self) -> None:
         from .ionic import MODELS, create_model
@@ -120,7 +127,7 @@ class IonicConfig:
         if self.model not in MODELS:
             raise ConfigError(f"unknown ionic model {self.model!r}; choose one of: {', '.join(sorted(MODELS))}")
         try:
-            create_model(self.model, self.parameters)
+            create_model(self.model, self.parameters, **self.options())
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 
