@@ -116,7 +116,7 @@ def exact_values(v: np.ndarray, dt: float, temperature: float = 310.0,
 
 def grid(v_min: float = V_MIN, v_max: float = V_MAX, dv: float = DV) -> np.ndarray:
     """The table's nodes: v_min, v_min + dv, ..., v_max."""
-    n = int(round((v_max - v_min) / dv))
+    n = round((v_max - v_min) / dv)
     if n < 1 or not math.isclose(v_min + n * dv, v_max, abs_tol=1e-9 * dv):
         raise ValueError(f"tt06 table: range {v_min}..{v_max} mV is not a whole number of {dv} mV steps")
     return v_min + dv * np.arange(n + 1)
