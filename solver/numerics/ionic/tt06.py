@@ -52,6 +52,12 @@ AVX-512 x86 machine, against ~3.6 M for a straightforward scalar kernel):
 All of this is an exact rewrite of the published formulas up to rounding:
 against a literal double-precision transcription of the authors' code, Vm
 agrees to ~1e-8 mV over whole paced beats.
+
+``kernel="tabulated"`` replaces the Vm-only quantities (gate steady states,
+Rush–Larsen factors, the Vm factors of I_CaL, I_NaCa, I_NaK, I_pK) by linear
+interpolation in a table (tt06_tables): no exponential of Vm is left in the
+step.  Blocks with a Vm outside the table go through the exact code, which
+stays the reference (docs/solver.md, "TT06 tables in Vm").
 """
 from __future__ import annotations
 
