@@ -225,10 +225,10 @@ def compare_tt06_kernels(args) -> None:
         found += [membrane, whole]
         compared += [Comparison(membrane.name, "exact kernel", "previous", node_steps / ionic["exact"], "node-steps/s"),
                      Comparison(whole.name, "exact kernel", "previous", node_steps / wall["exact"], "node-steps/s")]
-        if points:
-            accuracy = Figure(f"{grid}: largest activation-time difference ({points} points)", diff, "ms")
+        if points:  # in microseconds: the difference is far below what milliseconds would show
+            accuracy = Figure(f"{grid}: largest activation-time difference ({points} points)", 1e3 * diff, "us")
             found.append(accuracy)
-            compared.append(Comparison(accuracy.name, "goal", "goal", 0.1, "ms"))
+            compared.append(Comparison(accuracy.name, "goal", "goal", 100.0, "us"))
         details["niederer"].append({
             "dx_mm": dx, "dt_ms": dt, "duration_ms": duration, "runs": runs, "activation_difference_ms": diff,
             "speedup_membrane": ionic["exact"] / ionic["tabulated"], "speedup_run": wall["exact"] / wall["tabulated"]})

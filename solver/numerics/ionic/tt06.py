@@ -844,6 +844,7 @@ def _tt06_step(vm, states, i_stim, dt, cell_type, g_ks_scale, p, tab, tab_v0, ta
 KERNELS = ("exact", "tabulated")
 #: What the exact kernel is handed in place of a table (never read).
 _NO_TABLE = np.zeros((2, tt06_tables.WIDTH))
+_NO_TABLE.flags.writeable = False  # as the tables are: one compiled step serves both kernels
 
 #: g_Ks multiplier = APD multiplier ** this (see set_apd_scale).
 _G_KS_PER_APD_EXPONENT = -1.0 / 0.23
