@@ -115,6 +115,10 @@ def _add_verifications(command: argparse.ArgumentParser, handler: Callable[[argp
         help="calibrate the conductivities so that cables on this grid conduct as fast as on a "
         "converged grid (dx 0.025 mm) with the benchmark's conductivities",
     )
+    niederer.add_argument(
+        "--tt06-kernel", choices=["tabulated", "exact"], default="tabulated",
+        help="TT06's kernel: rates of Vm from a table (default) or evaluated exactly, the reference",
+    )
     niederer.add_argument("--json", action="store_true", help="print one JSON object")
     niederer.add_argument("--quiet", action="store_true", help="no progress line")
     niederer.set_defaults(handler=handler)
@@ -183,6 +187,7 @@ def run_niederer(args: argparse.Namespace) -> int:
     config = niederer_config(args.dx, args.dt, args.diffusion)
     if args.calibrated:
         config = calibrated_niederer_config(config, MPI.COMM_WORLD)
+    config.ionic.tt06_kernel = args.tt06_kernel
     simulation = Simulation(config, MPI.COMM_WORLD)
     simulation.progress = _progress_printer(args.quiet or args.json)
     result = simulation.run()
@@ -195,6 +200,7 @@ def run_niederer(args: argparse.Namespace) -> int:
         "diffusion": result.provenance["diffusion_scheme"],
         "ranks": result.provenance["ranks"],
         "calibrated": args.calibrated,
+        "tt06_kernel": args.tt06_kernel,
         "conductivity_S_per_m": dataclasses.asdict(config.conductivity.monodomain()),
         "wall_time_s": round(result.provenance["wall_time_s"], 3),
         "activation_ms": {k: round(v, 3) for k, v in times.items()},

@@ -296,3 +296,125 @@ def test_matches_literal_transcription():
         np.testing.assert_allclose(states[i], ref[i][1], rtol=1e-9, atol=1e-15)
     assert np.min(peaks) > 20.0  # each of the two beats was an action potential in every cell
     assert np.all(vm < -80.0)  # and repolarised
+
+
+# ---------------------------------------------------------------- tabulated kernel
+
+
+def test_table_matches_exact_kernel():
+    """Each tabulated gate steady state and Rush–Larsen factor (built from the
+    published formulas) equals the exact kernel's, read off one step of the
+    kernel from gates 0 and 1: x' = x_inf (1 - e) + e x."""
+    from solver.numerics.ionic import tt06_tables
+
+    dt = 0.05
+    v = np.array([-95.0, -85.0, -60.0, -40.0, -39.9, -20.0, 0.0, 14.99, 15.0, 30.0, 60.0])
+    n = len(v)
+    for ct, s_name in ((EPI, "s_epi"), (ENDO, "s_endo")):
+        model = TenTusscherPanfilov2006()
+        cell_type = np.full(n, ct, dtype=np.int8)
+        _, states = model.initial_state(cell_type)
+        gates = ["m", "h", "j", "xr1", "xr2", "xs", "r", "s", "d", "f", "f2"]
+        cols = [model.state_names.index(g) for g in gates]
+        after = []
+        for x in (0.0, 1.0):
+            st = states.copy()
+            st[:, cols] = x
+            model.step(v.copy(), st, np.zeros(n), dt, cell_type)
+            after.append(st[:, cols])
+        e = after[1] - after[0]
+        x_inf = after[0] / (1.0 - e)
+        table = tt06_tables.exact_values(v, dt)
+        col = tt06_tables.COL
+        for g, name in enumerate(gates):
+            key = s_name if name == "s" else name
+            e_col = col[f"{key}_e"]
+            inf_col = col["h_inf" if key == "j" else f"{key}_inf"]
+            np.testing.assert_allclose(e[:, g], table[:, e_col], rtol=1e-9, atol=1e-12, err_msg=name)
+            np.testing.assert_allclose(x_inf[:, g], table[:, inf_col], rtol=1e-6, atol=1e-9, err_msg=name)
+
+
+def test_table_interpolation_error_is_small():
+    """The documented bounds (docs/solver.md): within 5e-6 of each exact
+    quantity, except the h and j factors in the one interval below -40 mV
+    where their rates switch formula."""
+    from solver.numerics.ionic import tt06_tables
+
+    for dt in (0.01, 0.05):
+        errors = tt06_tables.max_errors(dt, samples_per_interval=8)
+        jumps = {"h_e": 3e-4, "j_e": 3e-5}
+        for name, err in errors.items():
+            assert err < jumps.get(name, 5e-6), (dt, name, err)
+
+
+def _beat(kernel: str, dt: float = 0.05):
+    model = TenTusscherPanfilov2006(kernel=kernel)
+    vm, states = model.initial_state(TYPES)
+    n_steps, n_stim = int(round(BCL / dt)), int(round(STIM_DUR / dt))
+    stim, zero = np.full(3, STIM_AMP), np.zeros(3)
+    trace = np.empty((n_steps, 3))
+    for k in range(n_steps):
+        model.step(vm, states, stim if k < n_stim else zero, dt, TYPES)
+        trace[k] = vm
+    return trace, states
+
+
+def test_tabulated_kernel_follows_exact_over_a_beat():
+    """A full 1 Hz beat of endo, M and epi cells: Vm within 0.01 mV of the
+    exact kernel at every step, APD90 within 0.05 ms (the goal is 1 ms)."""
+    global DT
+    exact, st_exact = _beat("exact")
+    fast, st_fast = _beat("tabulated")
+    assert exact.max() > 20.0 and np.all(exact[-1] < -80.0)  # a whole action potential
+    assert np.abs(fast - exact).max() < 0.01
+    np.testing.assert_allclose(st_fast, st_exact, rtol=1e-4, atol=1e-9)
+    saved, DT = DT, 0.05  # _apd90 reads the sampling interval
+    try:
+        for i in range(3):
+            assert abs(_apd90(fast[:, i]) - _apd90(exact[:, i])) < 0.05
+    finally:
+        DT = saved
+
+
+def test_tabulated_kernel_steps_out_of_range_blocks_exactly():
+    """Cells whose Vm lies outside the table are stepped by the exact kernel:
+    a block of 32 cells at +100 mV gives the exact result bit for bit."""
+    ct = np.full(40, EPI, dtype=np.int8)
+    results = []
+    for kernel in ("exact", "tabulated"):
+        model = TenTusscherPanfilov2006(kernel=kernel)
+        vm, states = model.initial_state(ct)
+        vm[:32] = 100.0
+        vm[32:] = -120.0  # the padded remainder block is outside too
+        model.step(vm, states, np.zeros(40), 0.05, ct)
+        results.append((vm, states))
+    assert np.array_equal(results[0][0], results[1][0])
+    assert np.array_equal(results[0][1], results[1][1])
+
+
+def test_table_is_built_per_dt_and_refuses_bad_ranges():
+    from solver.numerics.ionic import tt06_tables
+
+    model = TenTusscherPanfilov2006(kernel="tabulated")
+    assert model.table(0.05) is model.table(0.05)  # cached in the process
+    assert not np.array_equal(model.table(0.05), model.table(0.01))
+    with pytest.raises(ValueError, match="whole number"):
+        tt06_tables.table_for(0.05, v_min=-100.0, v_max=80.0, dv=0.07)
+    with pytest.raises(ValueError, match="dt"):
+        tt06_tables.table_for(0.0)
+    with pytest.raises(ValueError, match="kernel"):
+        TenTusscherPanfilov2006(kernel="fast")
+
+
+def test_kernel_is_a_configuration_option():
+    from solver.common.errors import ConfigError
+    from solver.common.typedconfig import from_mapping
+    from solver.numerics.config import IonicConfig
+
+    ionic = from_mapping(IonicConfig, {"model": "tt06", "tt06_kernel": "tabulated"})
+    ionic.validate()
+    assert create_model(ionic.model, ionic.parameters, **ionic.options()).kernel == "tabulated"
+    assert IonicConfig().tt06_kernel == "tabulated"  # the default, by the accuracy above
+    assert IonicConfig(model="mitchell_schaeffer", tt06_kernel="tabulated").options() == {}
+    with pytest.raises(ConfigError, match="tt06_kernel"):
+        from_mapping(IonicConfig, {"model": "tt06", "tt06_kernel": "fast"})

@@ -113,6 +113,14 @@ class MembraneConfig:
 class IonicConfig:
     model: str = "tt06"
     parameters: dict[str, float] = field(default_factory=dict)
+    #: TT06 only: "tabulated" reads the Vm-only rates from a table in Vm, within
+    #: 1e-3 ms of "exact" in activation and APD and 2-3 times faster (docs/solver.md,
+    #: TT06 tables); "exact" evaluates every rate at each step, the reference.
+    tt06_kernel: Literal["exact", "tabulated"] = "tabulated"
+
+    def options(self) -> dict[str, str]:
+        """Keyword arguments of the model beyond its parameters."""
+        return {"kernel": self.tt06_kernel} if self.model == "tt06" else {}
 
     def validate(self) -> None:
         from .ionic import MODELS, create_model
@@ -120,7 +128,7 @@ class IonicConfig:
         if self.model not in MODELS:
             raise ConfigError(f"unknown ionic model {self.model!r}; choose one of: {', '.join(sorted(MODELS))}")
         try:
-            create_model(self.model, self.parameters)
+            create_model(self.model, self.parameters, **self.options())
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 

@@ -94,7 +94,7 @@ class Simulation:
         owned_ijk = self.numbering.ijk[self.owned]
         self.cell_type = self.anatomy.cell_type[tuple(owned_ijk.T)].astype(np.int8)
 
-        self.model = create_model(config.ionic.model, config.ionic.parameters)
+        self.model = create_model(config.ionic.model, config.ionic.parameters, **config.ionic.options())
         if self.anatomy.apd_scale is not None:
             self.model.set_apd_scale(self.anatomy.apd_scale[tuple(owned_ijk.T)])
         chi_cm = config.membrane.surface_to_volume_per_mm * config.membrane.capacitance_uF_per_mm2

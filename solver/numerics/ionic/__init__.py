@@ -13,15 +13,16 @@ MODELS: dict[str, type[IonicModel]] = {
 }
 
 
-def create_model(name: str, parameters: Mapping[str, float] | None = None) -> IonicModel:
-    """The ionic model called ``name`` with its parameter overrides."""
+def create_model(name: str, parameters: Mapping[str, float] | None = None, **options: str) -> IonicModel:
+    """The ionic model called ``name`` with its parameter overrides and
+    model options (TT06: ``kernel``)."""
     try:
         cls = MODELS[name]
     except KeyError:
         raise ValueError(
             f"unknown ionic model {name!r}; choose one of: {', '.join(sorted(MODELS))}"
         ) from None
-    return cls(parameters=dict(parameters or {}))
+    return cls(parameters=dict(parameters or {}), **options)
 
 
 __all__ = [

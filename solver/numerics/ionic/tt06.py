@@ -52,6 +52,12 @@ AVX-512 x86 machine, against ~3.6 M for a straightforward scalar kernel):
 All of this is an exact rewrite of the published formulas up to rounding:
 against a literal double-precision transcription of the authors' code, Vm
 agrees to ~1e-8 mV over whole paced beats.
+
+``kernel="tabulated"`` replaces the Vm-only quantities (gate steady states,
+Rush–Larsen factors, the Vm factors of I_CaL, I_NaCa, I_NaK, I_pK) by linear
+interpolation in a table (tt06_tables): no exponential of Vm is left in the
+step.  Blocks with a Vm outside the table go through the exact code, which
+stays the reference (docs/solver.md, "TT06 tables in Vm").
 """
 from __future__ import annotations
 
@@ -62,6 +68,7 @@ from typing import ClassVar, Mapping, Optional
 import numba
 import numpy as np
 
+from . import tt06_tables
 from .base import CELL_TYPE_NAMES, ENDO, EPI, MID, IonicModel
 
 # --------------------------------------------------------------------------
@@ -222,7 +229,7 @@ _c_k1_c = math.exp(0.1 * -10.0)
 _BLOCK = 32
 
 # Layout of the derived-constant vector handed to the block kernel.
-_N_DERIVED = 35
+_N_DERIVED = 37
 
 # --------------------------------------------------------------------------
 # Inline exp / log.  The kernel spends most of its time in some 35
@@ -274,6 +281,46 @@ def _log(x):
     return e * _LN2 + _LOG_LOGC[j] + p
 
 
+# Columns of the Vm table (tt06_tables.COLUMNS), as compile-time constants.
+_T_M_INF = 0
+_T_M_E = 1
+_T_H_INF = 2
+_T_H_E = 3
+_T_J_E = 4
+_T_XR1_INF = 5
+_T_XR1_E = 6
+_T_XR2_INF = 7
+_T_XR2_E = 8
+_T_XS_INF = 9
+_T_XS_E = 10
+_T_R_INF = 11
+_T_R_E = 12
+_T_S_ENDO_INF = 13
+_T_S_ENDO_E = 14
+_T_S_EPI_INF = 15
+_T_S_EPI_E = 16
+_T_D_INF = 17
+_T_D_E = 18
+_T_F_INF = 19
+_T_F_E = 20
+_T_F2_INF = 21
+_T_F2_E = 22
+_T_CAL_A = 23
+_T_CAL_B = 24
+_T_NACA_A = 25
+_T_NACA_B = 26
+_T_NAK = 27
+_T_PK = 28
+assert _T_S_EPI_INF == _T_S_ENDO_INF + 2 and tt06_tables.COLUMNS[_T_PK] == "pk"
+
+
+@numba.njit(fastmath=_FASTMATH, error_model="numpy", nogil=True, cache=True)
+def _lerp(tab, k, w, col):
+    """Column ``col`` of the table at node k + w (0 <= w < 1)."""
+    lo = tab[k, col]
+    return lo + w * (tab[k + 1, col] - lo)
+
+
 # _derived indexes the parameter vector by position, in this order.
 assert tuple(_DEFAULT_PARAMETERS) == (
     "g_Na_scale", "g_CaL_scale", "g_Kr_scale", "g_Ks_scale", "g_K1_scale",  # 0-4
@@ -287,7 +334,7 @@ assert tuple(_DEFAULT_PARAMETERS) == (
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _derived(p, dt):
+def _derived(p, dt, tab_v0, tab_dv):
     """Parameter-dependent constants of the kernel, computed once per step."""
     c = np.empty(_N_DERIVED)
     s_to = p[5]
@@ -339,13 +386,17 @@ def _derived(p, dt):
         c[32] = 25.0
         c[33] = -1.0 / 170.0
         c[34] = 16.0
+    c[35] = tab_v0  # first node of the Vm table (tabulated kernel)
+    c[36] = 1.0 / tab_dv
     return c
 
 
 @numba.njit(cache=True, fastmath=_FASTMATH, nogil=True, error_model="numpy")
-def _tt06_block(vm_blk, st_blk, stim_blk, ct_blk, gks_blk, c):
+def _tt06_block(vm_blk, st_blk, stim_blk, ct_blk, gks_blk, c, tab, tabulated):
     """Advance _BLOCK consecutive cells (st_blk: their rows, flattened;
-    gks_blk: their I_Ks conductance multipliers)."""
+    gks_blk: their I_Ks conductance multipliers).  With ``tabulated`` the
+    Vm-only quantities are read from ``tab`` (tt06_tables), whose range the
+    caller has checked holds every Vm of the block."""
     dt = c[0]
     Cao = c[1]
     g_Na = c[2]
@@ -382,6 +433,9 @@ def _tt06_block(vm_blk, st_blk, stim_blk, ct_blk, gks_blk, c):
     f2_mwidth = c[33]
     f2_c = c[34]
     mdt = -dt
+    tab_v0 = c[35]
+    tab_inv_dv = c[36]
+    tab_last = tab.shape[0] - 2
 
     for i in range(_BLOCK):
         V = vm_blk[i]
@@ -422,27 +476,46 @@ def _tt06_block(vm_blk, st_blk, stim_blk, ct_blk, gks_blk, c):
         Eks = RTF * (log_K_ks - _log(Ki + p_KNa * Nai))
         Eca = 0.5 * RTF * (log_Cao - _log(Cai))
 
-        # ---- exp(c V F/RT), c = 0.35, 1, 2, from exp(0.05 V F/RT) -------
-        u = V * FRT
-        q1 = _exp(0.05 * u)
-        q2 = q1 * q1
-        q4 = q2 * q2
-        q16 = q4 * q4
-        q16 = q16 * q16
-        q18 = q16 * q2  # exp(0.9 u)
-        eu = q16 * q4  # exp(u)
-        e035 = q4 * q2 * q1  # exp(0.35 u)
+        if tabulated:
+            # Vm-only factors of I_CaL, I_NaCa, I_NaK, I_pK from the table
+            x = (V - tab_v0) * tab_inv_dv
+            k = min(np.int64(x), tab_last)
+            w = x - k
+            cal_a = _lerp(tab, k, w, _T_CAL_A)
+            cal_b = _lerp(tab, k, w, _T_CAL_B)
+            naca_a = _lerp(tab, k, w, _T_NACA_A)
+            naca_b = _lerp(tab, k, w, _T_NACA_B)
+            nak = _lerp(tab, k, w, _T_NAK)
+            pk = _lerp(tab, k, w, _T_PK)
+        else:
+            k = 0
+            w = 0.0
+            # exp(c V F/RT), c = 0.35, 1, 2, from exp(0.05 V F/RT)
+            u = V * FRT
+            q1 = _exp(0.05 * u)
+            q2 = q1 * q1
+            q4 = q2 * q2
+            q16 = q4 * q4
+            q16 = q16 * q16
+            q18 = q16 * q2  # exp(0.9 u)
+            eu = q16 * q4  # exp(u)
+            e035 = q4 * q2 * q1  # exp(0.35 u)
+            z = 2.0 * u - z_cal  # 2 (V - 15) F / RT
+            ez = eu * eu * c_cal  # exp(z)
+            if abs(z) < 1e-9:
+                cal_b = 1.0 - 0.5 * z
+            else:
+                cal_b = z / (ez - 1.0)
+            cal_a = 0.25 * ez * cal_b
+            inv = 1.0 / (eu + _ksat * e035)
+            naca_b = e035 * inv
+            naca_a = eu * naca_b
+            nak = eu / (eu + 0.1245 * q18 + 0.0353)
+            pk = 1.0 / (1.0 + _c_pk * _exp(V * (-1.0 / 5.98)))
 
         # ---- membrane currents ------------------------------------------
         I_Na = g_Na * m * m * m * h * j * (V - Ena)
-
-        z = 2.0 * u - z_cal  # 2 (V - 15) F / RT
-        ez = eu * eu * c_cal  # exp(z)
-        if abs(z) < 1e-9:
-            zfac = 1.0 - 0.5 * z
-        else:
-            zfac = z / (ez - 1.0)
-        I_CaL = two_F_gcal * d * f * f2 * fcass * (0.25 * ez * CaSS - Cao) * zfac
+        I_CaL = two_F_gcal * d * f * f2 * fcass * (cal_a * CaSS - Cao * cal_b)
 
         wk = V - Ek
         I_to = g_to * r * s * wk
@@ -450,7 +523,7 @@ def _tt06_block(vm_blk, st_blk, stim_blk, ct_blk, gks_blk, c):
         I_Ks = g_Ks * xs * xs * (V - Eks)
 
         # I_K1: alpha/(alpha + beta) with exp(0.06 w), exp(0.1 w), exp(0.5 w)
-        # from p = exp(0.02 w)
+        # from p = exp(0.02 w); a function of V - E_K, so never tabulated in V
         pw = _exp(0.02 * wk)
         pw2 = pw * pw
         pw3 = pw2 * pw
@@ -462,11 +535,10 @@ def _tt06_block(vm_blk, st_blk, stim_blk, ct_blk, gks_blk, c):
         I_K1 = g_K1 * ak1 / (ak1 + bk1) * wk
 
         Nai3 = Nai * Nai * Nai
-        I_NaCa = (naca_pre * e035 * (Nai3 * Cao * eu - nao3_a * Cai)
-                  / (eu + _ksat * e035))
-        I_NaK = nak_pre * Nai * eu / ((Nai + _KmNa) * (eu + 0.1245 * q18 + 0.0353))
+        I_NaCa = naca_pre * (Nai3 * Cao * naca_a - nao3_a * Cai * naca_b)
+        I_NaK = nak_pre * Nai * nak / (Nai + _KmNa)
         I_pCa = g_pCa * Cai / (_KpCa + Cai)
-        I_pK = g_pK * wk / (1.0 + _c_pk * _exp(V * (-1.0 / 5.98)))
+        I_pK = g_pK * wk * pk
         I_bNa = g_bNa * (V - Ena)
         I_bCa = g_bCa * (V - Eca)
 
@@ -511,144 +583,180 @@ def _tt06_block(vm_blk, st_blk, stim_blk, ct_blk, gks_blk, c):
                             - stim_K * stim) * _inv_VcF
 
         # ---- gates: Rush–Larsen at the start-of-step Vm -----------------
-        # Each gate x_inf and rate dt/tau is written as a ratio with one
-        # shared reciprocal; exp(V/k) for k = 5, 6, 7.5, 10, 15, 20, 24, 200
-        # are integer powers of exp(V/600), exp(V/7) the square of exp(V/14).
-        B1 = _exp(V * (1.0 / 600.0))
-        B2 = B1 * B1
-        E200 = B2 * B1
-        E120 = E200 * B2
-        b2 = E120 * E120
-        b4 = b2 * b2
-        E24 = b4 * E120
-        E20 = E24 * E120
-        E15 = b4 * b4
-        E10 = E20 * E20
-        E75 = E15 * E15
-        E6 = E10 * E15
-        E5 = E10 * E10
-        C14 = _exp(V * (1.0 / 14.0))
-        E7 = C14 * C14
-
-        # m
-        am_d = E5 + _c_m_a  # alpha_m = E5 / am_d
-        bm1 = 1.0 + _c_m_b1 * E5
-        bm2 = 1.0 + _c_m_b2 * E200  # beta_m = 0.1 (bm1 + bm2) / (bm1 bm2)
-        t = 1.0 + _c_m_inf * _exp(V * (-1.0 / 9.03))
-        t = t * t  # m_inf = 1 / t
-        num = 0.1 * E5 * (bm1 + bm2)  # tau_m = num / (am_d bm1 bm2)
-        inv = 1.0 / (t * num)
-        m_inf = num * inv
-        m = m_inf - (m_inf - m) * _exp(mdt * am_d * bm1 * bm2 * t * inv)
-
-        # h, j (j_inf = h_inf)
-        th = 1.0 + _c_h_inf * _exp(V * (1.0 / 7.43))
-        th = th * th  # h_inf = 1 / th
-        if V >= -40.0:
-            d1 = 0.13 * (1.0 + _c_h_b * _exp(V * (-1.0 / 11.1)))
-            d2 = E10 + _c_j_b
-            inv = 1.0 / (d1 * d2 * th)
-            h_inf = d1 * d2 * inv
-            rate_h = 0.77 * d2 * th * inv
-            rate_j = 0.6 * _exp(0.057 * V) * E10 * d1 * th * inv
+        if tabulated:
+            m_inf = _lerp(tab, k, w, _T_M_INF)
+            m_e = _lerp(tab, k, w, _T_M_E)
+            h_inf = _lerp(tab, k, w, _T_H_INF)
+            h_e = _lerp(tab, k, w, _T_H_E)
+            j_e = _lerp(tab, k, w, _T_J_E)
+            xr1_inf = _lerp(tab, k, w, _T_XR1_INF)
+            xr1_e = _lerp(tab, k, w, _T_XR1_E)
+            xr2_inf = _lerp(tab, k, w, _T_XR2_INF)
+            xr2_e = _lerp(tab, k, w, _T_XR2_E)
+            xs_inf = _lerp(tab, k, w, _T_XS_INF)
+            xs_e = _lerp(tab, k, w, _T_XS_E)
+            r_inf = _lerp(tab, k, w, _T_R_INF)
+            r_e = _lerp(tab, k, w, _T_R_E)
+            s_col = _T_S_ENDO_INF if ct == ENDO else _T_S_EPI_INF
+            s_inf = _lerp(tab, k, w, s_col)
+            s_e = _lerp(tab, k, w, s_col + 1)
+            d_inf = _lerp(tab, k, w, _T_D_INF)
+            d_e = _lerp(tab, k, w, _T_D_E)
+            f_inf = _lerp(tab, k, w, _T_F_INF)
+            f_e = _lerp(tab, k, w, _T_F_E)
+            f2_inf = _lerp(tab, k, w, _T_F2_INF)
+            f2_e = _lerp(tab, k, w, _T_F2_E)
         else:
-            rate_h = (_c_h_a * _exp(V * (-1.0 / 6.8)) + 2.7 * _exp(0.079 * V)
-                      + 3.1e5 * _exp(0.3485 * V))
-            na = ((-2.5428e4 * _exp(0.2444 * V) - 6.948e-6 * _exp(-0.04391 * V))
-                  * (V + 37.78))
-            da = 1.0 + _c_j_a2 * _exp(0.311 * V)
-            nb = 0.02424 * _exp(-0.01052 * V)
-            db = 1.0 + _c_j_b2 * _exp(-0.1378 * V)
-            inv = 1.0 / (da * db * th)
-            h_inf = da * db * inv
-            rate_j = (na * db + nb * da) * th * inv
-        h = h_inf - (h_inf - h) * _exp(mdt * rate_h)
-        j = h_inf - (h_inf - j) * _exp(mdt * rate_j)
+            # Each gate x_inf and rate dt/tau is written as a ratio with one
+            # shared reciprocal; exp(V/k) for k = 5, 6, 7.5, 10, 15, 20, 24, 200
+            # are integer powers of exp(V/600), exp(V/7) the square of exp(V/14).
+            B1 = _exp(V * (1.0 / 600.0))
+            B2 = B1 * B1
+            E200 = B2 * B1
+            E120 = E200 * B2
+            b2 = E120 * E120
+            b4 = b2 * b2
+            E24 = b4 * E120
+            E20 = E24 * E120
+            E15 = b4 * b4
+            E10 = E20 * E20
+            E75 = E15 * E15
+            E6 = E10 * E15
+            E5 = E10 * E10
+            C14 = _exp(V * (1.0 / 14.0))
+            E7 = C14 * C14
 
-        # xr1: inf = E7/(E7 + c); tau = 2700 E10 / ((E10 + c_a)(1 + c_b exp(V/11.5)))
-        di = E7 + _c_xr1_inf
-        dt_ = (E10 + _c_xr1_a) * (1.0 + _c_xr1_b * _exp(V * (1.0 / 11.5)))
-        inv = 1.0 / (di * E10)
-        xr1_inf = E7 * E10 * inv
-        xr1 = xr1_inf - (xr1_inf - xr1) * _exp(mdt * (1.0 / 2700.0) * dt_ * di * inv)
+            # m
+            am_d = E5 + _c_m_a  # alpha_m = E5 / am_d
+            bm1 = 1.0 + _c_m_b1 * E5
+            bm2 = 1.0 + _c_m_b2 * E200  # beta_m = 0.1 (bm1 + bm2) / (bm1 bm2)
+            t = 1.0 + _c_m_inf * _exp(V * (-1.0 / 9.03))
+            t = t * t  # m_inf = 1 / t
+            num = 0.1 * E5 * (bm1 + bm2)  # tau_m = num / (am_d bm1 bm2)
+            inv = 1.0 / (t * num)
+            m_inf = num * inv
+            m_e = _exp(mdt * am_d * bm1 * bm2 * t * inv)
 
-        # xr2: inf = 1/(1 + c E24); tau = 3.36 E20 / ((E20 + c)(1 + c E20))
-        di = 1.0 + _c_xr2_inf * E24
-        inv = 1.0 / (di * E20)
-        xr2_inf = E20 * inv
-        dt_ = (E20 + _c_xr2_ab) * (1.0 + _c_xr2_ab * E20)
-        xr2 = xr2_inf - (xr2_inf - xr2) * _exp(mdt * (1.0 / 3.36) * dt_ * di * inv)
+            # h, j (j_inf = h_inf)
+            th = 1.0 + _c_h_inf * _exp(V * (1.0 / 7.43))
+            th = th * th  # h_inf = 1 / th
+            if V >= -40.0:
+                d1 = 0.13 * (1.0 + _c_h_b * _exp(V * (-1.0 / 11.1)))
+                d2 = E10 + _c_j_b
+                inv = 1.0 / (d1 * d2 * th)
+                h_inf = d1 * d2 * inv
+                rate_h = 0.77 * d2 * th * inv
+                rate_j = 0.6 * _exp(0.057 * V) * E10 * d1 * th * inv
+            else:
+                rate_h = (_c_h_a * _exp(V * (-1.0 / 6.8)) + 2.7 * _exp(0.079 * V)
+                          + 3.1e5 * _exp(0.3485 * V))
+                na = ((-2.5428e4 * _exp(0.2444 * V) - 6.948e-6 * _exp(-0.04391 * V))
+                      * (V + 37.78))
+                da = 1.0 + _c_j_a2 * _exp(0.311 * V)
+                nb = 0.02424 * _exp(-0.01052 * V)
+                db = 1.0 + _c_j_b2 * _exp(-0.1378 * V)
+                inv = 1.0 / (da * db * th)
+                h_inf = da * db * inv
+                rate_j = (na * db + nb * da) * th * inv
+            h_e = _exp(mdt * rate_h)
+            j_e = _exp(mdt * rate_j)
 
-        # xs: inf = C14/(C14 + c); tau = 1400 / (S (1 + c E15)) + 80
-        sq = math.sqrt(1.0 + _c_xs_a / E6)
-        dt_ = sq * (1.0 + _c_xs_b * E15)
-        nt = 1400.0 + 80.0 * dt_  # tau = nt / dt_
-        di = C14 + _c_xs_inf
-        inv = 1.0 / (di * nt)
-        xs_inf = C14 * nt * inv
-        xs = xs_inf - (xs_inf - xs) * _exp(mdt * dt_ * di * inv)
+            # xr1: inf = E7/(E7 + c); tau = 2700 E10 / ((E10 + c_a)(1 + c_b exp(V/11.5)))
+            di = E7 + _c_xr1_inf
+            dt_ = (E10 + _c_xr1_a) * (1.0 + _c_xr1_b * _exp(V * (1.0 / 11.5)))
+            inv = 1.0 / (di * E10)
+            xr1_inf = E7 * E10 * inv
+            xr1_e = _exp(mdt * (1.0 / 2700.0) * dt_ * di * inv)
 
-        # r: inf = E6/(E6 + c); tau = 9.5 exp(-(V+40)^2/1800) + 0.8
-        vr = V + 40.0
-        nt = 9.5 * _exp(vr * vr * (-1.0 / 1800.0)) + 0.8
-        di = E6 + _c_r_inf
-        inv = 1.0 / (di * nt)
-        r_inf = E6 * nt * inv
-        r = r_inf - (r_inf - r) * _exp(mdt * di * inv)
+            # xr2: inf = 1/(1 + c E24); tau = 3.36 E20 / ((E20 + c)(1 + c E20))
+            di = 1.0 + _c_xr2_inf * E24
+            inv = 1.0 / (di * E20)
+            xr2_inf = E20 * inv
+            dt_ = (E20 + _c_xr2_ab) * (1.0 + _c_xr2_ab * E20)
+            xr2_e = _exp(mdt * (1.0 / 3.36) * dt_ * di * inv)
 
-        # s (endocardial kinetics in endo cells, epicardial otherwise)
-        if ct == ENDO:
-            vs = V + 67.0
-            nt = 1000.0 * _exp(vs * vs * (-1.0 / 1000.0)) + 8.0
-            di = 1.0 + _c_s_inf_endo * E5
+            # xs: inf = C14/(C14 + c); tau = 1400 / (S (1 + c E15)) + 80
+            sq = math.sqrt(1.0 + _c_xs_a / E6)
+            dt_ = sq * (1.0 + _c_xs_b * E15)
+            nt = 1400.0 + 80.0 * dt_  # tau = nt / dt_
+            di = C14 + _c_xs_inf
             inv = 1.0 / (di * nt)
-            s_inf = nt * inv
-            rate = di * inv
-        else:
-            vs = V + 45.0
-            dt_ = 1.0 + _c_s_tau_epi * E5
-            nt = (85.0 * _exp(vs * vs * (-1.0 / 320.0)) + 3.0) * dt_ + 5.0
-            di = 1.0 + _c_s_inf_epi * E5
+            xs_inf = C14 * nt * inv
+            xs_e = _exp(mdt * dt_ * di * inv)
+
+            # r: inf = E6/(E6 + c); tau = 9.5 exp(-(V+40)^2/1800) + 0.8
+            vr = V + 40.0
+            nt = 9.5 * _exp(vr * vr * (-1.0 / 1800.0)) + 0.8
+            di = E6 + _c_r_inf
             inv = 1.0 / (di * nt)
-            s_inf = nt * inv
-            rate = dt_ * di * inv
-        s = s_inf - (s_inf - s) * _exp(mdt * rate)
+            r_inf = E6 * nt * inv
+            r_e = _exp(mdt * di * inv)
 
-        # d: inf = E75/(E75 + c); tau = (1.4/(1+a) + 0.25) 1.4/(1+b) + 1/(1+c)
-        da = 1.0 + _c_d_a * _exp(V * (-1.0 / 13.0))
-        db = 1.0 + _c_d_b * E5
-        dc = E20 + _c_d_c  # 1/(1+c) = E20/dc
-        nt = 1.4 * (1.4 + 0.25 * da) * dc + E20 * da * db
-        dt_ = da * db * dc
-        di = E75 + _c_d_inf
-        inv = 1.0 / (di * nt)
-        d_inf = E75 * nt * inv
-        d = d_inf - (d_inf - d) * _exp(mdt * dt_ * di * inv)
+            # s (endocardial kinetics in endo cells, epicardial otherwise)
+            if ct == ENDO:
+                vs = V + 67.0
+                nt = 1000.0 * _exp(vs * vs * (-1.0 / 1000.0)) + 8.0
+                di = 1.0 + _c_s_inf_endo * E5
+                inv = 1.0 / (di * nt)
+                s_inf = nt * inv
+                rate = di * inv
+            else:
+                vs = V + 45.0
+                dt_ = 1.0 + _c_s_tau_epi * E5
+                nt = (85.0 * _exp(vs * vs * (-1.0 / 320.0)) + 3.0) * dt_ + 5.0
+                di = 1.0 + _c_s_inf_epi * E5
+                inv = 1.0 / (di * nt)
+                s_inf = nt * inv
+                rate = dt_ * di * inv
+            s_e = _exp(mdt * rate)
 
-        # f: inf = 1/(1 + c E7);
-        # tau = 1102.5 exp(-(V+27)^2/225) + 200 E10/(E10 + c_b) + 180/(1 + c_c E10) + 20
-        vf = V + 27.0
-        dfb = E10 + _c_f_b
-        dfc = 1.0 + _c_f_c * E10
-        dt_ = dfb * dfc
-        nt = ((1102.5 * _exp(vf * vf * (-1.0 / 225.0)) + 20.0) * dt_
-              + 200.0 * E10 * dfc + 180.0 * dfb)
-        di = 1.0 + _c_f_inf * E7
-        inv = 1.0 / (di * nt)
-        f_inf = nt * inv
-        f = f_inf - (f_inf - f) * _exp(mdt * dt_ * di * inv)
+            # d: inf = E75/(E75 + c); tau = (1.4/(1+a) + 0.25) 1.4/(1+b) + 1/(1+c)
+            da = 1.0 + _c_d_a * _exp(V * (-1.0 / 13.0))
+            db = 1.0 + _c_d_b * E5
+            dc = E20 + _c_d_c  # 1/(1+c) = E20/dc
+            nt = 1.4 * (1.4 + 0.25 * da) * dc + E20 * da * db
+            dt_ = da * db * dc
+            di = E75 + _c_d_inf
+            inv = 1.0 / (di * nt)
+            d_inf = E75 * nt * inv
+            d_e = _exp(mdt * dt_ * di * inv)
 
-        # f2: inf = 0.67/(1 + c E7) + 0.33;
-        # tau = A exp(-(V+a)^2/w) + 31 E10/(E10 + c_b) + C/(1 + c_c E10), with
-        # (A, a, w, C) = (600, 25, 170, 16) (authors' code) or (562, 27, 240, 80)
-        vf2 = V + f2_shift
-        dfb = E10 + _c_f2_b
-        dt_ = dfb * dfc
-        nt = f2_amp * _exp(vf2 * vf2 * f2_mwidth) * dt_ + 31.0 * E10 * dfc + f2_c * dfb
-        di = 1.0 + _c_f2_inf * E7
-        inv = 1.0 / (di * nt)
-        f2_inf = 0.67 * nt * inv + 0.33
-        f2 = f2_inf - (f2_inf - f2) * _exp(mdt * dt_ * di * inv)
+            # f: inf = 1/(1 + c E7);
+            # tau = 1102.5 exp(-(V+27)^2/225) + 200 E10/(E10 + c_b) + 180/(1 + c_c E10) + 20
+            vf = V + 27.0
+            dfb = E10 + _c_f_b
+            dfc = 1.0 + _c_f_c * E10
+            dt_ = dfb * dfc
+            nt = ((1102.5 * _exp(vf * vf * (-1.0 / 225.0)) + 20.0) * dt_
+                  + 200.0 * E10 * dfc + 180.0 * dfb)
+            di = 1.0 + _c_f_inf * E7
+            inv = 1.0 / (di * nt)
+            f_inf = nt * inv
+            f_e = _exp(mdt * dt_ * di * inv)
+
+            # f2: inf = 0.67/(1 + c E7) + 0.33;
+            # tau = A exp(-(V+a)^2/w) + 31 E10/(E10 + c_b) + C/(1 + c_c E10), with
+            # (A, a, w, C) = (600, 25, 170, 16) (authors' code) or (562, 27, 240, 80)
+            vf2 = V + f2_shift
+            dfb = E10 + _c_f2_b
+            dt_ = dfb * dfc
+            nt = f2_amp * _exp(vf2 * vf2 * f2_mwidth) * dt_ + 31.0 * E10 * dfc + f2_c * dfb
+            di = 1.0 + _c_f2_inf * E7
+            inv = 1.0 / (di * nt)
+            f2_inf = 0.67 * nt * inv + 0.33
+            f2_e = _exp(mdt * dt_ * di * inv)
+
+        m = m_inf - (m_inf - m) * m_e
+        h = h_inf - (h_inf - h) * h_e
+        j = h_inf - (h_inf - j) * j_e
+        xr1 = xr1_inf - (xr1_inf - xr1) * xr1_e
+        xr2 = xr2_inf - (xr2_inf - xr2) * xr2_e
+        xs = xs_inf - (xs_inf - xs) * xs_e
+        r = r_inf - (r_inf - r) * r_e
+        s = s_inf - (s_inf - s) * s_e
+        d = d_inf - (d_inf - d) * d_e
+        f = f_inf - (f_inf - f) * f_e
+        f2 = f2_inf - (f2_inf - f2) * f2_e
 
         # fCass (from the updated Ca_ss, as in the authors' code):
         # inf = 0.6/(1+y) + 0.4 = (1 + 0.4 y)/(1+y); tau = 80/(1+y) + 2 = (82 + 2y)/(1+y)
@@ -685,16 +793,29 @@ def _tt06_block(vm_blk, st_blk, stim_blk, ct_blk, gks_blk, c):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _tt06_step(vm, states, i_stim, dt, cell_type, g_ks_scale, p):
+def _in_table(vm_blk, v_lo, v_hi):
+    """Whether every Vm of a block lies in [v_lo, v_hi) (NaN does not)."""
+    for i in range(vm_blk.shape[0]):
+        if not (v_lo <= vm_blk[i] < v_hi):
+            return False
+    return True
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _tt06_step(vm, states, i_stim, dt, cell_type, g_ks_scale, p, tab, tab_v0, tab_dv, tabulated):
     """Advance all cells: full blocks in place, the remainder through a
-    padded scratch block, so every cell goes through the same code."""
-    c = _derived(p, dt)
+    padded scratch block, so every cell goes through the same code.  With
+    ``tabulated``, a block whose Vm all lie inside the table is stepped with
+    it, any other block exactly."""
+    c = _derived(p, dt, tab_v0, tab_dv)
+    v_hi = tab_v0 + (tab.shape[0] - 1) * tab_dv
     n = vm.shape[0]
     n_full = n // _BLOCK
     for k in range(n_full):
         a = k * _BLOCK
         e = a + _BLOCK
-        _tt06_block(vm[a:e], states[a * _NS:e * _NS], i_stim[a:e], cell_type[a:e], g_ks_scale[a:e], c)
+        use = tabulated and _in_table(vm[a:e], tab_v0, v_hi)
+        _tt06_block(vm[a:e], states[a * _NS:e * _NS], i_stim[a:e], cell_type[a:e], g_ks_scale[a:e], c, tab, use)
     rem = n - n_full * _BLOCK
     if rem > 0:
         a = n_full * _BLOCK
@@ -711,12 +832,19 @@ def _tt06_step(vm, states, i_stim, dt, cell_type, g_ks_scale, p):
             gb[i] = g_ks_scale[src]
             for q in range(_NS):
                 sb[i * _NS + q] = states[src * _NS + q]
-        _tt06_block(vb, sb, ib, cb, gb, c)
+        use = tabulated and _in_table(vb, tab_v0, v_hi)
+        _tt06_block(vb, sb, ib, cb, gb, c, tab, use)
         for i in range(rem):
             vm[a + i] = vb[i]
             for q in range(_NS):
                 states[(a + i) * _NS + q] = sb[i * _NS + q]
 
+
+#: The kernels TenTusscherPanfilov2006.kernel may name.
+KERNELS = ("exact", "tabulated")
+#: What the exact kernel is handed in place of a table (never read).
+_NO_TABLE = np.zeros((2, tt06_tables.WIDTH))
+_NO_TABLE.flags.writeable = False  # as the tables are: one compiled step serves both kernels
 
 #: g_Ks multiplier = APD multiplier ** this (see set_apd_scale).
 _G_KS_PER_APD_EXPONENT = -1.0 / 0.23
@@ -730,8 +858,23 @@ class TenTusscherPanfilov2006(IonicModel):
     state_names: ClassVar[tuple[str, ...]] = _STATE_NAMES
     default_parameters: ClassVar[Mapping[str, float]] = _DEFAULT_PARAMETERS
 
+    #: "exact": every quantity evaluated at each step (the reference);
+    #: "tabulated": the Vm-only quantities read from a table in Vm
+    #: (tt06_tables; built per dt, blocks of cells outside its range exact).
+    kernel: str = "exact"
+
     #: I_Ks conductance multiplier per cell (None: 1), from an APD scale.
     _g_ks_scale: Optional[np.ndarray] = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.kernel not in KERNELS:
+            raise ValueError(f"tt06: kernel {self.kernel!r} is not one of {', '.join(KERNELS)}")
+
+    def table(self, dt: float) -> np.ndarray:
+        """The Vm table for this dt and the model's temperature and tau_f2 variant."""
+        p = self.parameter_vector()
+        return tt06_tables.table_for(float(dt), float(p[17]), bool(p[30] != 0.0))
 
     def set_apd_scale(self, scale: np.ndarray) -> None:
         """APD multipliers realised through I_Ks, the current that sets the
@@ -768,4 +911,7 @@ class TenTusscherPanfilov2006(IonicModel):
             raise ValueError("tt06: the state array must be C-contiguous (updated in place)")
         if self._g_ks_scale is None or len(self._g_ks_scale) != n:
             self._g_ks_scale = np.ones(n)
-        _tt06_step(vm, states.reshape(-1), i_stim, float(dt), cell_type, self._g_ks_scale, self.parameter_vector())
+        tabulated = self.kernel == "tabulated"
+        table = self.table(dt) if tabulated else _NO_TABLE
+        _tt06_step(vm, states.reshape(-1), i_stim, float(dt), cell_type, self._g_ks_scale,
+                   self.parameter_vector(), table, tt06_tables.V_MIN, tt06_tables.DV, tabulated)
