@@ -6,8 +6,7 @@ from pathlib import Path
 import meshio
 import numpy as np
 import pytest
-
-pv = pytest.importorskip("pyvista")
+import pyvista as pv
 
 from solver.common.errors import ConfigError
 from solver.patient.anatomy_import import (

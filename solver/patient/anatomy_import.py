@@ -254,9 +254,10 @@ def _triangle_labels(surface, path: Path, wanted: str) -> np.ndarray | None:
         name = wanted
     else:
         by_lower = {n.lower(): n for n in arrays}
-        name = next((by_lower[c] for c in LABEL_ARRAY_NAMES if c in by_lower), None)
-        if name is None:
+        found = next((by_lower[c] for c in LABEL_ARRAY_NAMES if c in by_lower), None)
+        if found is None:
             return None
+        name = found
     kind, _ = arrays[name]
     values = np.asarray(surface.cell_data[name] if kind == "cell" else surface.point_data[name])
     if values.ndim != 1:
@@ -402,7 +403,8 @@ class Grid:
 def grid_around(points: np.ndarray, dx: float) -> Grid:
     lo, hi = points.min(axis=0), points.max(axis=0)
     origin = lo + dx / 2 - PADDING * dx
-    shape = tuple(int(n) for n in np.floor((hi - origin) / dx).astype(int) + PADDING + 1)
+    nx, ny, nz = (int(n) for n in np.floor((hi - origin) / dx).astype(int) + PADDING + 1)
+    shape = (nx, ny, nz)
     if np.prod(shape, dtype=float) > 4e8:
         raise ConfigError(f"a {shape} voxel grid at dx {dx} mm is too large; coarsen --dx or check the units")
     return Grid(origin, shape, dx)
@@ -487,8 +489,8 @@ def _from_surface(surface: Surface, options: ImportOptions) -> Anatomy:
     if surface.labels is not None:
         roles = {role: _sub_surface(surface, surface.labels == role) for role in (BASE, EPI, LV_ENDO, RV_ENDO)
                  if (surface.labels == role).any()}
-        closed = len(_open_edges(surface)) == 0
-        if closed:
+        watertight = len(_open_edges(surface)) == 0
+        if watertight:
             _check_manifold(surface)
             grid = grid_around(surface.points, options.dx)
             tissue = inside_surface(surface, grid)
@@ -510,7 +512,8 @@ def _from_volume(volume: Volume, options: ImportOptions) -> Anatomy:
     grid = grid_around(volume.points[np.unique(volume.tets)], options.dx)
     tissue, origin = voxelise_tetrahedra(volume.points, volume.tets, options.dx,
                                           origin=grid.origin + PADDING * options.dx)
-    grid = Grid(origin, tissue.shape, options.dx)
+    nx, ny, nz = tissue.shape
+    grid = Grid(origin, (nx, ny, nz), options.dx)
     return _automatic(tissue, grid, _tet_boundary(volume))
 
 
@@ -779,6 +782,7 @@ def _given_surface_labels(surface: np.ndarray, grid: Grid, given: Surface) -> np
     centroids = given.points[given.triangles].mean(axis=1)
     skin = np.argwhere(surface > 0)
     _, nearest = cKDTree(centroids).query(grid.centres(skin))
+    assert given.labels is not None  # only labelled surfaces come here
     labels = given.labels[nearest].astype(np.int8)
     septum = surface[tuple(skin.T)] == SEPTUM
     labels[septum & (labels == RV_ENDO)] = SEPTUM
