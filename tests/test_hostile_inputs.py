@@ -533,8 +533,9 @@ def test_a_checkpoint_changed_in_place_is_refused_everywhere(trained, tmp_path):
 ])
 def test_forged_checkpoint_metadata_is_refused_everywhere(trained, tmp_path, change, message):
     """A loadable checkpoint with a valid digest but metadata no training
-    writes: one line naming the field (every command reads it through
-    load_checkpoint; the first case goes through each of them)."""
+    writes: one line naming the field. Every command reads a checkpoint
+    through load_checkpoint, which checks the metadata after the digest
+    (the damaged checkpoint above goes through each command)."""
     from model.checkpoint import load_checkpoint, save_checkpoint
 
     data, checkpoint = trained
@@ -542,11 +543,8 @@ def test_forged_checkpoint_metadata_is_refused_everywhere(trained, tmp_path, cha
     state = load_checkpoint(checkpoint)
     change(state)
     save_checkpoint(tmp_path / "forged.pt", state)
-    if "a string" in message or "expected a mapping" in message:
-        _every_use_of(tmp_path / "forged.pt", data, tmp_path, message)
-    else:
-        expect_error("predict", tmp_path / "forged.pt", REPO / "tests/data/clinical/cinc2020/A0002.hea",
-                     "--output", tmp_path / "p.h5", message=message)
+    expect_error("predict", tmp_path / "forged.pt", REPO / "tests/data/clinical/cinc2020/A0002.hea",
+                 "--output", tmp_path / "p.h5", message=message)
 
 
 def test_random_bytes_checkpoint(trained, tmp_path):
